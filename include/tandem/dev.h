@@ -1,0 +1,100 @@
+// tandem devices: the CPU or one CUDA GPU, its stream and library handles, buffers, graphs.
+#ifndef TANDEM_DEV_H
+#define TANDEM_DEV_H
+
+#include "tandem/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { TDM_DEV_CPU = 0, TDM_DEV_CUDA = 1 } tdm_dev_kind;
+
+typedef struct tdm_dev {
+  tdm_dev_kind kind;
+  int ordinal;           // CUDA device index (-1 for the CPU)
+  char name[160];        // "cpu (16 threads)" or "cuda:0 NVIDIA H100 80GB HBM3"
+  tdm_pool *pool;        // CPU ops run on this pool (owned); NULL = single-threaded
+  bool tf32;             // allow TF32 tensor-core math in GEMMs (GPU only)
+  // CUDA handles (opaque here so C callers need no CUDA headers)
+  void *stream;          // cudaStream_t
+  void *cublas;          // cublasHandle_t
+  void *workspace;       // cuBLAS workspace (device)
+  size_t workspace_bytes;
+  int capturing;         // inside tdm_graph_begin / tdm_graph_end
+  int sm_count;
+} tdm_dev;
+
+// True when this build has the CUDA backend.
+bool tdm_cuda_built(void);
+
+// Number of visible CUDA devices (0 when none or when built without CUDA).
+int tdm_cuda_device_count(void);
+
+typedef struct {
+  char name[256];
+  int cc_major, cc_minor;
+  int sm_count;
+  size_t free_bytes, total_bytes;
+} tdm_gpu_info;
+
+// Describe CUDA device ordinal.
+tdm_status tdm_gpu_info_get(int ordinal, tdm_gpu_info *info);
+
+// Open a device from "cpu", "cuda", "cuda:N" or "auto" (first GPU if any, else the CPU).
+// threads: CPU threads for the CPU backend (0 = all cores, 1 = none extra).
+tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out);
+void tdm_dev_close(tdm_dev *dev);
+
+// Allocate bytes of device memory (64-byte aligned host memory on the CPU). The error names the
+// size asked for and the free memory.
+tdm_status tdm_dev_alloc(tdm_dev *dev, size_t bytes, void **out);
+void tdm_dev_free(tdm_dev *dev, void *p);
+
+// Pinned host memory on a GPU device, plain aligned memory on the CPU.
+tdm_status tdm_host_alloc(tdm_dev *dev, size_t bytes, void **out);
+void tdm_host_free(tdm_dev *dev, void *p);
+
+// Copies, asynchronous on the device stream (synchronous on the CPU).
+tdm_status tdm_dev_h2d(tdm_dev *dev, void *dst, const void *src, size_t bytes);
+tdm_status tdm_dev_d2h(tdm_dev *dev, void *dst, const void *src, size_t bytes);
+tdm_status tdm_dev_d2d(tdm_dev *dev, void *dst, const void *src, size_t bytes);
+tdm_status tdm_dev_memset(tdm_dev *dev, void *dst, int byte, size_t bytes);
+
+// Wait for all work queued on the device stream.
+tdm_status tdm_dev_sync(tdm_dev *dev);
+
+// Free and total device memory (host memory for the CPU).
+tdm_status tdm_dev_mem_info(tdm_dev *dev, size_t *free_bytes, size_t *total_bytes);
+
+// Check the last CUDA launch error; used by every kernel launcher after each launch.
+tdm_status tdm_cuda_check_launch(const char *file, int line, const char *what);
+#define TDM_LAUNCH_CHECK(what) tdm_cuda_check_launch(__FILE__, __LINE__, (what))
+
+// ---------------------------------------------------------------------------------------------
+// CUDA graphs: capture the ops queued on dev's stream between begin and end, replay many times.
+// On the CPU, begin/end/launch are refused (TDM_ERR_UNSUPPORTED): call the code directly.
+
+typedef struct tdm_graph tdm_graph;
+tdm_status tdm_graph_begin(tdm_dev *dev);
+tdm_status tdm_graph_end(tdm_dev *dev, tdm_graph **out);
+tdm_status tdm_graph_launch(tdm_dev *dev, tdm_graph *g);
+void tdm_graph_destroy(tdm_graph *g);
+
+// ---------------------------------------------------------------------------------------------
+// device timers (CUDA events on the GPU, host clock on the CPU)
+
+typedef struct {
+  tdm_dev *dev;
+  void *ev0, *ev1;
+  double t0, t1;
+} tdm_dev_timer;
+tdm_status tdm_dev_timer_start(tdm_dev *dev, tdm_dev_timer *t);
+// Stop and return elapsed milliseconds (synchronises).
+tdm_status tdm_dev_timer_stop(tdm_dev_timer *t, double *ms);
+void tdm_dev_timer_release(tdm_dev_timer *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif  // TANDEM_DEV_H

@@ -1,0 +1,192 @@
+// tandem ops: every op runs on the CPU (src/core/ops_cpu.c) or the GPU (kernels/*.cu) with the
+// same signature; tdm_* dispatches on dev->kind. All arrays are float32, row-major, and live in
+// the device's memory (host memory for the CPU). Sizes are element counts. Outputs may not alias
+// inputs unless the comment says so. Every function returns TDM_OK or an error with a message.
+// GPU reductions use no atomics, so results repeat bit for bit on one device.
+#ifndef TANDEM_OPS_H
+#define TANDEM_OPS_H
+
+#include "tandem/dev.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// matrix products
+
+typedef enum { TDM_NOTRANS = 0, TDM_TRANS = 1 } tdm_trans;
+
+// C (M x N) = alpha * op(A) (M x K) * op(B) (K x N) + beta * C. Row-major; lda, ldb, ldc are row
+// strides of A, B, C as stored (A stored M x K when NOTRANS, K x M when TRANS). beta = 0 ignores C.
+tdm_status tdm_gemm(tdm_dev *dev, tdm_trans ta, tdm_trans tb, int M, int N, int K, float alpha,
+                    const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                    int ldc);
+
+// The same for batch independent products; matrix i starts at A + i * sA (sA may be 0 to share
+// one matrix across the batch), likewise B and C (sC > 0).
+tdm_status tdm_gemm_batched(tdm_dev *dev, tdm_trans ta, tdm_trans tb, int M, int N, int K,
+                            float alpha, const float *A, int lda, long long sA, const float *B,
+                            int ldb, long long sB, float beta, float *C, int ldc, long long sC,
+                            int batch);
+
+// ---------------------------------------------------------------------------------------------
+// bias and activations
+
+// Y (E, M, N) += b (E, N), broadcast over the M rows of each member.
+tdm_status tdm_bias_add(tdm_dev *dev, float *Y, const float *b, int E, int M, int N);
+
+// db (E, N) = beta * db + sum over the M rows of dY (E, M, N).
+tdm_status tdm_bias_grad(tdm_dev *dev, float *db, const float *dY, int E, int M, int N,
+                         float beta);
+
+typedef enum {
+  TDM_ACT_NONE = 0,
+  TDM_ACT_RELU,
+  TDM_ACT_TANH,
+  TDM_ACT_SILU,  // x * sigmoid(x)
+  TDM_ACT_MISH,  // x * tanh(softplus(x))
+  TDM_ACT_ELU,   // alpha = 1
+} tdm_act;
+
+// Name of an activation ("relu") and lookup by name (-1 when unknown).
+const char *tdm_act_name(tdm_act a);
+int tdm_act_from_name(const char *name);
+
+// y = act(x) elementwise; y may alias x.
+tdm_status tdm_act_forward(tdm_dev *dev, tdm_act act, const float *x, float *y, size_t n);
+
+// dx = dy * act'(x); x is the pre-activation input, y = act(x) its output (both given so that
+// each activation uses the cheaper one). dx may alias dy.
+tdm_status tdm_act_backward(tdm_dev *dev, tdm_act act, const float *x, const float *y,
+                            const float *dy, float *dx, size_t n);
+
+// ---------------------------------------------------------------------------------------------
+// normalisation
+
+// LayerNorm over the last dim D of x (E, R, D) with per-member gamma, beta (E, D):
+// y = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(var + eps) (biased variance).
+// mean, rstd (E, R) are written for backward (either may be NULL when not needed).
+tdm_status tdm_layernorm_forward(tdm_dev *dev, const float *x, const float *gamma,
+                                 const float *beta, float *y, float *mean, float *rstd, int E,
+                                 int R, int D, float eps);
+
+// Backward of LayerNorm: dx (E, R, D) = (overwrite); dgamma, dbeta (E, D) = beta_acc * old + new.
+tdm_status tdm_layernorm_backward(tdm_dev *dev, const float *x, const float *gamma,
+                                  const float *mean, const float *rstd, const float *dy,
+                                  float *dx, float *dgamma, float *dbeta, int E, int R, int D,
+                                  float beta_acc);
+
+// SimNorm: each row of D is split into D / V groups of V, softmax over each group.
+tdm_status tdm_simnorm_forward(tdm_dev *dev, const float *x, float *y, size_t rows, int D, int V);
+
+// dx = y * (dy - sum_group(dy * y)), from the forward output y.
+tdm_status tdm_simnorm_backward(tdm_dev *dev, const float *y, const float *dy, float *dx,
+                                size_t rows, int D, int V);
+
+// Row softmax and log-softmax over D (numerically stable, max subtracted).
+tdm_status tdm_softmax(tdm_dev *dev, const float *x, float *y, size_t rows, int D);
+tdm_status tdm_log_softmax(tdm_dev *dev, const float *x, float *y, size_t rows, int D);
+
+// Backward of log-softmax: dx = dy - softmax(x) * sum(dy), from y = log_softmax(x).
+tdm_status tdm_log_softmax_backward(tdm_dev *dev, const float *y, const float *dy, float *dx,
+                                    size_t rows, int D);
+
+// ---------------------------------------------------------------------------------------------
+// two-hot (TD-MPC2): bins are nbins evenly spaced points on [vmin, vmax] in symlog space.
+
+// symlog(x) = sign(x) log(1 + |x|); symexp(x) = sign(x) (exp(|x|) - 1). y may alias x.
+tdm_status tdm_symlog(tdm_dev *dev, const float *x, float *y, size_t n);
+tdm_status tdm_symexp(tdm_dev *dev, const float *x, float *y, size_t n);
+
+// out (n, nbins) = two-hot encoding of symlog(x) clamped to [vmin, vmax].
+tdm_status tdm_twohot_encode(tdm_dev *dev, const float *x, float *out, size_t n, int nbins,
+                             float vmin, float vmax);
+
+// out (n) = symexp(sum_j softmax(logits)_j * bin_j) for logits (n, nbins).
+tdm_status tdm_twohot_decode(tdm_dev *dev, const float *logits, float *out, size_t n, int nbins,
+                             float vmin, float vmax);
+
+// ---------------------------------------------------------------------------------------------
+// reductions
+
+typedef enum { TDM_REDUCE_SUM = 0, TDM_REDUCE_MEAN, TDM_REDUCE_MAX } tdm_reduce;
+
+// out (rows) = reduce over each row of x (rows, D).
+tdm_status tdm_reduce_rows(tdm_dev *dev, tdm_reduce op, const float *x, float *out, size_t rows,
+                           int D);
+
+// out[0] = reduce over all n elements of x (out is device memory). Sums accumulate in a fixed
+// order (pairwise / tree), so the result is deterministic.
+tdm_status tdm_reduce_all(tdm_dev *dev, tdm_reduce op, const float *x, float *out, size_t n);
+
+// ---------------------------------------------------------------------------------------------
+// elementwise
+
+tdm_status tdm_fill(tdm_dev *dev, float *x, size_t n, float value);
+// y = a * x + b * y
+tdm_status tdm_axpby(tdm_dev *dev, size_t n, float a, const float *x, float b, float *y);
+// x = a * x
+tdm_status tdm_scale(tdm_dev *dev, size_t n, float a, float *x);
+// x = min(max(x, lo), hi)
+tdm_status tdm_clamp(tdm_dev *dev, size_t n, float lo, float hi, float *x);
+// z = x * y elementwise; z may alias x or y.
+tdm_status tdm_mul(tdm_dev *dev, size_t n, const float *x, const float *y, float *z);
+// dst (nidx, D) = src[idx[i], :]; indices must be in range (not checked on the GPU).
+tdm_status tdm_gather_rows(tdm_dev *dev, const float *src, const int32_t *idx, float *dst,
+                           size_t nidx, int D);
+
+// ---------------------------------------------------------------------------------------------
+// random numbers (Philox4x32-10; see core.h for the stream convention). rng points to device
+// memory; the op reads seed and calls there and uses sub-stream tdm_rng_sub(calls, stream).
+// The caller advances calls (tdm_rng_advance) once per step, so a graph replays fresh numbers.
+
+// x = uniform in (lo, hi]
+tdm_status tdm_fill_uniform(tdm_dev *dev, float *x, size_t n, float lo, float hi,
+                            const tdm_rng_ctr *rng, uint32_t stream);
+// x = mean + std * standard normal (Box-Muller on lane pairs (0,1), (2,3))
+tdm_status tdm_fill_normal(tdm_dev *dev, float *x, size_t n, float mean, float std,
+                           const tdm_rng_ctr *rng, uint32_t stream);
+// x = floor(u * bound) clamped to [0, bound - 1], u uniform (0, 1]; bound is an int32 in device
+// memory (a replay buffer's current size, say), read when the op runs.
+tdm_status tdm_fill_randint(tdm_dev *dev, int32_t *x, size_t n, const int32_t *bound,
+                            const tdm_rng_ctr *rng, uint32_t stream);
+// Dropout: mask = (u > p) / (1 - p) with u uniform, y = x * mask. y may alias x.
+tdm_status tdm_dropout_forward(tdm_dev *dev, const float *x, float *y, float *mask, size_t n,
+                               float p, const tdm_rng_ctr *rng, uint32_t stream);
+// rng->calls += n, on the device stream.
+tdm_status tdm_rng_advance(tdm_dev *dev, tdm_rng_ctr *rng, uint64_t n);
+
+// ---------------------------------------------------------------------------------------------
+// optimiser
+
+typedef struct {
+  float lr;             // learning rate (default 3e-4)
+  float beta1, beta2;   // (0.9, 0.999)
+  float eps;            // 1e-8
+  float weight_decay;   // decoupled (AdamW); 0 = off
+  float max_grad_norm;  // clip the global L2 norm of g to this; 0 = off
+} tdm_adam_cfg;
+
+// Defaults above.
+tdm_adam_cfg tdm_adam_defaults(void);
+
+// Floats of scratch memory tdm_adam_step needs for n parameters.
+size_t tdm_adam_scratch_floats(tdm_dev *dev, size_t n);
+
+// One Adam step over n parameters with bias correction:
+//   g' = g * min(1, max_grad_norm / ||g||)  (when clipping), t = *step + 1,
+//   m = b1 m + (1 - b1) g', v = b2 v + (1 - b2) g'^2,
+//   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * p.
+// step is an int32 counter in device memory, incremented by the op (graph-safe). scratch holds
+// tdm_adam_scratch_floats floats of device memory. g is not modified.
+tdm_status tdm_adam_step(tdm_dev *dev, float *p, const float *g, float *m, float *v, size_t n,
+                         const tdm_adam_cfg *cfg, int32_t *step, float *scratch);
+
+// Polyak update: target = (1 - tau) * target + tau * src.
+tdm_status tdm_polyak(tdm_dev *dev, float *target, const float *src, size_t n, float tau);
+
+#ifdef __cplusplus
+}
+#endif
+#endif  // TANDEM_OPS_H

@@ -1,0 +1,8 @@
+// tandem: everything.
+#ifndef TANDEM_H
+#define TANDEM_H
+#include "tandem/core.h"
+#include "tandem/dev.h"
+#include "tandem/ops.h"
+#include "tandem/nn.h"
+#endif

@@ -1,0 +1,26 @@
+// Sub-commands of the tandem command. Each takes argc/argv starting at its own name, prints its
+// own errors, and returns the process exit code (0 ok, 1 failure, 2 bad command line).
+#ifndef TANDEM_CLI_H
+#define TANDEM_CLI_H
+
+#include "tandem/tandem.h"
+
+typedef struct {
+  const char *name, *help;
+  int (*fn)(int argc, char **argv);
+} tdm_cli_cmd;
+
+// True when argv holds --help or -h (then the command prints its usage and returns 0).
+int tdm_cli_wants_help(int argc, char **argv);
+
+// Print "tandem: error: <message>" with the library's last error.
+void tdm_cli_error(const char *what);
+
+int tdm_cmd_version(int argc, char **argv);
+int tdm_cmd_devices(int argc, char **argv);
+int tdm_cmd_bench(int argc, char **argv);
+
+// bench/*.c
+int tdm_bench_ops(int argc, char **argv);
+
+#endif

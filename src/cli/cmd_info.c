@@ -1,0 +1,66 @@
+// tandem version, tandem devices.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int tdm_cli_wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+  return 0;
+}
+
+void tdm_cli_error(const char *what) {
+  fprintf(stderr, "tandem: error: %s%s%s\n", what ? what : "", what ? ": " : "", tdm_errmsg());
+}
+
+int tdm_cmd_version(int argc, char **argv) {
+  if (tdm_cli_wants_help(argc, argv)) {
+    printf("usage: tandem version\n  Print the version and which backends this build has.\n");
+    return 0;
+  }
+  printf("tandem %s\n", TDM_VERSION);
+  printf("cuda backend:   %s\n", tdm_cuda_built() ? "built" : "not built (CPU only)");
+#ifdef TDM_MUJOCO
+  printf("mujoco:         built\n");
+#else
+  printf("mujoco:         not built\n");
+#endif
+  return 0;
+}
+
+int tdm_cmd_devices(int argc, char **argv) {
+  if (tdm_cli_wants_help(argc, argv)) {
+    printf("usage: tandem devices\n  List CPU threads and each visible GPU with its name, compute\n"
+           "  capability and free / total memory. Use a listed name as device = \"cuda:N\".\n");
+    return 0;
+  }
+  printf("cpu      %d threads\n", tdm_cpu_count());
+  if (!tdm_cuda_built()) {
+    printf("(no CUDA backend in this build)\n");
+    return 0;
+  }
+  int n = tdm_cuda_device_count();
+  if (n == 0) printf("(no GPU visible)\n");
+  for (int i = 0; i < n; i++) {
+    tdm_gpu_info g;
+    if (tdm_gpu_info_get(i, &g) != TDM_OK) {
+      tdm_cli_error("reading GPU properties");
+      return 1;
+    }
+    printf("cuda:%d   %s, sm_%d%d, %d SMs, %.1f / %.1f GiB free\n", i, g.name, g.cc_major,
+           g.cc_minor, g.sm_count, g.free_bytes / 1073741824.0, g.total_bytes / 1073741824.0);
+  }
+  return 0;
+}
+
+int tdm_cmd_bench(int argc, char **argv) {
+  if (argc < 2 || (argc == 2 && tdm_cli_wants_help(argc, argv))) {
+    printf("usage: tandem bench WHAT [options]\n  ops    MLP forward+backward+Adam and SGEMM rate "
+           "(tandem bench ops --help)\n");
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "ops")) return tdm_bench_ops(argc - 1, argv + 1);
+  fprintf(stderr, "tandem: unknown benchmark \"%s\"; valid: ops\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,30 @@
+// The tandem command: dispatches to one function per sub-command (src/cli/cli.h).
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const tdm_cli_cmd commands[] = {
+    {"version", "print the version and the backends this build has", tdm_cmd_version},
+    {"devices", "list CPU threads and GPUs (name, compute capability, memory)", tdm_cmd_devices},
+    {"bench", "run a benchmark: bench ops", tdm_cmd_bench},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: tandem COMMAND [options]   (tandem COMMAND --help for its options)\n\ncommands:\n");
+  for (int i = 0; i < n_commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) return tdm_cmd_version(argc - 1, argv + 1);
+  for (int i = 0; i < n_commands; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "tandem: unknown command \"%s\"\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

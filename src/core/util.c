@@ -1,0 +1,59 @@
+// Arena, timers, aligned allocation, CRC-32.
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tandem/core.h"
+
+tdm_status tdm_arena_init(tdm_arena *a, size_t cap) {
+  memset(a, 0, sizeof *a);
+  a->base = tdm_malloc_aligned(cap);
+  if (!a->base && cap) return TDM_FAIL(TDM_ERR_OOM, "out of host memory: arena of %zu bytes", cap);
+  a->cap = cap;
+  return TDM_OK;
+}
+
+void tdm_arena_release(tdm_arena *a) {
+  tdm_free_aligned(a->base);
+  memset(a, 0, sizeof *a);
+}
+
+void *tdm_arena_alloc(tdm_arena *a, size_t bytes) {
+  size_t start = (a->top + 63) & ~(size_t)63;
+  if (start + bytes > a->cap) return NULL;
+  a->top = start + bytes;
+  if (a->top > a->peak) a->peak = a->top;
+  return a->base + start;
+}
+
+double tdm_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void *tdm_malloc_aligned(size_t bytes) {
+  void *p = NULL;
+  if (bytes == 0) bytes = 64;
+  if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
+  return p;
+}
+
+void tdm_free_aligned(void *p) { free(p); }
+
+uint32_t tdm_crc32(uint32_t crc, const void *data, size_t n) {
+  static uint32_t table[256];
+  static int ready = 0;
+  if (!ready) {
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    ready = 1;
+  }
+  const uint8_t *p = (const uint8_t *)data;
+  crc = ~crc;
+  for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}

@@ -1,0 +1,166 @@
+// Core: Philox known answers, host streams, thread pool, arena, CRC, errors, devices.
+#include "test.h"
+
+static void test_philox_known_answers(void) {
+  // Random123 known-answer vectors for philox4x32-10
+  uint32_t out[4];
+  uint32_t c0[4] = {0, 0, 0, 0}, k0[2] = {0, 0};
+  tdm_philox4x32_10(c0, k0, out);
+  CHECK(out[0] == 0x6627e8d5u && out[1] == 0xe169c58du && out[2] == 0xbc57ac4cu &&
+        out[3] == 0x9b00dbd8u);
+  uint32_t c1[4] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+  uint32_t k1[2] = {0xffffffffu, 0xffffffffu};
+  tdm_philox4x32_10(c1, k1, out);
+  CHECK(out[0] == 0x408f276du && out[1] == 0x41c83b0eu && out[2] == 0xa20bc7c6u &&
+        out[3] == 0x6d5451fdu);
+  uint32_t c2[4] = {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u};
+  uint32_t k2[2] = {0xa4093822u, 0x299f31d0u};
+  tdm_philox4x32_10(c2, k2, out);
+  CHECK(out[0] == 0xd16cfe09u && out[1] == 0x94fdccebu && out[2] == 0x5001e420u &&
+        out[3] == 0x24126ea1u);
+}
+
+static void test_rng_stream_moments(void) {
+  tdm_rng r;
+  tdm_rng_init(&r, 42, 0);
+  double s = 0, s2 = 0, u = 0;
+  const int n = 200000;
+  for (int i = 0; i < n; i++) {
+    float z = tdm_rng_normal(&r);
+    s += z;
+    s2 += (double)z * z;
+  }
+  for (int i = 0; i < n; i++) {
+    float x = tdm_rng_uniform(&r);
+    CHECK(x > 0.0f && x <= 1.0f);
+    u += x;
+  }
+  CHECKF(fabs(s / n) < 0.01, "normal mean %g", s / n);
+  CHECKF(fabs(s2 / n - 1.0) < 0.02, "normal var %g", s2 / n);
+  CHECKF(fabs(u / n - 0.5) < 0.005, "uniform mean %g", u / n);
+  uint32_t hist[7] = {0};
+  for (int i = 0; i < 70000; i++) hist[tdm_rng_below(&r, 7)]++;
+  for (int i = 0; i < 7; i++) CHECKF(hist[i] > 9500 && hist[i] < 10500, "bin %d: %u", i, hist[i]);
+}
+
+static void test_rng_determinism(void) {
+  tdm_rng a, b, c;
+  tdm_rng_init(&a, 123, 5);
+  tdm_rng_init(&b, 123, 5);
+  tdm_rng_init(&c, 123, 6);
+  int same_c = 0;
+  for (int i = 0; i < 1000; i++) {
+    uint32_t x = tdm_rng_u32(&a), y = tdm_rng_u32(&b), z = tdm_rng_u32(&c);
+    CHECK(x == y);
+    same_c += x == z;
+  }
+  CHECK(same_c < 5);
+}
+
+typedef struct {
+  double *out;
+} sq_ctx;
+static void sq_fn(void *ctx, int64_t b, int64_t e, int w) {
+  (void)w;
+  sq_ctx *c = ctx;
+  for (int64_t i = b; i < e; i++) c->out[i] = (double)i * (double)i;
+}
+
+static void test_pool_parallel_for(void) {
+  tdm_pool *p;
+  CHECK_OK(tdm_pool_create(4, &p));
+  CHECK(tdm_pool_size(p) == 4);
+  enum { N = 100003 };
+  static double out[N];
+  sq_ctx c = {out};
+  for (int rep = 0; rep < 50; rep++) {
+    memset(out, 0, sizeof out);
+    tdm_pool_for(p, N, 16, sq_fn, &c);
+    for (int i = 0; i < N; i += 997) CHECK(out[i] == (double)i * i);
+    CHECK(out[N - 1] == (double)(N - 1) * (N - 1));
+  }
+  tdm_pool_for(p, 3, 1, sq_fn, &c);  // fewer items than workers
+  CHECK(out[2] == 4.0);
+  tdm_pool_destroy(p);
+}
+
+static void test_arena_mark_reset(void) {
+  tdm_arena a;
+  CHECK_OK(tdm_arena_init(&a, 1 << 16));
+  void *x = tdm_arena_alloc(&a, 100);
+  CHECK(x && ((uintptr_t)x & 63) == 0);
+  size_t m = tdm_arena_mark(&a);
+  void *y = tdm_arena_alloc(&a, 1000);
+  CHECK(y && (uint8_t *)y >= (uint8_t *)x + 100);
+  tdm_arena_reset(&a, m);
+  void *z = tdm_arena_alloc(&a, 1000);
+  CHECK(z == y);
+  CHECK(tdm_arena_alloc(&a, 1 << 17) == NULL);
+  tdm_arena_release(&a);
+}
+
+static void test_crc32_and_errors(void) {
+  CHECK(tdm_crc32(0, "123456789", 9) == 0xCBF43926u);
+  tdm_status s = TDM_FAIL(TDM_ERR_CONFIG, "key %s", "lr");
+  CHECK(s == TDM_ERR_CONFIG);
+  CHECK(strstr(tdm_errmsg(), "core_test.c:") && strstr(tdm_errmsg(), "key lr"));
+  tdm_adderr(s, "in %s: ", "file.cfg");
+  CHECK(!strncmp(tdm_errmsg(), "in file.cfg: ", 13));
+  CHECK(tdm_warn_once("test-key", "first warning (expected in test output)") == 1);
+  CHECK(tdm_warn_once("test-key", "second") == 2);
+  CHECK(tdm_warn_count("test-key") == 2);
+}
+
+static void test_dev_cpu(void) {
+  tdm_dev *d;
+  CHECK_OK(tdm_dev_open("cpu", 2, &d));
+  CHECK(d->kind == TDM_DEV_CPU);
+  float *buf;
+  CHECK_OK(tdm_dev_alloc(d, 1024 * sizeof(float), (void **)&buf));
+  float h[1024], g[1024];
+  for (int i = 0; i < 1024; i++) h[i] = (float)i;
+  CHECK_OK(tdm_dev_h2d(d, buf, h, sizeof h));
+  CHECK_OK(tdm_dev_d2h(d, g, buf, sizeof g));
+  CHECK(!memcmp(h, g, sizeof h));
+  tdm_graph *gr;
+  CHECK(tdm_graph_begin(d) == TDM_ERR_UNSUPPORTED);
+  CHECK(tdm_graph_end(d, &gr) == TDM_ERR_UNSUPPORTED);
+  tdm_dev_free(d, buf);
+  tdm_dev_close(d);
+  CHECK(tdm_dev_open("gpu7", 0, &d) == TDM_ERR_ARG);
+  CHECK(strstr(tdm_errmsg(), "gpu7"));
+}
+
+static void test_dev_gpu_copy_and_graph(void) {
+  NEED_GPU(d);
+  float *buf;
+  CHECK_OK(tdm_dev_alloc(d, 4096 * sizeof(float), (void **)&buf));
+  float *h;
+  CHECK_OK(tdm_host_alloc(d, 4096 * sizeof(float), (void **)&h));
+  for (int i = 0; i < 4096; i++) h[i] = (float)i * 0.5f;
+  CHECK_OK(tdm_dev_h2d(d, buf, h, 4096 * sizeof(float)));
+  memset(h, 0, 4096 * sizeof(float));
+  CHECK_OK(tdm_dev_d2h(d, h, buf, 4096 * sizeof(float)));
+  CHECK_OK(tdm_dev_sync(d));
+  for (int i = 0; i < 4096; i++) CHECK(h[i] == (float)i * 0.5f);
+  size_t fr, tot;
+  CHECK_OK(tdm_dev_mem_info(d, &fr, &tot));
+  CHECK(fr > 0 && tot >= fr);
+  void *huge;
+  CHECK(tdm_dev_alloc(d, tot * 2, &huge) == TDM_ERR_OOM);
+  CHECK(strstr(tdm_errmsg(), "asked for"));
+  tdm_host_free(d, h);
+  tdm_dev_free(d, buf);
+}
+
+int main(void) {
+  TDM_RUN(test_philox_known_answers);
+  TDM_RUN(test_rng_stream_moments);
+  TDM_RUN(test_rng_determinism);
+  TDM_RUN(test_pool_parallel_for);
+  TDM_RUN(test_arena_mark_reset);
+  TDM_RUN(test_crc32_and_errors);
+  TDM_RUN(test_dev_cpu);
+  TDM_RUN(test_dev_gpu_copy_and_graph);
+  return tdm_test_end();
+}

@@ -1,0 +1,114 @@
+// Minimal test harness: each test is a function; main() runs them with TDM_RUN / TDM_RUN_GPU and
+// returns tdm_test_end(). Each test prints one line "PASS name", "FAIL name: why" or
+// "SKIP name: why"; tests/run_tests.sh adds them up.
+#ifndef TANDEM_TEST_H
+#define TANDEM_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tandem/tandem.h"
+
+static int tdm_t_failed_now, tdm_t_pass, tdm_t_fail, tdm_t_skip;
+static char tdm_t_why[512];
+
+#define CHECK(cond)                                                                        \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      if (!tdm_t_failed_now)                                                               \
+        snprintf(tdm_t_why, sizeof tdm_t_why, "%s:%d: CHECK(%s)", __FILE__, __LINE__, #cond); \
+      tdm_t_failed_now = 1;                                                                \
+      return;                                                                              \
+    }                                                                                      \
+  } while (0)
+
+#define CHECKF(cond, ...)                                                                  \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      if (!tdm_t_failed_now) {                                                             \
+        int k_ = snprintf(tdm_t_why, sizeof tdm_t_why, "%s:%d: ", __FILE__, __LINE__);     \
+        snprintf(tdm_t_why + k_, sizeof tdm_t_why - (size_t)k_, __VA_ARGS__);              \
+      }                                                                                    \
+      tdm_t_failed_now = 1;                                                                \
+      return;                                                                              \
+    }                                                                                      \
+  } while (0)
+
+// Fails the test with the library's error message when expr is not TDM_OK.
+#define CHECK_OK(expr)                                                                     \
+  do {                                                                                     \
+    tdm_status s_ = (expr);                                                                \
+    CHECKF(s_ == TDM_OK, "%s -> %s: %s", #expr, tdm_status_name(s_), tdm_errmsg());        \
+  } while (0)
+
+// Skip the current test (prints SKIP and returns).
+static int tdm_t_skipped_now;
+#define SKIP(...)                                                 \
+  do {                                                            \
+    snprintf(tdm_t_why, sizeof tdm_t_why, __VA_ARGS__);           \
+    tdm_t_skipped_now = 1;                                        \
+    return;                                                       \
+  } while (0)
+
+static inline void tdm_t_run(const char *name, void (*fn)(void)) {
+  tdm_t_failed_now = 0;
+  tdm_t_skipped_now = 0;
+  tdm_t_why[0] = 0;
+  double t0 = tdm_now();
+  fn();
+  double dt = tdm_now() - t0;
+  if (tdm_t_failed_now) {
+    printf("FAIL %s: %s\n", name, tdm_t_why);
+    tdm_t_fail++;
+  } else if (tdm_t_skipped_now) {
+    printf("SKIP %s: %s\n", name, tdm_t_why);
+    tdm_t_skip++;
+  } else {
+    printf("PASS %s (%.2fs)\n", name, dt);
+    tdm_t_pass++;
+  }
+  fflush(stdout);
+}
+
+#define TDM_RUN(fn) tdm_t_run(#fn, fn)
+
+static inline int tdm_test_end(void) { return tdm_t_fail ? 1 : 0; }
+
+// The GPU device for GPU tests, or NULL (then the test calls SKIP).
+static inline tdm_dev *tdm_test_gpu(void) {
+  static tdm_dev *gpu = NULL;
+  static int tried = 0;
+  if (!tried) {
+    tried = 1;
+    if (tdm_cuda_built() && tdm_cuda_device_count() > 0) {
+      if (tdm_dev_open("cuda:0", 1, &gpu) != TDM_OK) gpu = NULL;
+    }
+  }
+  return gpu;
+}
+#define NEED_GPU(dev)                                                                        \
+  tdm_dev *dev = tdm_test_gpu();                                                             \
+  if (!dev) SKIP("no GPU (%s)", tdm_cuda_built() ? "none visible" : "built without CUDA")
+
+// Relative error ||a - b|| / ||b|| in double.
+static inline double tdm_t_relerr(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - (double)b[i];
+    if (isnan(a[i]) || isnan(b[i])) return INFINITY;
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+// Fill x with uniform values in [lo, hi) from a host Philox stream.
+static inline void tdm_t_rand(float *x, size_t n, float lo, float hi, uint64_t seed) {
+  tdm_rng r;
+  tdm_rng_init(&r, seed, 7);
+  for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)tdm_rng_uniform_d(&r);
+}
+
+#endif  // TANDEM_TEST_H
