@@ -5,4 +5,5 @@
 #include "tandem/dev.h"
 #include "tandem/ops.h"
 #include "tandem/nn.h"
+#include "tandem/env.h"
 #endif
