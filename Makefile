@@ -115,14 +115,18 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 	$(CC) $(CFLAGS) -c $< -o $@.o
 	$(LINK) -o $@ $@.o $(LIB) $(LDLIBS)
 
-test: all
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+
+test:
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@bash tests/run_tests.sh $(BUILD)/tests
 
 bench: all
 	$(BIN) bench ops
 
 # ---- bundle for a GPU machine without our packages ------------------------------------------------
-bundle: all
+bundle:
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	rm -rf bundle
 	mkdir -p bundle/bin bundle/tests bundle/lib
 	cp $(BIN) bundle/bin/
