@@ -1,0 +1,148 @@
+// tandem agents: the trainer knows an agent only through this small vtable and a registry of
+// names. act(obs, explore) / observe(transitions) / update(n) / write / read / destroy.
+//
+// Actions are always in [-1, 1]^A (the env rescales). The trainer owns the loop: it takes uniform
+// random actions for the first learning_starts steps (as Stable-Baselines3), calls observe after
+// every env step and update(n) with n = the update-to-data ratio times the transitions added.
+#ifndef TANDEM_AGENT_H
+#define TANDEM_AGENT_H
+
+#include <stdio.h>
+
+#include "tandem/nn.h"
+#include "tandem/replay.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// SAC settings; defaults (tdm_sac_defaults) are Stable-Baselines3's.
+typedef struct {
+  float lr;                    // 3e-4, for actor, critics and temperature (Adam)
+  int batch_size;              // 256
+  float tau;                   // 0.005 (Polyak)
+  float gamma;                 // 0.99
+  int hidden;                  // 256 units per hidden layer
+  int layers;                  // 2 hidden layers
+  tdm_act act;                 // TDM_ACT_RELU
+  int64_t buffer_size;         // 1,000,000 transitions
+  int64_t learning_starts;     // 100 env steps of random actions (the trainer applies it)
+  float utd;                   // 1: gradient updates per env transition (the trainer applies it)
+  int policy_delay;            // 1: actor + temperature step every policy_delay critic steps
+  int target_update_interval;  // 1: Polyak every this many updates
+  bool ent_coef_auto;          // true: learn alpha ("auto" in SB3); false: alpha = ent_coef_init
+  float ent_coef_init;         // 1.0
+  bool target_entropy_auto;    // true: target entropy = -act_dim
+  float target_entropy;        // used when not auto
+  float log_std_min, log_std_max;  // -20, 2 (SB3 LOG_STD_MIN / LOG_STD_MAX)
+  bool use_graph;              // true: one update = one CUDA graph replay (ignored on the CPU)
+  bool tf32;                   // false: sets dev->tf32 for this agent's GEMMs when true
+  int max_seq_rows;            // replay sequence sampling rows (0 = off; world models set it)
+} tdm_sac_cfg;
+
+// Stable-Baselines3 defaults (above).
+tdm_sac_cfg tdm_sac_defaults(void);
+
+// Configuration of any agent; each agent reads its own member.
+typedef struct {
+  tdm_sac_cfg sac;
+} tdm_agent_cfg;
+
+// Defaults of every member.
+tdm_agent_cfg tdm_agent_cfg_defaults(void);
+
+// Sizes an agent is built for.
+typedef struct {
+  int obs_dim, act_dim;  // O, A
+  int num_envs;          // N: largest batch of act and observe
+} tdm_agent_dims;
+
+// Training statistics of the last update of a tdm_agent_update call, reduced on the device.
+typedef struct {
+  float critic_loss;  // 0.5 * sum over both Qs of the MSE to the target
+  float actor_loss;   // mean(alpha log pi - min Q(s, pi(s))) (of the last actor step)
+  float alpha;        // temperature used in that update
+  float entropy;      // -mean log pi(a|s) over the batch (of the last actor step)
+  float q_mean;       // mean Q(s, a) over the batch and both critics
+  int64_t updates;    // updates done since creation (host counter)
+} tdm_agent_stats;
+
+typedef struct tdm_agent tdm_agent;
+
+typedef struct {
+  const char *name;
+  // act_out (n, A) in [-1, 1] from obs (n, O), both host memory; explore: sample, else tanh(mean).
+  tdm_status (*act)(tdm_agent *a, const float *obs, int n, bool explore, float *act_out);
+  // Store one env step's transitions.
+  tdm_status (*observe)(tdm_agent *a, const tdm_transition_batch *b);
+  // Run n_updates gradient updates; copy the statistics of the last one into out when non-NULL.
+  tdm_status (*update)(tdm_agent *a, int n_updates, tdm_agent_stats *out);
+  // Checkpoint: networks with Adam state, temperature, RNG counters, step counters, and the replay
+  // contents when with_replay.
+  tdm_status (*write)(tdm_agent *a, FILE *f, bool with_replay);
+  tdm_status (*read)(tdm_agent *a, FILE *f, bool with_replay, const char *what);
+  void (*destroy)(tdm_agent *a);
+} tdm_agent_ops;
+
+struct tdm_agent {
+  const tdm_agent_ops *ops;
+  tdm_dev *dev;
+  tdm_agent_dims dims;
+  int64_t n_updates;  // updates done
+  int64_t n_observed; // transitions observed
+  void *impl;         // agent's own state
+};
+
+// Comma-separated names of the registered agents ("sac").
+const char *tdm_agent_names(void);
+
+// Create agent name on dev for dims, seeded with seed. An unknown name is refused with
+// TDM_ERR_ARG listing the valid names.
+tdm_status tdm_agent_create(const char *name, tdm_dev *dev, const tdm_agent_cfg *cfg,
+                            const tdm_agent_dims *dims, uint64_t seed, tdm_agent **out);
+
+// Free the agent (NULL is fine).
+void tdm_agent_destroy(tdm_agent *a);
+
+// Actions (n, A) in [-1, 1] for observations (n, O); host arrays; synchronises.
+tdm_status tdm_agent_act(tdm_agent *a, const float *obs, int n, bool explore, float *act_out);
+
+// Store the transitions of one env step.
+tdm_status tdm_agent_observe(tdm_agent *a, const tdm_transition_batch *b);
+
+// Run n gradient updates (the replay buffer must not be empty); stats copied when out != NULL.
+tdm_status tdm_agent_update(tdm_agent *a, int n, tdm_agent_stats *out);
+
+// Write / read the agent's checkpoint section. read refuses a mismatched magic, version, shape
+// or configuration with the reason; after a failed read the agent's state is undefined (destroy
+// it).
+tdm_status tdm_agent_write(tdm_agent *a, FILE *f, bool with_replay);
+tdm_status tdm_agent_read(tdm_agent *a, FILE *f, bool with_replay, const char *what);
+
+// ---------------------------------------------------------------------------------------------
+// SAC specifics (for tests, benchmarks and agents built on SAC)
+
+// Create a SAC agent (what tdm_agent_create("sac", ...) does).
+tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_dims *dims,
+                          uint64_t seed, tdm_agent **out);
+
+// The SAC agent's replay buffer (NULL when a is not SAC).
+tdm_replay *tdm_sac_replay(tdm_agent *a);
+
+// The SAC agent's networks: actor (1 member, O -> 2A: mean, log_std), critic (2 members,
+// O + A -> 1) and target critic. NULL when a is not SAC.
+tdm_mlp *tdm_sac_actor(tdm_agent *a);
+tdm_mlp *tdm_sac_critic(tdm_agent *a);
+tdm_mlp *tdm_sac_critic_target(tdm_agent *a);
+
+// log(alpha) in device memory (one float).
+float *tdm_sac_log_alpha(tdm_agent *a);
+
+// Run n updates on the batch b (already gathered, B = b->rows) instead of sampling: the
+// parity and reference tests feed the same batch to CPU and GPU. Never uses a graph.
+tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif  // TANDEM_AGENT_H
