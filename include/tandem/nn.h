@@ -81,6 +81,9 @@ typedef struct {
   float *mean[TDM_MLP_MAX_LAYERS], *rstd[TDM_MLP_MAX_LAYERS];  // (E, B) LayerNorm stats
   float *a[TDM_MLP_MAX_LAYERS];     // (E, B, out_l) layer outputs (after activation)
   float *dbuf[2];                   // (E, B, max width) gradient ping-pong
+  float *ones;                      // (E) ones: sums member input gradients of a shared input
+  float *discard;                   // (2, E, max width) LayerNorm grads dropped by TDM_GRAD_NONE
+  bool train;                       // last forward applied dropout (backward applies its masks)
 } tdm_mlp_acts;
 
 tdm_status tdm_mlp_acts_create(const tdm_mlp *m, int max_batch, tdm_mlp_acts **out);
@@ -115,13 +118,15 @@ tdm_status tdm_mlp_copy_params(tdm_mlp *dst, const tdm_mlp *src);
 // write/read work on an open stream (checkpoints embed several networks); save/load on a path
 // (save writes a temporary file, fsyncs and renames). read refuses a wrong magic, version, spec
 // or checksum and a truncated file, saying which, and leaves m unchanged.
-// with_adam also stores the Adam moments and step.
+// with_adam also stores the Adam moments and step; read with_adam requires them in the file,
+// read without it skips them. save stores the Adam state; load restores it when the file has it.
 tdm_status tdm_mlp_write(const tdm_mlp *m, FILE *f, bool with_adam);
 tdm_status tdm_mlp_read(tdm_mlp *m, FILE *f, bool with_adam, const char *what);
 tdm_status tdm_mlp_save(const tdm_mlp *m, const char *path);
 tdm_status tdm_mlp_load(tdm_mlp *m, const char *path);
 
-// Multiply-adds of one forward + backward (for GFLOP/s reports): 2 * flops per MAC.
+// FLOPs of one forward pass's matrix products, 2 per multiply-add: 2 E B sum_l in_l out_l
+// (bias, norm and activation FLOPs not counted). A forward + backward with dx is about 3x this.
 double tdm_mlp_flops_fwd(const tdm_mlp_spec *spec, int B);
 
 #ifdef __cplusplus
