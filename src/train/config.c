@@ -1,0 +1,731 @@
+// Configuration: schema, defaults, libconfig parsing, overrides, validation, resolved output.
+#include "tandem/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_internal.h"
+
+#define OFF(field) offsetof(tdm_train_cfg, field)
+#define SZ(field) sizeof(((tdm_train_cfg *)0)->field)
+#define BIG 9.0e18
+
+// key, type, offset, size, default, min, max, default string, choices, resume_may_change, help
+static const tdm_cfg_key schema[] = {
+    {"name", TDM_KEY_STRING, OFF(name), SZ(name), 0, 0, 0, "run", NULL, false,
+     "run name: the run directory is <run_dir>/<name>/<seed>/"},
+    {"seed", TDM_KEY_I64, OFF(seed), 0, 0, 0, 4294967295.0, NULL, NULL, false,
+     "random seed of networks, exploration, environments and replay sampling"},
+    {"device", TDM_KEY_STRING, OFF(device), SZ(device), 0, 0, 0, "auto", "auto|cpu|cuda|cuda:N",
+     true, "where to train: auto (first GPU, else the CPU), cpu, cuda or cuda:N"},
+    {"total_steps", TDM_KEY_I64, OFF(total_steps), 0, 20000, 1, BIG, NULL, NULL, true,
+     "environment steps to train for (summed over num_envs)"},
+    {"num_envs", TDM_KEY_INT, OFF(num_envs), 0, 1, 1, 4096, NULL, NULL, false,
+     "environments stepped together"},
+    {"eval_every", TDM_KEY_I64, OFF(eval_every), 0, 5000, 0, BIG, NULL, NULL, true,
+     "environment steps between evaluations (0: only at the end)"},
+    {"eval_episodes", TDM_KEY_INT, OFF(eval_episodes), 0, 10, 1, 100000, NULL, NULL, true,
+     "deterministic episodes per evaluation"},
+    {"log_every", TDM_KEY_I64, OFF(log_every), 0, 1000, 1, BIG, NULL, NULL, true,
+     "environment steps between rows of metrics.csv"},
+    {"checkpoint_every", TDM_KEY_I64, OFF(checkpoint_every), 0, 10000, 0, BIG, NULL, NULL, true,
+     "environment steps between checkpoints (0: only at the end and on a signal)"},
+    {"keep_checkpoints", TDM_KEY_INT, OFF(keep_checkpoints), 0, 3, 1, 1000000, NULL, NULL, true,
+     "how many of the most recent checkpoints to keep"},
+    {"save_replay", TDM_KEY_BOOL, OFF(save_replay), 0, 0, 0, 1, NULL, NULL, false,
+     "checkpoints include the replay buffer (needed for an exact resume)"},
+    {"threads", TDM_KEY_INT, OFF(threads), 0, 0, 0, 1024, NULL, NULL, true,
+     "CPU threads for the CPU backend and environments (0: all cores)"},
+    {"run_dir", TDM_KEY_STRING, OFF(run_dir), SZ(run_dir), 0, 0, 0, "runs", NULL, true,
+     "root directory of run directories"},
+    {"env", TDM_KEY_GROUP, 0, 0, 0, 0, 0, NULL, NULL, false,
+     "environment: task plus task-specific keys (checked by the task)"},
+    {"env.task", TDM_KEY_STRING, OFF(env_task), SZ(env_task), 0, 0, 0, "pendulum", NULL, false,
+     "task name (tandem train --help lists them)"},
+    {"agent", TDM_KEY_GROUP, 0, 0, 0, 0, 0, NULL, NULL, false, "agent and its hyperparameters"},
+    {"agent.name", TDM_KEY_STRING, OFF(agent_name), SZ(agent_name), 0, 0, 0, "sac", "sac", false,
+     "agent algorithm"},
+    {"agent.lr", TDM_KEY_FLOAT, OFF(lr), 0, 3e-4, 0, 10, NULL, NULL, false,
+     "Adam learning rate of actor, critics and temperature"},
+    {"agent.batch_size", TDM_KEY_INT, OFF(batch_size), 0, 256, 1, 1 << 20, NULL, NULL, false,
+     "minibatch size of one update"},
+    {"agent.tau", TDM_KEY_FLOAT, OFF(tau), 0, 0.005, 0, 1, NULL, NULL, false,
+     "Polyak coefficient of the target critics"},
+    {"agent.gamma", TDM_KEY_FLOAT, OFF(gamma), 0, 0.99, 0, 1, NULL, NULL, false, "discount factor"},
+    {"agent.hidden", TDM_KEY_INT, OFF(hidden), 0, 256, 1, 65536, NULL, NULL, false,
+     "hidden layer width of actor and critics"},
+    {"agent.layers", TDM_KEY_INT, OFF(layers), 0, 2, 1, 7, NULL, NULL, false,
+     "number of hidden layers of actor and critics"},
+    {"agent.buffer_size", TDM_KEY_I64, OFF(buffer_size), 0, 1000000, 1, BIG, NULL, NULL, false,
+     "replay buffer capacity in transitions"},
+    {"agent.learning_starts", TDM_KEY_I64, OFF(learning_starts), 0, 100, 0, BIG, NULL, NULL,
+     false, "environment steps of uniform random actions before the first update"},
+    {"agent.utd", TDM_KEY_FLOAT, OFF(utd), 0, 1, 0, 1024, NULL, NULL, false,
+     "gradient updates per environment step (update-to-data ratio)"},
+    {"agent.policy_delay", TDM_KEY_INT, OFF(policy_delay), 0, 1, 1, 1000, NULL, NULL, false,
+     "actor and temperature update once every policy_delay critic updates"},
+    {"agent.ent_coef_init", TDM_KEY_FLOAT, OFF(ent_coef_init), 0, 1, 1e-8, 1e4, NULL, NULL, false,
+     "initial entropy temperature alpha"},
+    {"agent.target_entropy", TDM_KEY_ENTROPY, OFF(target_entropy), 0, 0, -1e6, 1e6, "auto", NULL,
+     false, "target entropy: \"auto\" (-dim(A)) or a number"},
+    {"agent.use_graph", TDM_KEY_BOOL, OFF(use_graph), 0, 1, 0, 1, NULL, NULL, true,
+     "replay each update as one CUDA graph (GPU only)"},
+    {"agent.tf32", TDM_KEY_BOOL, OFF(tf32), 0, 0, 0, 1, NULL, NULL, true,
+     "allow TF32 tensor-core GEMMs (GPU only; changes numerics)"},
+};
+static const int n_schema = (int)(sizeof schema / sizeof schema[0]);
+
+const tdm_cfg_key *tdm_config_schema(int *n) {
+  if (n) *n = n_schema;
+  return schema;
+}
+
+static const tdm_cfg_key *schema_find(const char *path) {
+  for (int i = 0; i < n_schema; i++)
+    if (!strcmp(schema[i].path, path)) return &schema[i];
+  return NULL;
+}
+
+void tdm_train_cfg_defaults(tdm_train_cfg *v) {
+  memset(v, 0, sizeof *v);
+  for (int i = 0; i < n_schema; i++) {
+    const tdm_cfg_key *k = &schema[i];
+    char *p = (char *)v + k->offset;
+    switch (k->type) {
+      case TDM_KEY_INT: *(int *)p = (int)k->def; break;
+      case TDM_KEY_I64: *(int64_t *)p = (int64_t)k->def; break;
+      case TDM_KEY_FLOAT: *(double *)p = k->def; break;
+      case TDM_KEY_BOOL: *(bool *)p = k->def != 0; break;
+      case TDM_KEY_STRING: snprintf(p, k->size, "%s", k->def_str); break;
+      case TDM_KEY_ENTROPY:
+        v->target_entropy_auto = true;
+        v->target_entropy = 0;
+        break;
+      case TDM_KEY_GROUP: break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// messages
+
+// "file:line" of a setting, or "override -s TEXT" for a value that came from the command line.
+static void where(const config_setting_t *s, const char *fallback, char *buf, size_t n) {
+  if (s && s->hook) {
+    snprintf(buf, n, "override -s %s", (const char *)s->hook);
+    return;
+  }
+  const char *file = s ? config_setting_source_file(s) : NULL;
+  unsigned line = s ? config_setting_source_line(s) : 0;
+  if (!file) file = fallback && fallback[0] ? fallback : "<config>";
+  if (line)
+    snprintf(buf, n, "%s:%u", file, line);
+  else
+    snprintf(buf, n, "%s", file);
+}
+
+static const char *type_name(int t) {
+  switch (t) {
+    case CONFIG_TYPE_GROUP: return "a group";
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64: return "an integer";
+    case CONFIG_TYPE_FLOAT: return "a float";
+    case CONFIG_TYPE_STRING: return "a string";
+    case CONFIG_TYPE_BOOL: return "a boolean";
+    case CONFIG_TYPE_ARRAY: return "an array";
+    case CONFIG_TYPE_LIST: return "a list";
+    default: return "nothing";
+  }
+}
+
+static void fmt_num(double x, char *buf, size_t n) {
+  // shortest text that reads back as the same double
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(buf, n, "%.*g", prec, x);
+    if (strtod(buf, NULL) == x) break;
+  }
+}
+
+// "an integer in [1, 4096]" etc.
+static void expected(const tdm_cfg_key *k, char *buf, size_t n) {
+  char lo[32], hi[32];
+  fmt_num(k->min, lo, sizeof lo);
+  fmt_num(k->max, hi, sizeof hi);
+  if (k->max >= BIG) snprintf(hi, sizeof hi, "inf");
+  switch (k->type) {
+    case TDM_KEY_INT:
+    case TDM_KEY_I64: snprintf(buf, n, "an integer in [%s, %s]", lo, hi); break;
+    case TDM_KEY_FLOAT: snprintf(buf, n, "a number in [%s, %s]", lo, hi); break;
+    case TDM_KEY_BOOL: snprintf(buf, n, "true or false"); break;
+    case TDM_KEY_STRING:
+      if (k->choices)
+        snprintf(buf, n, "one of \"%s\"", k->choices);
+      else
+        snprintf(buf, n, "a string of at most %zu characters", k->size - 1);
+      break;
+    case TDM_KEY_ENTROPY: snprintf(buf, n, "\"auto\" or a number in [%s, %s]", lo, hi); break;
+    case TDM_KEY_GROUP: snprintf(buf, n, "a group { ... }"); break;
+  }
+}
+
+static size_t levenshtein(const char *a, const char *b) {
+  size_t na = strlen(a), nb = strlen(b);
+  if (na > 63 || nb > 63) return 64;
+  size_t d[64][64];
+  for (size_t i = 0; i <= na; i++) d[i][0] = i;
+  for (size_t j = 0; j <= nb; j++) d[0][j] = j;
+  for (size_t i = 1; i <= na; i++)
+    for (size_t j = 1; j <= nb; j++) {
+      size_t c = d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+      if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+      d[i][j] = c;
+    }
+  return d[na][nb];
+}
+
+// The closest schema key to path, or NULL when none is close.
+static const char *did_you_mean(const char *path) {
+  const char *best = NULL;
+  size_t best_d = (size_t)-1;
+  const char *leaf = strrchr(path, '.');
+  leaf = leaf ? leaf + 1 : path;
+  for (int i = 0; i < n_schema; i++) {
+    size_t d = levenshtein(path, schema[i].path);
+    const char *kl = strrchr(schema[i].path, '.');
+    kl = kl ? kl + 1 : schema[i].path;
+    size_t dl = levenshtein(leaf, kl) + (strcmp(leaf, path) ? 0 : 1);  // leaf in another group
+    if (dl < d) d = dl;
+    if (d < best_d) best_d = d, best = schema[i].path;
+  }
+  size_t n = strlen(leaf);
+  size_t limit = n <= 4 ? 1 : n <= 8 ? 2 : 3;
+  return best_d <= limit ? best : NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// overrides
+
+static int copy_setting(config_setting_t *dst_parent, const char *name, const config_setting_t *src);
+
+static int copy_value(config_setting_t *d, const config_setting_t *src) {
+  switch (config_setting_type(src)) {
+    case CONFIG_TYPE_INT: return config_setting_set_int(d, config_setting_get_int(src));
+    case CONFIG_TYPE_INT64: return config_setting_set_int64(d, config_setting_get_int64(src));
+    case CONFIG_TYPE_FLOAT: return config_setting_set_float(d, config_setting_get_float(src));
+    case CONFIG_TYPE_BOOL: return config_setting_set_bool(d, config_setting_get_bool(src));
+    case CONFIG_TYPE_STRING: return config_setting_set_string(d, config_setting_get_string(src));
+    default: {
+      int n = config_setting_length(src);
+      for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(src, (unsigned)i);
+        if (!copy_setting(d, config_setting_type(src) == CONFIG_TYPE_GROUP ? config_setting_name(e)
+                                                                           : NULL,
+                          e))
+          return CONFIG_FALSE;
+      }
+      return CONFIG_TRUE;
+    }
+  }
+}
+
+static int copy_setting(config_setting_t *dst_parent, const char *name, const config_setting_t *src) {
+  config_setting_t *d = config_setting_add(dst_parent, name, config_setting_type(src));
+  if (!d) return CONFIG_FALSE;
+  return copy_value(d, src);
+}
+
+static tdm_status apply_override(config_t *lc, const char *text) {
+  const char *eq = strchr(text, '=');
+  if (!eq || eq == text)
+    return TDM_FAIL(TDM_ERR_CONFIG, "override -s %s: expected key=value (e.g. -s agent.lr=1e-3)",
+                    text);
+  char key[256];
+  size_t kn = (size_t)(eq - text);
+  while (kn > 0 && isspace((unsigned char)text[kn - 1])) kn--;
+  if (kn >= sizeof key) return TDM_FAIL(TDM_ERR_CONFIG, "override -s %s: key too long", text);
+  memcpy(key, text, kn);
+  key[kn] = 0;
+  for (size_t i = 0; i < kn; i++) {
+    char c = key[i];
+    if (!(isalnum((unsigned char)c) || c == '_' || c == '.' || c == '-' || c == '*') ||
+        (c == '.' && (i == 0 || i == kn - 1 || key[i + 1] == '.')))
+      return TDM_FAIL(TDM_ERR_CONFIG,
+                      "override -s %s: bad key \"%s\" (letters, digits, _ and dots between "
+                      "group names, e.g. agent.lr)",
+                      text, key);
+  }
+  // parse the value with libconfig's own syntax
+  size_t vn = strlen(eq + 1);
+  char *src = malloc(vn + 16);
+  if (!src) return TDM_FAIL(TDM_ERR_OOM, "override: out of memory");
+  snprintf(src, vn + 16, "v = %s\n;", eq + 1);
+  config_t tmp;
+  config_init(&tmp);
+  config_set_auto_convert(&tmp, CONFIG_TRUE);
+  int ok = config_read_string(&tmp, src);
+  free(src);
+  if (!ok) {
+    tdm_status st = TDM_FAIL(TDM_ERR_CONFIG,
+                             "override -s %s: cannot parse the value: %s (strings need quotes: "
+                             "-s env.task=\\\"hopper\\\")",
+                             text, config_error_text(&tmp));
+    config_destroy(&tmp);
+    return st;
+  }
+  const config_setting_t *val = config_lookup(&tmp, "v");
+  if (!val || config_setting_length(config_root_setting(&tmp)) != 1) {
+    config_destroy(&tmp);
+    return TDM_FAIL(TDM_ERR_CONFIG, "override -s %s: expected exactly one value", text);
+  }
+  // walk or create the groups of the path
+  config_setting_t *parent = config_root_setting(lc);
+  char *save = NULL, *part = strtok_r(key, ".", &save);
+  tdm_status st = TDM_OK;
+  while (part) {
+    char *next = strtok_r(NULL, ".", &save);
+    config_setting_t *m = config_setting_get_member(parent, part);
+    if (next) {
+      if (!m) m = config_setting_add(parent, part, CONFIG_TYPE_GROUP);
+      if (!m || !config_setting_is_group(m)) {
+        st = TDM_FAIL(TDM_ERR_CONFIG, "override -s %s: \"%s\" is %s, not a group", text, part,
+                      m ? type_name(config_setting_type(m)) : "not a valid name");
+        break;
+      }
+      parent = m;
+    } else {
+      if (m) config_setting_remove(parent, part);
+      config_setting_t *d = config_setting_add(parent, part, config_setting_type(val));
+      if (!d || !copy_value(d, val)) {
+        st = TDM_FAIL(TDM_ERR_CONFIG, "override -s %s: cannot set \"%s\" (bad name?)", text, part);
+        break;
+      }
+      config_setting_set_hook(d, (void *)text);
+    }
+    part = next;
+  }
+  config_destroy(&tmp);
+  return st;
+}
+
+// ---------------------------------------------------------------------------------------------
+// validation
+
+static void path_of(const config_setting_t *s, char *buf, size_t n) {
+  if (!s || config_setting_is_root(s) || !config_setting_name(s)) {
+    buf[0] = 0;
+    return;
+  }
+  char up[256];
+  path_of(config_setting_parent(s), up, sizeof up);
+  if (up[0])
+    snprintf(buf, n, "%s.%s", up, config_setting_name(s));
+  else
+    snprintf(buf, n, "%s", config_setting_name(s));
+}
+
+// Every key in group g must be in the schema (the env group's non-task keys pass through).
+static tdm_status check_known(const config_setting_t *g, const char *file) {
+  int n = config_setting_length(g);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+    char path[256], loc[600];
+    path_of(s, path, sizeof path);
+    if (!strncmp(path, "env.", 4) && strcmp(path, "env.task")) continue;  // task-specific
+    const tdm_cfg_key *k = schema_find(path);
+    if (!k) {
+      where(s, file, loc, sizeof loc);
+      const char *dym = did_you_mean(path);
+      if (dym)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: unknown key \"%s\" (did you mean \"%s\"?)", loc, path,
+                        dym);
+      char list[1024] = "";
+      char prefix[256] = "";
+      const char *dot = strrchr(path, '.');
+      if (dot) snprintf(prefix, sizeof prefix, "%.*s.", (int)(dot - path), path);
+      size_t pl = strlen(prefix);
+      for (int j = 0; j < n_schema; j++) {
+        const char *p = schema[j].path;
+        if (strncmp(p, prefix, pl) || strchr(p + pl, '.')) continue;
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", l ? ", " : "", p + pl);
+      }
+      return TDM_FAIL(TDM_ERR_CONFIG, "%s: unknown key \"%s\"; valid keys %s%s%s: %s", loc, path,
+                      pl ? "in " : "here", pl ? prefix : "", pl ? "" : "", list);
+    }
+    if (k->type == TDM_KEY_GROUP) {
+      if (!config_setting_is_group(s)) {
+        where(s, file, loc, sizeof loc);
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: \"%s\" is %s; expected a group: %s = { ... };", loc,
+                        path, type_name(config_setting_type(s)), path);
+      }
+      TDM_TRY(check_known(s, file));
+    }
+  }
+  return TDM_OK;
+}
+
+static bool device_ok(const char *s) {
+  if (!strcmp(s, "auto") || !strcmp(s, "cpu") || !strcmp(s, "cuda")) return true;
+  if (strncmp(s, "cuda:", 5) || !s[5]) return false;
+  for (const char *p = s + 5; *p; p++)
+    if (!isdigit((unsigned char)*p)) return false;
+  return strlen(s + 5) <= 4;
+}
+
+static bool name_ok(const char *s) {
+  if (!s[0] || s[0] == '.') return false;
+  for (const char *p = s; *p; p++)
+    if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.')) return false;
+  return true;
+}
+
+static bool in_choices(const char *choices, const char *v) {
+  size_t n = strlen(v);
+  for (const char *p = choices; *p;) {
+    const char *bar = strchr(p, '|');
+    size_t l = bar ? (size_t)(bar - p) : strlen(p);
+    if (l == n && !strncmp(p, v, n)) return true;
+    if (!bar) break;
+    p = bar + 1;
+  }
+  return false;
+}
+
+// Look key k up, check its type and range, store it into v (defaults stay when absent).
+static tdm_status resolve_key(const config_t *lc, const tdm_cfg_key *k, tdm_train_cfg *v,
+                              const char *file) {
+  if (k->type == TDM_KEY_GROUP) return TDM_OK;
+  const config_setting_t *s = config_lookup(lc, k->path);
+  if (!s) return TDM_OK;
+  char loc[600], exp[160];
+  where(s, file, loc, sizeof loc);
+  expected(k, exp, sizeof exp);
+  char *p = (char *)v + k->offset;
+  int t = config_setting_type(s);
+  bool is_int = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+  bool is_num = is_int || t == CONFIG_TYPE_FLOAT;
+  switch (k->type) {
+    case TDM_KEY_INT:
+    case TDM_KEY_I64: {
+      double x;
+      if (is_int) {
+        x = (double)config_setting_get_int64(s);
+      } else if (t == CONFIG_TYPE_FLOAT && config_setting_get_float(s) == floor(config_setting_get_float(s))) {
+        x = config_setting_get_float(s);  // 1e6 is a fine step count
+      } else {
+        char got[64] = "";
+        if (t == CONFIG_TYPE_FLOAT) snprintf(got, sizeof got, " %g", config_setting_get_float(s));
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s is %s%s; expected %s (%s)", loc, k->path,
+                        type_name(t), got, exp, k->help);
+      }
+      if (!(x >= k->min && x <= k->max))
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s = %.0f is out of range; expected %s (%s)", loc,
+                        k->path, x, exp, k->help);
+      if (k->type == TDM_KEY_INT)
+        *(int *)p = (int)x;
+      else
+        *(int64_t *)p = is_int ? (int64_t)config_setting_get_int64(s) : (int64_t)x;
+      return TDM_OK;
+    }
+    case TDM_KEY_FLOAT: {
+      if (!is_num)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s is %s; expected %s (%s)", loc, k->path,
+                        type_name(t), exp, k->help);
+      double x = config_setting_get_float(s);
+      if (!(x >= k->min && x <= k->max)) {
+        char xs[40];
+        fmt_num(x, xs, sizeof xs);
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s = %s is out of range; expected %s (%s)", loc,
+                        k->path, xs, exp, k->help);
+      }
+      *(double *)p = x;
+      return TDM_OK;
+    }
+    case TDM_KEY_BOOL:
+      if (t != CONFIG_TYPE_BOOL)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s is %s; expected %s (%s)", loc, k->path,
+                        type_name(t), exp, k->help);
+      *(bool *)p = config_setting_get_bool(s) != 0;
+      return TDM_OK;
+    case TDM_KEY_STRING: {
+      if (t != CONFIG_TYPE_STRING)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s is %s; expected %s, in quotes (%s)", loc, k->path,
+                        type_name(t), exp, k->help);
+      const char *x = config_setting_get_string(s);
+      bool ok = strlen(x) < k->size;
+      if (ok && !strcmp(k->path, "device"))
+        ok = device_ok(x);
+      else if (ok && k->choices)
+        ok = in_choices(k->choices, x);
+      else if (ok && !strcmp(k->path, "name"))
+        ok = name_ok(x);
+      if (!ok) {
+        if (!strcmp(k->path, "name"))
+          snprintf(exp, sizeof exp, "a non-empty name of letters, digits, '_', '-' and '.'");
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s = \"%s\" is not valid; expected %s (%s)", loc,
+                        k->path, x, exp, k->help);
+      }
+      snprintf(p, k->size, "%s", x);
+      return TDM_OK;
+    }
+    case TDM_KEY_ENTROPY: {
+      if (t == CONFIG_TYPE_STRING && !strcmp(config_setting_get_string(s), "auto")) {
+        v->target_entropy_auto = true;
+        v->target_entropy = 0;
+        return TDM_OK;
+      }
+      if (!is_num || !(config_setting_get_float(s) >= k->min && config_setting_get_float(s) <= k->max))
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s is not valid; expected %s (%s)", loc, k->path, exp,
+                        k->help);
+      v->target_entropy_auto = false;
+      v->target_entropy = config_setting_get_float(s);
+      return TDM_OK;
+    }
+    case TDM_KEY_GROUP: return TDM_OK;
+  }
+  return TDM_OK;
+}
+
+static tdm_status finish_load(tdm_config *cfg, const char *file, const char *const *overrides,
+                              int n_overrides) {
+  for (int i = 0; i < n_overrides; i++) TDM_TRY(apply_override(&cfg->lc, overrides[i]));
+  TDM_TRY(check_known(config_root_setting(&cfg->lc), file));
+  for (int i = 0; i < n_schema; i++) TDM_TRY(resolve_key(&cfg->lc, &schema[i], &cfg->v, file));
+  // cross-key checks
+  const tdm_train_cfg *v = &cfg->v;
+  if (v->eval_episodes < 1 || v->keep_checkpoints < 1)
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s: eval_episodes and keep_checkpoints must be >= 1", file);
+  if (v->batch_size > v->buffer_size) {
+    const config_setting_t *s = config_lookup(&cfg->lc, "agent.batch_size");
+    char loc[600];
+    where(s ? s : config_lookup(&cfg->lc, "agent.buffer_size"), file, loc, sizeof loc);
+    return TDM_FAIL(TDM_ERR_CONFIG,
+                    "%s: agent.batch_size = %d is larger than agent.buffer_size = %lld; expected "
+                    "batch_size <= buffer_size",
+                    loc, v->batch_size, (long long)v->buffer_size);
+  }
+  return TDM_OK;
+}
+
+static void init_lc(tdm_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  config_init(&cfg->lc);
+  config_set_auto_convert(&cfg->lc, CONFIG_TRUE);
+  tdm_train_cfg_defaults(&cfg->v);
+}
+
+tdm_status tdm_config_load(tdm_config *cfg, const char *path, const char *const *overrides,
+                           int n_overrides) {
+  init_lc(cfg);
+  if (path) {
+    snprintf(cfg->path, sizeof cfg->path, "%s", path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      return TDM_FAIL(TDM_ERR_IO, "cannot open config %s: %s", path, strerror(errno));
+    fclose(f);
+    if (!config_read_file(&cfg->lc, path)) {
+      const char *ef = config_error_file(&cfg->lc);
+      return TDM_FAIL(TDM_ERR_CONFIG, "%s:%d - %s", ef ? ef : path, config_error_line(&cfg->lc),
+                      config_error_text(&cfg->lc));
+    }
+  }
+  return finish_load(cfg, path ? path : "<defaults>", overrides, n_overrides);
+}
+
+tdm_status tdm_config_load_string(tdm_config *cfg, const char *text, const char *name,
+                                  const char *const *overrides, int n_overrides) {
+  init_lc(cfg);
+  snprintf(cfg->path, sizeof cfg->path, "%s", name ? name : "<string>");
+  if (!config_read_string(&cfg->lc, text))
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s:%d - %s", cfg->path, config_error_line(&cfg->lc),
+                    config_error_text(&cfg->lc));
+  return finish_load(cfg, cfg->path, overrides, n_overrides);
+}
+
+void tdm_config_free(tdm_config *cfg) {
+  if (cfg) config_destroy(&cfg->lc);
+}
+
+const config_setting_t *tdm_config_env_group(const tdm_config *cfg) {
+  const config_setting_t *g = config_lookup(&cfg->lc, "env");
+  return g && config_setting_is_group(g) ? g : NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// resolved output
+
+static void put_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\')
+      fprintf(f, "\\%c", *s);
+    else if (*s == '\n')
+      fputs("\\n", f);
+    else if (*s == '\t')
+      fputs("\\t", f);
+    else
+      fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+static void put_float(FILE *f, double x) {
+  char b[48];
+  if (isnan(x) || isinf(x)) {
+    fputs(isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf"), f);  // libconfig cannot read these
+    return;
+  }
+  fmt_num(x, b, sizeof b);
+  if (!strpbrk(b, ".eE")) strcat(b, ".0");
+  fputs(b, f);
+}
+
+static void put_int64(FILE *f, long long x) {
+  if (x > 2147483647LL || x < -2147483648LL)
+    fprintf(f, "%lldL", x);
+  else
+    fprintf(f, "%lld", x);
+}
+
+static void put_setting_value(FILE *f, const config_setting_t *s, int indent);
+
+static void put_member(FILE *f, const config_setting_t *s, int indent) {
+  fprintf(f, "%*s%s = ", indent, "", config_setting_name(s));
+  put_setting_value(f, s, indent);
+  fputs(";\n", f);
+}
+
+static void put_setting_value(FILE *f, const config_setting_t *s, int indent) {
+  int t = config_setting_type(s);
+  switch (t) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64: put_int64(f, config_setting_get_int64(s)); break;
+    case CONFIG_TYPE_FLOAT: put_float(f, config_setting_get_float(s)); break;
+    case CONFIG_TYPE_BOOL: fputs(config_setting_get_bool(s) ? "true" : "false", f); break;
+    case CONFIG_TYPE_STRING: put_string(f, config_setting_get_string(s)); break;
+    case CONFIG_TYPE_GROUP: {
+      fputs("{\n", f);
+      for (int i = 0; i < config_setting_length(s); i++)
+        put_member(f, config_setting_get_elem(s, (unsigned)i), indent + 2);
+      fprintf(f, "%*s}", indent, "");
+      break;
+    }
+    default: {  // array or list
+      fputc(t == CONFIG_TYPE_ARRAY ? '[' : '(', f);
+      for (int i = 0; i < config_setting_length(s); i++) {
+        if (i) fputs(", ", f);
+        put_setting_value(f, config_setting_get_elem(s, (unsigned)i), indent + 2);
+      }
+      fputc(t == CONFIG_TYPE_ARRAY ? ']' : ')', f);
+    }
+  }
+}
+
+static void put_key(FILE *f, const tdm_cfg_key *k, const tdm_train_cfg *v, int indent) {
+  const char *leaf = strrchr(k->path, '.');
+  leaf = leaf ? leaf + 1 : k->path;
+  const char *p = (const char *)v + k->offset;
+  fprintf(f, "%*s%s = ", indent, "", leaf);
+  switch (k->type) {
+    case TDM_KEY_INT: fprintf(f, "%d", *(const int *)p); break;
+    case TDM_KEY_I64: put_int64(f, (long long)*(const int64_t *)p); break;
+    case TDM_KEY_FLOAT: put_float(f, *(const double *)p); break;
+    case TDM_KEY_BOOL: fputs(*(const bool *)p ? "true" : "false", f); break;
+    case TDM_KEY_STRING: put_string(f, p); break;
+    case TDM_KEY_ENTROPY:
+      if (v->target_entropy_auto)
+        fputs("\"auto\"", f);
+      else
+        put_float(f, v->target_entropy);
+      break;
+    case TDM_KEY_GROUP: break;
+  }
+  fprintf(f, ";  # %s\n", k->help);
+}
+
+static void write_impl(const tdm_config *cfg, FILE *f, bool for_hash) {
+  if (!for_hash)
+    fprintf(f, "# tandem %s resolved configuration%s%s (every key with its final value)\n",
+            TDM_VERSION, cfg->path[0] ? " from " : "", cfg->path);
+  // top level, then each group
+  for (int i = 0; i < n_schema; i++) {
+    const tdm_cfg_key *k = &schema[i];
+    if (strchr(k->path, '.') || k->type == TDM_KEY_GROUP) continue;
+    if (for_hash && k->resume_may_change) continue;
+    put_key(f, k, &cfg->v, 0);
+  }
+  for (int g = 0; g < n_schema; g++) {
+    if (schema[g].type != TDM_KEY_GROUP) continue;
+    const char *gname = schema[g].path;
+    size_t gl = strlen(gname);
+    fprintf(f, "\n# %s\n%s = {\n", schema[g].help, gname);
+    for (int i = 0; i < n_schema; i++) {
+      const tdm_cfg_key *k = &schema[i];
+      if (strncmp(k->path, gname, gl) || k->path[gl] != '.') continue;
+      if (for_hash && k->resume_may_change) continue;
+      put_key(f, k, &cfg->v, 2);
+    }
+    const config_setting_t *gs = config_lookup(&cfg->lc, gname);
+    if (!strcmp(gname, "env") && gs && config_setting_is_group(gs)) {
+      for (int i = 0; i < config_setting_length(gs); i++) {
+        const config_setting_t *s = config_setting_get_elem(gs, (unsigned)i);
+        if (strcmp(config_setting_name(s), "task")) put_member(f, s, 2);
+      }
+    }
+    fputs("};\n", f);
+  }
+}
+
+tdm_status tdm_config_write(const tdm_config *cfg, FILE *f) {
+  write_impl(cfg, f, false);
+  if (ferror(f)) return TDM_FAIL(TDM_ERR_IO, "writing the resolved configuration failed");
+  return TDM_OK;
+}
+
+tdm_status tdm_config_save(const tdm_config *cfg, const char *path) {
+  tdm_afile a;
+  TDM_TRY(tdm_afile_open(&a, path));
+  tdm_status st = tdm_config_write(cfg, a.f);
+  if (st != TDM_OK) {
+    tdm_afile_abort(&a);
+    return st;
+  }
+  return tdm_afile_commit(&a);
+}
+
+uint32_t tdm_config_hash(const tdm_config *cfg) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  if (!f) return 0;
+  write_impl(cfg, f, true);
+  fclose(f);
+  uint32_t h = tdm_crc32(0, buf, n);
+  free(buf);
+  return h;
+}
+
+void tdm_config_print_schema(FILE *f) {
+  for (int i = 0; i < n_schema; i++) {
+    const tdm_cfg_key *k = &schema[i];
+    if (k->type == TDM_KEY_GROUP) {
+      fprintf(f, "  %-24s %s\n", k->path, k->help);
+      continue;
+    }
+    char def[64], exp[160];
+    switch (k->type) {
+      case TDM_KEY_STRING:
+      case TDM_KEY_ENTROPY: snprintf(def, sizeof def, "\"%s\"", k->def_str); break;
+      case TDM_KEY_BOOL: snprintf(def, sizeof def, "%s", k->def ? "true" : "false"); break;
+      default: fmt_num(k->def, def, sizeof def);
+    }
+    expected(k, exp, sizeof exp);
+    fprintf(f, "  %-24s = %-10s %s; %s\n", k->path, def, k->help, exp);
+  }
+}
