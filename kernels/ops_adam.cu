@@ -1,0 +1,91 @@
+// Adam(W) on the GPU, graph-safe and deterministic. With clipping, the squared gradient norm is
+// reduced in two passes without atomics: a fixed number of blocks (a function of n only) write
+// partial sums to scratch[1 ..], then one block adds them in a fixed order and writes the clip
+// factor to scratch[0]. The update kernel reads the clip factor and the int32 step counter from
+// device memory (so a replayed graph sees the current values), and a one-thread kernel then
+// increments the counter.
+#include "cuda_common.cuh"
+
+#define ADAM_THREADS 256
+#define ADAM_MAX_PARTIALS 1024
+#define ADAM_FINAL_THREADS 1024
+
+// Blocks of the partial-sum pass for n parameters: about 8 elements per thread, at most 1024.
+static size_t adam_partials(size_t n) {
+  size_t per_block = (size_t)ADAM_THREADS * 8;
+  size_t b = (n + per_block - 1) / per_block;
+  if (b < 1) b = 1;
+  if (b > ADAM_MAX_PARTIALS) b = ADAM_MAX_PARTIALS;
+  return b;
+}
+
+extern "C" size_t tdm_cuda_adam_scratch_floats(size_t n) { return 1 + adam_partials(n); }
+
+// partial[b] = sum of g^2 over the elements block b strides over (double inside the block)
+static __global__ void adam_sumsq_partial_kernel(const float *g, size_t n, float *partial) {
+  __shared__ double sh[32];
+  double s = 0.0;
+  for (size_t i = (size_t)blockIdx.x * ADAM_THREADS + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * ADAM_THREADS) {
+    double v = (double)g[i];
+    s += v * v;
+  }
+  s = tdm_block_sum_d(s, sh);
+  if (threadIdx.x == 0) partial[blockIdx.x] = (float)s;
+}
+
+// scratch[0] = min(1, max_norm / sqrt(sum of the nparts partials))
+static __global__ void adam_clip_final_kernel(float *scratch, int nparts, float max_norm) {
+  __shared__ double sh[32];
+  double s = 0.0;
+  for (int k = threadIdx.x; k < nparts; k += ADAM_FINAL_THREADS) s += (double)scratch[1 + k];
+  s = tdm_block_sum_d(s, sh);
+  if (threadIdx.x == 0) {
+    float norm = (float)sqrt(s);
+    scratch[0] = fminf(1.0f, max_norm / norm);  // norm 0 gives inf, so 1
+  }
+}
+
+// the update; clip points to the clip factor or is NULL (no clipping)
+static __global__ void adam_update_kernel(float *p, const float *g, float *m, float *v, size_t n,
+                                          float lr, float b1, float b2, float eps, float wd,
+                                          const int32_t *step, const float *clip) {
+  float c = clip ? *clip : 1.0f;
+  float t = (float)(*step + 1);
+  float bc1 = 1.0f - powf(b1, t), bc2 = 1.0f - powf(b2, t);
+  float ob1 = 1.0f - b1, ob2 = 1.0f - b2;
+  TDM_GRID_LOOP(i, n) {
+    float gi = g[i] * c;
+    float mi = b1 * m[i] + ob1 * gi;
+    float vi = b2 * v[i] + ob2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float pi = p[i];
+    p[i] = pi - (lr * (mi / bc1) / (sqrtf(vi / bc2) + eps) + lr * wd * pi);
+  }
+}
+
+static __global__ void adam_step_incr_kernel(int32_t *step) {
+  if (threadIdx.x == 0 && blockIdx.x == 0) *step += 1;
+}
+
+extern "C" tdm_status tdm_cuda_adam_step(tdm_dev *dev, float *p, const float *g, float *m,
+                                         float *v, size_t n, const tdm_adam_cfg *cfg,
+                                         int32_t *step, float *scratch) {
+  cudaStream_t st = tdm_stream_of(dev);
+  const float *clip = NULL;
+  if (cfg->max_grad_norm > 0.0f) {
+    size_t nparts = adam_partials(n);
+    adam_sumsq_partial_kernel<<<(unsigned)nparts, ADAM_THREADS, 0, st>>>(g, n, scratch + 1);
+    TDM_TRY(TDM_LAUNCH_CHECK("adam_sumsq_partial_kernel"));
+    adam_clip_final_kernel<<<1, ADAM_FINAL_THREADS, 0, st>>>(scratch, (int)nparts,
+                                                             cfg->max_grad_norm);
+    TDM_TRY(TDM_LAUNCH_CHECK("adam_clip_final_kernel"));
+    clip = scratch;
+  }
+  adam_update_kernel<<<tdm_grid_for(dev, n, ADAM_THREADS), ADAM_THREADS, 0, st>>>(
+      p, g, m, v, n, cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay, step, clip);
+  TDM_TRY(TDM_LAUNCH_CHECK("adam_update_kernel"));
+  adam_step_incr_kernel<<<1, 1, 0, st>>>(step);
+  return TDM_LAUNCH_CHECK("adam_step_incr_kernel");
+}
