@@ -18,8 +18,12 @@ static void *tbuf(size_t bytes) {
   bufs[nbufs++] = p;
   return p;
 }
-static float *tf(size_t n) { return tbuf(n * sizeof(float)); }
-static double *td(size_t n) { return tbuf(n * sizeof(double)); }
+static float *tf(size_t n) {
+  return tbuf(n * sizeof(float));
+}
+static double *td(size_t n) {
+  return tbuf(n * sizeof(double));
+}
 static float *trand(size_t n, float lo, float hi, uint64_t seed) {
   float *x = tf(n);
   tdm_t_rand(x, n, lo, hi, seed);
@@ -29,10 +33,10 @@ static void tfree_all(void) {
   for (int i = 0; i < nbufs; i++) free(bufs[i]);
   nbufs = 0;
 }
-#define RUN(fn)   \
-  do {            \
-    TDM_RUN(fn);  \
-    tfree_all();  \
+#define RUN(fn)  \
+  do {           \
+    TDM_RUN(fn); \
+    tfree_all(); \
   } while (0)
 
 // Relative error of float a against double b.
@@ -67,7 +71,9 @@ static double *to_d(const float *x, size_t n) {
   return d;
 }
 
-static int bitwise_eq(const void *a, const void *b, size_t bytes) { return !memcmp(a, b, bytes); }
+static int bitwise_eq(const void *a, const void *b, size_t bytes) {
+  return !memcmp(a, b, bytes);
+}
 
 // ---------------------------------------------------------------------------------------------
 // GEMM
@@ -121,8 +127,8 @@ static void test_gemm_batched_shared(void) {
       float *C = trand((size_t)sC * batch, -1, 1, 23);
       float *C0 = tf((size_t)sC * batch);
       memcpy(C0, C, sizeof(float) * sC * batch);
-      CHECK_OK(tdm_gemm_batched(cpu, ta, tb, M, N, K, 1.3f, A, lda, 0, B, ldb, sB, -0.5f, C, N,
-                                sC, batch));
+      CHECK_OK(tdm_gemm_batched(cpu, ta, tb, M, N, K, 1.3f, A, lda, 0, B, ldb, sB, -0.5f, C, N, sC,
+                                batch));
       for (int b = 0; b < batch; b++) {
         double *R = td((size_t)M * N);
         ref_gemm(ta, tb, M, N, K, 1.3, A, lda, B + b * sB, ldb, -0.5, C0 + b * sC, N, R);
@@ -212,12 +218,18 @@ static void test_bias_add_grad(void) {
 
 static double ref_act(tdm_act a, double x) {
   switch (a) {
-    case TDM_ACT_NONE: return x;
-    case TDM_ACT_RELU: return x > 0 ? x : 0;
-    case TDM_ACT_TANH: return tanh(x);
-    case TDM_ACT_SILU: return x / (1 + exp(-x));
-    case TDM_ACT_MISH: return x * tanh(x > 30 ? x : log1p(exp(x)));
-    case TDM_ACT_ELU: return x > 0 ? x : expm1(x);
+    case TDM_ACT_NONE:
+      return x;
+    case TDM_ACT_RELU:
+      return x > 0 ? x : 0;
+    case TDM_ACT_TANH:
+      return tanh(x);
+    case TDM_ACT_SILU:
+      return x / (1 + exp(-x));
+    case TDM_ACT_MISH:
+      return x * tanh(x > 30 ? x : log1p(exp(x)));
+    case TDM_ACT_ELU:
+      return x > 0 ? x : expm1(x);
   }
   return NAN;
 }
@@ -375,8 +387,7 @@ static void ref_softmax(const double *x, double *y, size_t rows, int D, int V, i
       double mx = xi[0], s = 0;
       for (int v = 1; v < V; v++) mx = fmax(mx, xi[v]);
       for (int v = 0; v < V; v++) s += exp(xi[v] - mx);
-      for (int v = 0; v < V; v++)
-        y[r * D + k + v] = lg ? xi[v] - mx - log(s) : exp(xi[v] - mx) / s;
+      for (int v = 0; v < V; v++) y[r * D + k + v] = lg ? xi[v] - mx - log(s) : exp(xi[v] - mx) / s;
     }
 }
 
@@ -445,8 +456,12 @@ static void test_softmax_log_softmax(void) {
 // ---------------------------------------------------------------------------------------------
 // symlog, symexp, two-hot
 
-static double ref_symlog(double x) { return x < 0 ? -log1p(-x) : log1p(x); }
-static double ref_symexp(double x) { return x < 0 ? -expm1(-x) : expm1(x); }
+static double ref_symlog(double x) {
+  return x < 0 ? -log1p(-x) : log1p(x);
+}
+static double ref_symexp(double x) {
+  return x < 0 ? -expm1(-x) : expm1(x);
+}
 
 static void test_symlog_symexp(void) {
   const size_t n = 500;
@@ -467,8 +482,8 @@ static void test_twohot_encode(void) {
   const float vmin = -5, vmax = 5;
   const size_t n = 200;
   float *x = trand(n, -200, 200, 82);
-  x[0] = 1e6f;   // clamps to vmax
-  x[1] = -1e6f;  // clamps to vmin
+  x[0] = 1e6f;                    // clamps to vmax
+  x[1] = -1e6f;                   // clamps to vmin
   x[2] = (float)ref_symexp(2.0);  // exactly bin 7 (up to float rounding of symlog)
   float *o = tf(n * nb);
   CHECK_OK(tdm_twohot_encode(cpu, x, o, n, nb, vmin, vmax));
@@ -559,8 +574,8 @@ static void test_reduce_all_deterministic(void) {
       CHECKF(fabs(o1 - r) <= 1e-6 * fmax(1, fabs(r)), "n %zu op %d: %.9g vs %.9g", n, op, o1, r);
       for (int rep = 0; rep < 5; rep++) {
         CHECK_OK(tdm_reduce_all(cpu, (tdm_reduce)op, x, &o2, n));
-        CHECKF(bitwise_eq(&o1, &o2, sizeof o1), "n %zu op %d: 1 thread %.9g, 2 threads %.9g", n,
-               op, o1, o2);
+        CHECKF(bitwise_eq(&o1, &o2, sizeof o1), "n %zu op %d: 1 thread %.9g, 2 threads %.9g", n, op,
+               o1, o2);
       }
     }
   }
@@ -670,7 +685,7 @@ static void test_random_determinism(void) {
   CHECK_OK(tdm_fill_normal(cpu, b, n, 0, 1, &rng, 3));
   CHECK_OK(tdm_fill_normal(cpu1, e, n, 0, 1, &rng, 3));
   CHECK(bitwise_eq(a, b, n * 4));
-  CHECK(bitwise_eq(a, e, n * 4));  // any pool size
+  CHECK(bitwise_eq(a, e, n * 4));                       // any pool size
   CHECK_OK(tdm_fill_normal(cpu, c, n, 0, 1, &rng, 4));  // other stream
   CHECK_OK(tdm_rng_advance(cpu, &rng, 1));
   CHECK(rng.calls == 8 && rng.seed == 42);
@@ -771,7 +786,8 @@ static void test_adam_step(void) {
       rm[i] = b1 * rm[i] + (1 - b1) * gi;
       rv[i] = b2 * rv[i] + (1 - b2) * gi * gi;
       double mh = rm[i] / (1 - pow(b1, t)), vh = rv[i] / (1 - pow(b2, t));
-      rp[i] -= (double)cfg.lr * mh / (sqrt(vh) + cfg.eps) + (double)cfg.lr * cfg.weight_decay * rp[i];
+      double lr = cfg.lr, wd = cfg.weight_decay;
+      rp[i] -= lr * mh / (sqrt(vh) + cfg.eps) + lr * wd * rp[i];
     }
     double *dp = td(n);  // compare the update, not p itself
     float *p0 = tf(n), *dpl = tf(n);
@@ -790,13 +806,13 @@ static void test_adam_step(void) {
 // ---------------------------------------------------------------------------------------------
 // argument checks
 
-#define CHECK_ARG(expr, name)                                                                   \
-  do {                                                                                          \
-    tdm_clearerr();                                                                             \
-    tdm_status s_ = (expr);                                                                     \
-    CHECKF(s_ == TDM_ERR_ARG, "%s returned %s", #expr, tdm_status_name(s_));                    \
-    CHECKF(strstr(tdm_errmsg(), name) != NULL, "%s: message \"%s\" lacks \"%s\"", #expr,        \
-           tdm_errmsg(), name);                                                                 \
+#define CHECK_ARG(expr, name)                                                            \
+  do {                                                                                   \
+    tdm_clearerr();                                                                      \
+    tdm_status s_ = (expr);                                                              \
+    CHECKF(s_ == TDM_ERR_ARG, "%s returned %s", #expr, tdm_status_name(s_));             \
+    CHECKF(strstr(tdm_errmsg(), name) != NULL, "%s: message \"%s\" lacks \"%s\"", #expr, \
+           tdm_errmsg(), name);                                                          \
   } while (0)
 
 static void test_argument_checks(void) {

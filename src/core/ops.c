@@ -5,21 +5,22 @@
 
 #include "ops_internal.h"
 
-#define NEED(cond, ...)                                  \
-  do {                                                   \
+#define NEED(cond, ...)                                     \
+  do {                                                      \
     if (!(cond)) return TDM_FAIL(TDM_ERR_ARG, __VA_ARGS__); \
   } while (0)
 // a non-NULL pointer argument p of op
 #define PTR(op, p) NEED((p) != NULL, "tdm_" op ": " #p " is NULL (pass a buffer in device memory)")
 // a dimension d >= 1 of op
-#define DIM(op, d) NEED((d) >= 1, "tdm_" op ": " #d " = %lld; it must be at least 1", (long long)(d))
+#define DIM(op, d) \
+  NEED((d) >= 1, "tdm_" op ": " #d " = %lld; it must be at least 1", (long long)(d))
 #define DEV(op) NEED(dev != NULL, "tdm_" op ": dev is NULL (open one with tdm_dev_open)")
 
 #ifdef TDM_CUDA
-#define DISPATCH(op, ...)                                                 \
-  do {                                                                    \
-    if (dev->kind == TDM_DEV_CUDA) return tdm_cuda_##op(__VA_ARGS__);     \
-    return tdm_cpu_##op(__VA_ARGS__);                                     \
+#define DISPATCH(op, ...)                                             \
+  do {                                                                \
+    if (dev->kind == TDM_DEV_CUDA) return tdm_cuda_##op(__VA_ARGS__); \
+    return tdm_cpu_##op(__VA_ARGS__);                                 \
   } while (0)
 #else
 #define DISPATCH(op, ...) return tdm_cpu_##op(__VA_ARGS__)
@@ -39,12 +40,14 @@ static tdm_status gemm_check(const char *op, tdm_trans ta, tdm_trans tb, int M, 
   NEED(M >= 1 && N >= 1 && K >= 1, "%s: M = %d, N = %d, K = %d; all must be at least 1", op, M, N,
        K);
   NEED(A && B && C, "%s: %s is NULL (pass a buffer in device memory)", op,
-       !A ? "A" : !B ? "B" : "C");
+       !A   ? "A"
+       : !B ? "B"
+            : "C");
   int acols = ta == TDM_TRANS ? M : K, bcols = tb == TDM_TRANS ? K : N;
-  NEED(lda >= acols, "%s: lda = %d is less than the %d columns of A as stored (%s)", op, lda,
-       acols, ta == TDM_TRANS ? "K x M, transposed" : "M x K");
-  NEED(ldb >= bcols, "%s: ldb = %d is less than the %d columns of B as stored (%s)", op, ldb,
-       bcols, tb == TDM_TRANS ? "N x K, transposed" : "K x N");
+  NEED(lda >= acols, "%s: lda = %d is less than the %d columns of A as stored (%s)", op, lda, acols,
+       ta == TDM_TRANS ? "K x M, transposed" : "M x K");
+  NEED(ldb >= bcols, "%s: ldb = %d is less than the %d columns of B as stored (%s)", op, ldb, bcols,
+       tb == TDM_TRANS ? "N x K, transposed" : "K x N");
   NEED(ldc >= N, "%s: ldc = %d is less than N = %d", op, ldc, N);
   return TDM_OK;
 }
@@ -65,8 +68,8 @@ tdm_status tdm_gemm_batched(tdm_dev *dev, tdm_trans ta, tdm_trans tb, int M, int
   TDM_TRY(gemm_check("tdm_gemm_batched", ta, tb, M, N, K, A, lda, B, ldb, C, ldc));
   DIM("gemm_batched", batch);
   NEED(sA >= 0 && sB >= 0, "tdm_gemm_batched: strides sA = %lld, sB = %lld must be >= 0", sA, sB);
-  NEED(sC >= 1 || batch == 1, "tdm_gemm_batched: sC = %lld; the %d outputs need a stride > 0",
-       sC, batch);
+  NEED(sC >= 1 || batch == 1, "tdm_gemm_batched: sC = %lld; the %d outputs need a stride > 0", sC,
+       batch);
   DISPATCH(gemm_batched, dev, ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC,
            batch);
 }
@@ -109,9 +112,10 @@ int tdm_act_from_name(const char *name) {
   return -1;
 }
 
-#define ACT_OK(op, act)                                                                       \
-  NEED((int)(act) >= 0 && (int)(act) < NACT,                                                  \
-       "tdm_" op ": activation %d is unknown (use none, relu, tanh, silu, mish or elu)", (int)(act))
+#define ACT_OK(op, act)                                                                  \
+  NEED((int)(act) >= 0 && (int)(act) < NACT,                                             \
+       "tdm_" op ": activation %d is unknown (use none, relu, tanh, silu, mish or elu)", \
+       (int)(act))
 
 tdm_status tdm_act_forward(tdm_dev *dev, tdm_act act, const float *x, float *y, size_t n) {
   DEV("act_forward");
@@ -153,8 +157,8 @@ tdm_status tdm_layernorm_forward(tdm_dev *dev, const float *x, const float *gamm
 }
 
 tdm_status tdm_layernorm_backward(tdm_dev *dev, const float *x, const float *gamma,
-                                  const float *mean, const float *rstd, const float *dy,
-                                  float *dx, float *dgamma, float *dbeta, int E, int R, int D,
+                                  const float *mean, const float *rstd, const float *dy, float *dx,
+                                  float *dgamma, float *dbeta, int E, int R, int D,
                                   float beta_acc) {
   DEV("layernorm_backward");
   PTR("layernorm_backward", x);
@@ -168,13 +172,12 @@ tdm_status tdm_layernorm_backward(tdm_dev *dev, const float *x, const float *gam
   DIM("layernorm_backward", E);
   DIM("layernorm_backward", R);
   DIM("layernorm_backward", D);
-  DISPATCH(layernorm_backward, dev, x, gamma, mean, rstd, dy, dx, dgamma, dbeta, E, R, D,
-           beta_acc);
+  DISPATCH(layernorm_backward, dev, x, gamma, mean, rstd, dy, dx, dgamma, dbeta, E, R, D, beta_acc);
 }
 
-#define SIMNORM_DIMS(op)                                                                       \
-  DIM(op, D);                                                                                  \
-  DIM(op, V);                                                                                  \
+#define SIMNORM_DIMS(op) \
+  DIM(op, D);            \
+  DIM(op, V);            \
   NEED(D % V == 0, "tdm_" op ": V = %d does not divide D = %d (SimNorm groups of V)", V, D)
 
 tdm_status tdm_simnorm_forward(tdm_dev *dev, const float *x, float *y, size_t rows, int D, int V) {
@@ -245,8 +248,8 @@ tdm_status tdm_symexp(tdm_dev *dev, const float *x, float *y, size_t n) {
   DISPATCH(symexp, dev, x, y, n);
 }
 
-#define TWOHOT_BINS(op)                                                                        \
-  NEED(nbins >= 2, "tdm_" op ": nbins = %d; it must be at least 2", nbins);                    \
+#define TWOHOT_BINS(op)                                                     \
+  NEED(nbins >= 2, "tdm_" op ": nbins = %d; it must be at least 2", nbins); \
   NEED(vmin < vmax, "tdm_" op ": vmin = %g must be less than vmax = %g", vmin, vmax)
 
 tdm_status tdm_twohot_encode(tdm_dev *dev, const float *x, float *out, size_t n, int nbins,
@@ -272,8 +275,8 @@ tdm_status tdm_twohot_decode(tdm_dev *dev, const float *logits, float *out, size
 // ---------------------------------------------------------------------------------------------
 // reductions
 
-#define REDUCE_OK(op, r)                                                                      \
-  NEED((r) == TDM_REDUCE_SUM || (r) == TDM_REDUCE_MEAN || (r) == TDM_REDUCE_MAX,              \
+#define REDUCE_OK(op, r)                                                         \
+  NEED((r) == TDM_REDUCE_SUM || (r) == TDM_REDUCE_MEAN || (r) == TDM_REDUCE_MAX, \
        "tdm_" op ": reduction %d is unknown (use TDM_REDUCE_SUM, _MEAN or _MAX)", (int)(r))
 
 tdm_status tdm_reduce_rows(tdm_dev *dev, tdm_reduce op, const float *x, float *out, size_t rows,
@@ -352,9 +355,9 @@ tdm_status tdm_gather_rows(tdm_dev *dev, const float *src, const int32_t *idx, f
 // ---------------------------------------------------------------------------------------------
 // random numbers
 
-#define RNG_OK(op)                                                                            \
-  PTR(op, rng);                                                                               \
-  NEED(stream < 256, "tdm_" op ": stream = %u; streams are 0..255 (see tdm_rng_sub)",         \
+#define RNG_OK(op)                                                                    \
+  PTR(op, rng);                                                                       \
+  NEED(stream < 256, "tdm_" op ": stream = %u; streams are 0..255 (see tdm_rng_sub)", \
        (unsigned)stream)
 
 tdm_status tdm_fill_uniform(tdm_dev *dev, float *x, size_t n, float lo, float hi,
@@ -409,8 +412,12 @@ tdm_status tdm_rng_advance(tdm_dev *dev, tdm_rng_ctr *rng, uint64_t n) {
 // optimiser
 
 tdm_adam_cfg tdm_adam_defaults(void) {
-  return (tdm_adam_cfg){.lr = 3e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                        .weight_decay = 0.0f, .max_grad_norm = 0.0f};
+  return (tdm_adam_cfg){.lr = 3e-4f,
+                        .beta1 = 0.9f,
+                        .beta2 = 0.999f,
+                        .eps = 1e-8f,
+                        .weight_decay = 0.0f,
+                        .max_grad_norm = 0.0f};
 }
 
 size_t tdm_adam_scratch_floats(tdm_dev *dev, size_t n) {

@@ -13,7 +13,9 @@
 #define ELEM_GRAIN 16384  // elements per pool chunk at least (smaller jobs run on the caller)
 
 // Rows per pool chunk so that a chunk holds about ELEM_GRAIN elements.
-static int64_t row_grain(int64_t D) { return D >= ELEM_GRAIN ? 1 : ELEM_GRAIN / (D > 0 ? D : 1); }
+static int64_t row_grain(int64_t D) {
+  return D >= ELEM_GRAIN ? 1 : ELEM_GRAIN / (D > 0 ? D : 1);
+}
 
 static void par(tdm_dev *dev, size_t n, int64_t grain, tdm_range_fn fn, void *ctx) {
   tdm_pool_for(dev->pool, (int64_t)n, grain, fn, ctx);
@@ -103,7 +105,9 @@ static inline float sigmoidf_(float x) {
 }
 
 // log(1 + exp(x)) without overflow
-static inline float softplusf_(float x) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
+static inline float softplusf_(float x) {
+  return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)));
+}
 
 typedef struct {
   tdm_act act;
@@ -217,8 +221,16 @@ static void ln_fwd_fn(void *ctx, int64_t r0, int64_t r1, int w) {
 tdm_status tdm_cpu_layernorm_forward(tdm_dev *dev, const float *x, const float *gamma,
                                      const float *beta, float *y, float *mean, float *rstd, int E,
                                      int R, int D, float eps) {
-  ln_job j = {.x = x, .gamma = gamma, .beta = beta, .y = y, .mean_out = mean, .rstd_out = rstd,
-              .E = E, .R = R, .D = D, .eps = eps};
+  ln_job j = {.x = x,
+              .gamma = gamma,
+              .beta = beta,
+              .y = y,
+              .mean_out = mean,
+              .rstd_out = rstd,
+              .E = E,
+              .R = R,
+              .D = D,
+              .eps = eps};
   par(dev, (size_t)E * R, row_grain(D), ln_fwd_fn, &j);
   return TDM_OK;
 }
@@ -274,8 +286,18 @@ tdm_status tdm_cpu_layernorm_backward(tdm_dev *dev, const float *x, const float 
                                       const float *mean, const float *rstd, const float *dy,
                                       float *dx, float *dgamma, float *dbeta, int E, int R, int D,
                                       float beta_acc) {
-  ln_job j = {.x = x, .gamma = gamma, .mean = mean, .rstd = rstd, .dy = dy, .dx = dx,
-              .dgamma = dgamma, .dbeta = dbeta, .E = E, .R = R, .D = D, .beta_acc = beta_acc};
+  ln_job j = {.x = x,
+              .gamma = gamma,
+              .mean = mean,
+              .rstd = rstd,
+              .dy = dy,
+              .dx = dx,
+              .dgamma = dgamma,
+              .dbeta = dbeta,
+              .E = E,
+              .R = R,
+              .D = D,
+              .beta_acc = beta_acc};
   par(dev, (size_t)E * R, row_grain(D), ln_bwd_dx_fn, &j);
   par(dev, (size_t)E * D, row_grain(R), ln_bwd_param_fn, &j);
   return TDM_OK;
@@ -370,8 +392,12 @@ tdm_status tdm_cpu_log_softmax_backward(tdm_dev *dev, const float *y, const floa
 // ---------------------------------------------------------------------------------------------
 // symlog / symexp / two-hot
 
-static inline float symlogf_(float x) { return copysignf(log1pf(fabsf(x)), x); }
-static inline float symexpf_(float x) { return copysignf(expm1f(fabsf(x)), x); }
+static inline float symlogf_(float x) {
+  return copysignf(log1pf(fabsf(x)), x);
+}
+static inline float symexpf_(float x) {
+  return copysignf(expm1f(fabsf(x)), x);
+}
 
 typedef struct {
   const float *x;
@@ -679,8 +705,7 @@ static void rnd_fn(void *ctx, int64_t g0, int64_t g1, int w) {
   }
 }
 
-static tdm_status rnd(tdm_dev *dev, rnd_job *j, size_t n, const tdm_rng_ctr *rng,
-                      uint32_t stream) {
+static tdm_status rnd(tdm_dev *dev, rnd_job *j, size_t n, const tdm_rng_ctr *rng, uint32_t stream) {
   j->n = n;
   j->seed = rng->seed;
   j->sub = tdm_rng_sub(rng->calls, stream);
@@ -703,16 +728,17 @@ tdm_status tdm_cpu_fill_normal(tdm_dev *dev, float *x, size_t n, float mean, flo
 tdm_status tdm_cpu_fill_randint(tdm_dev *dev, int32_t *x, size_t n, const int32_t *bound,
                                 const tdm_rng_ctr *rng, uint32_t stream) {
   if (*bound < 1)
-    return TDM_FAIL(TDM_ERR_ARG, "tdm_fill_randint: bound = %d; it must be at least 1 (sample "
-                                 "only once the buffer holds data)", (int)*bound);
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "tdm_fill_randint: bound = %d; it must be at least 1 (sample "
+                    "only once the buffer holds data)",
+                    (int)*bound);
   rnd_job j = {.kind = RND_RANDINT, .bound = *bound, .iout = x};
   return rnd(dev, &j, n, rng, stream);
 }
 
 tdm_status tdm_cpu_dropout_forward(tdm_dev *dev, const float *x, float *y, float *mask, size_t n,
                                    float p, const tdm_rng_ctr *rng, uint32_t stream) {
-  rnd_job j = {.kind = RND_DROPOUT, .a = p, .b = 1.0f / (1.0f - p), .x = x, .out = y,
-               .mask = mask};
+  rnd_job j = {.kind = RND_DROPOUT, .a = p, .b = 1.0f / (1.0f - p), .x = x, .out = y, .mask = mask};
   return rnd(dev, &j, n, rng, stream);
 }
 
@@ -755,9 +781,18 @@ tdm_status tdm_cpu_adam_step(tdm_dev *dev, float *p, const float *g, float *m, f
   }
   int32_t t = *step + 1;
   *step = t;
-  adam_job j = {.p = p, .m = m, .v = v, .g = g, .clip = clip, .lr = cfg->lr, .b1 = cfg->beta1,
-                .b2 = cfg->beta2, .eps = cfg->eps, .wd = cfg->weight_decay,
-                .bc1 = (float)(1.0 - pow(cfg->beta1, t)), .bc2 = (float)(1.0 - pow(cfg->beta2, t))};
+  adam_job j = {.p = p,
+                .m = m,
+                .v = v,
+                .g = g,
+                .clip = clip,
+                .lr = cfg->lr,
+                .b1 = cfg->beta1,
+                .b2 = cfg->beta2,
+                .eps = cfg->eps,
+                .wd = cfg->weight_decay,
+                .bc1 = (float)(1.0 - pow(cfg->beta1, t)),
+                .bc2 = (float)(1.0 - pow(cfg->beta2, t))};
   par(dev, n, ELEM_GRAIN, adam_fn, &j);
   return TDM_OK;
 }
