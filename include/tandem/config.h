@@ -118,6 +118,10 @@ tdm_status tdm_config_save(const tdm_config *cfg, const char *path);
 // and so are the env group's task-specific keys' formatting: it hashes the resolved text).
 uint32_t tdm_config_hash(const tdm_config *cfg);
 
+// Compare the run-defining parts of a and b (what tdm_config_hash covers); when they differ,
+// describe the first difference ("agent.lr: 0.001 vs 0.0003") in buf and return true.
+bool tdm_config_first_diff(const tdm_config *a, const tdm_config *b, char *buf, size_t n);
+
 // Print the schema (key, type, default, range, help) to f.
 void tdm_config_print_schema(FILE *f);
 

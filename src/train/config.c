@@ -699,16 +699,58 @@ tdm_status tdm_config_save(const tdm_config *cfg, const char *path) {
   return tdm_afile_commit(&a);
 }
 
+static char *hash_text(const tdm_config *cfg);
+
 uint32_t tdm_config_hash(const tdm_config *cfg) {
+  char *buf = hash_text(cfg);
+  if (!buf) return 0;
+  uint32_t h = tdm_crc32(0, buf, strlen(buf));
+  free(buf);
+  return h;
+}
+
+static char *hash_text(const tdm_config *cfg) {
   char *buf = NULL;
   size_t n = 0;
   FILE *f = open_memstream(&buf, &n);
-  if (!f) return 0;
+  if (!f) return NULL;
   write_impl(cfg, f, true);
   fclose(f);
-  uint32_t h = tdm_crc32(0, buf, n);
-  free(buf);
-  return h;
+  return buf;
+}
+
+bool tdm_config_first_diff(const tdm_config *a, const tdm_config *b, char *buf, size_t n) {
+  char *ta = hash_text(a), *tb = hash_text(b);
+  bool differ = false;
+  if (!ta || !tb) {
+    snprintf(buf, n, "(out of memory comparing configurations)");
+    differ = true;
+  } else if (strcmp(ta, tb)) {
+    differ = true;
+    // find the first differing line and the group it is in
+    const char *pa = ta, *pb = tb, *group = "";
+    size_t gl = 0;
+    while (*pa && *pb) {
+      const char *ea = strchr(pa, '\n'), *eb = strchr(pb, '\n');
+      size_t la = ea ? (size_t)(ea - pa) : strlen(pa), lb = eb ? (size_t)(eb - pb) : strlen(pb);
+      if (la != lb || memcmp(pa, pb, la)) {
+        const char *hash_a = memchr(pa, '#', la), *hash_b = memchr(pb, '#', lb);
+        int ka = (int)(hash_a ? (size_t)(hash_a - pa) : la), kb = (int)(hash_b ? (size_t)(hash_b - pb) : lb);
+        while (ka > 0 && (pa[ka - 1] == ' ' || pa[ka - 1] == ';')) ka--;
+        while (kb > 0 && (pb[kb - 1] == ' ' || pb[kb - 1] == ';')) kb--;
+        snprintf(buf, n, "%.*s%s\"%.*s\" vs \"%.*s\"", (int)gl, group, gl ? ": " : "", ka, pa, kb,
+                 pb);
+        break;
+      }
+      if (la > 4 && !memcmp(pa + la - 4, " = {", 4)) group = pa, gl = la - 4;
+      if (!ea || !eb) break;
+      pa = ea + 1;
+      pb = eb + 1;
+    }
+  }
+  free(ta);
+  free(tb);
+  return differ;
 }
 
 void tdm_config_print_schema(FILE *f) {
