@@ -34,15 +34,15 @@ static __global__ void adam_sumsq_partial_kernel(const float *g, size_t n, float
   if (threadIdx.x == 0) partial[blockIdx.x] = (float)s;
 }
 
-// scratch[0] = min(1, max_norm / sqrt(sum of the nparts partials))
+// scratch[0] = min(1, max_norm / norm), norm = sqrt(sum of the nparts partials)
 static __global__ void adam_clip_final_kernel(float *scratch, int nparts, float max_norm) {
   __shared__ double sh[32];
   double s = 0.0;
   for (int k = threadIdx.x; k < nparts; k += ADAM_FINAL_THREADS) s += (double)scratch[1 + k];
   s = tdm_block_sum_d(s, sh);
   if (threadIdx.x == 0) {
-    float norm = (float)sqrt(s);
-    scratch[0] = fminf(1.0f, max_norm / norm);  // norm 0 gives inf, so 1
+    double norm = sqrt(s);
+    scratch[0] = norm > (double)max_norm ? (float)((double)max_norm / norm) : 1.0f;
   }
 }
 
@@ -51,8 +51,10 @@ static __global__ void adam_update_kernel(float *p, const float *g, float *m, fl
                                           float lr, float b1, float b2, float eps, float wd,
                                           const int32_t *step, const float *clip) {
   float c = clip ? *clip : 1.0f;
-  float t = (float)(*step + 1);
-  float bc1 = 1.0f - powf(b1, t), bc2 = 1.0f - powf(b2, t);
+  int32_t t = *step + 1;
+  // bias corrections in double, once per thread, as the CPU twin
+  float bc1 = (float)(1.0 - pow((double)b1, (double)t));
+  float bc2 = (float)(1.0 - pow((double)b2, (double)t));
   float ob1 = 1.0f - b1, ob2 = 1.0f - b2;
   TDM_GRID_LOOP(i, n) {
     float gi = g[i] * c;
@@ -61,7 +63,7 @@ static __global__ void adam_update_kernel(float *p, const float *g, float *m, fl
     m[i] = mi;
     v[i] = vi;
     float pi = p[i];
-    p[i] = pi - (lr * (mi / bc1) / (sqrtf(vi / bc2) + eps) + lr * wd * pi);
+    p[i] = pi - (lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps)) + lr * wd * pi);
   }
 }
 

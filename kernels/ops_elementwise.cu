@@ -63,7 +63,12 @@ extern "C" tdm_status tdm_cuda_bias_grad(tdm_dev *dev, float *db, const float *d
 // ---------------------------------------------------------------------------------------------
 // activations
 
-static __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+// sigmoid without overflow on either side (the CPU twin's form)
+static __device__ __forceinline__ float sigmoidf_(float x) {
+  if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+  float e = expf(x);
+  return e / (1.0f + e);
+}
 
 // softplus(x) = log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))
 static __device__ __forceinline__ float softplusf_(float x) {
@@ -273,9 +278,15 @@ static __global__ void twohot_encode_kernel(const float *x, float *out, size_t t
     float s = fminf(fmaxf(symlogf_(x[r]), vmin), vmax);
     float pos = (s - vmin) / delta;  // in [0, nbins - 1]
     int lo = (int)floorf(pos);
-    lo = lo < 0 ? 0 : (lo > nbins - 2 ? nbins - 2 : lo);
-    float w = pos - (float)lo;  // weight of bin lo + 1
-    out[i] = j == lo ? 1.0f - w : (j == lo + 1 ? w : 0.0f);
+    if (lo < 0) lo = 0;
+    float v;
+    if (lo >= nbins - 1) {
+      v = j == nbins - 1 ? 1.0f : 0.0f;  // at (or rounded past) vmax
+    } else {
+      float w = pos - (float)lo;  // weight of bin lo + 1
+      v = j == lo ? 1.0f - w : (j == lo + 1 ? w : 0.0f);
+    }
+    out[i] = v;
   }
 }
 

@@ -252,15 +252,16 @@ static __global__ void twohot_decode_kernel(const float *logits, float *out, siz
     float m = -INFINITY;
     for (int j = lane; j < nbins; j += 32) m = fmaxf(m, lr[j]);
     m = tdm_warp_max(m);
-    float s = 0.0f, a = 0.0f;
+    // double sums: the weighted mean of bins of both signs cancels, and symexp amplifies
+    double s = 0.0, a = 0.0;
     for (int j = lane; j < nbins; j += 32) {
-      float p = expf(lr[j] - m);
+      double p = (double)expf(lr[j] - m);
       s += p;
-      a += p * (vmin + (float)j * delta);
+      a += p * (double)(vmin + (float)j * delta);
     }
-    s = tdm_warp_sum(s);
-    a = tdm_warp_sum(a);
-    float v = a / s;
+    s = tdm_warp_sum_d(s);
+    a = tdm_warp_sum_d(a);
+    float v = (float)(a / s);
     if (lane == 0) out[row] = copysignf(expm1f(fabsf(v)), v);
   }
 }
