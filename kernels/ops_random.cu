@@ -97,7 +97,8 @@ static __global__ void fill_randint_kernel(int32_t *x, size_t n, const int32_t *
       size_t i = 4 * g + (size_t)k;
       if (i < n) {
         int32_t v = (int32_t)floorf(__fmul_rn(u32_uniform(lane_u(r, k)), fb));
-        x[i] = v < b - 1 ? v : b - 1;
+        if (v > b - 1) v = b - 1;
+        x[i] = v < 0 ? 0 : v;  // only for bound < 1, which the CPU refuses
       }
     }
   }
