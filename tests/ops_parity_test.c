@@ -472,10 +472,11 @@ static void test_symlog_twohot(void) {
 
 static void test_reductions(void) {
   OPEN_BOTH(cpu, gpu);
-  const int shapes[][2] = {{64, 37}, {5, 3000}, {1000, 1}};
+  // the last shape has more rows than one grid of warps covers: the row loop must go round
+  const int shapes[][2] = {{64, 37}, {5, 3000}, {1000, 1}, {100000, 3}};
   const char *names[] = {"sum", "mean", "max"};
   char what[96];
-  for (int s = 0; s < 3; s++) {
+  for (int s = 0; s < 4; s++) {
     size_t rows = (size_t)shapes[s][0];
     int D = shapes[s][1];
     size_t n = rows * (size_t)D;
@@ -505,6 +506,13 @@ static void test_reductions(void) {
       CHECK_OK(tdm_reduce_all(gpu, (tdm_reduce)op, gx, go, n));
       snprintf(what, sizeof what, "reduce_all %s n=%zu", names[op], n);
       CHECK_GPU(what, gpu, go, &o, 1, TOL);
+      // deterministic: the same bits again
+      float a = 0, b = 0;
+      CHECK_OK(down(gpu, &a, go, sizeof a));
+      CHECK_OK(tdm_reduce_all(gpu, (tdm_reduce)op, gx, go, n));
+      CHECK_OK(down(gpu, &b, go, sizeof b));
+      CHECKF(memcmp(&a, &b, sizeof a) == 0, "reduce_all %s n=%zu: %.9g then %.9g", names[op], n,
+             a, b);
     }
   }
 }
@@ -578,6 +586,15 @@ static void test_elementwise(void) {
   CHECK_OK(tdm_polyak(cpu, tg, x, n, 0.005f));
   CHECK_OK(tdm_polyak(gpu, gtg, gx, n, 0.005f));
   CHECK_GPU("polyak", gpu, gtg, tg, n, TOL);
+
+  // more elements than one grid covers: every element must still be written once
+  const size_t nb = ((size_t)1 << 23) + 5;
+  float *bx = hrand(nb, -1, 1, 194), *by = hbuf(nb);
+  float *gbx = gupf(gpu, bx, nb), *gby = gpoisonf(gpu, nb);
+  CHECK(bx && by && gbx && gby);
+  CHECK_OK(tdm_axpby(cpu, nb, 1.5f, bx, 0.0f, by));
+  CHECK_OK(tdm_axpby(gpu, nb, 1.5f, gbx, 0.0f, gby));
+  CHECK_GPU("axpby n=2^23+5", gpu, gby, by, nb, TOL);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -653,6 +670,17 @@ static void test_random(void) {
   CHECK(hu5);
   CHECKF(memcmp(hu5, u5, n * sizeof(float)) == 0, "fill_uniform after advance: differ");
   CHECKF(memcmp(hu5, u, n * sizeof(float)) != 0, "fill_uniform: same numbers after advance");
+
+  // more Philox blocks than one grid covers (the block loop goes round); another stream
+  const size_t nb = ((size_t)1 << 23) + 3;
+  float *ub = hbuf(nb), *gub = gpoisonf(gpu, nb);
+  CHECK(ub && gub);
+  CHECK_OK(tdm_fill_uniform(cpu, ub, nb, 0.0f, 1.0f, &ctr, 200));
+  CHECK_OK(tdm_fill_uniform(gpu, gub, nb, 0.0f, 1.0f, gctr, 200));
+  float *hub = gdownf(gpu, gub, nb);
+  CHECK(hub);
+  CHECKF(memcmp(hub, ub, nb * sizeof(float)) == 0, "fill_uniform n=2^23+3: GPU and CPU differ");
+  CHECKF(memcmp(hub, u5, n * sizeof(float)) != 0, "fill_uniform: stream 200 equals stream 5");
 }
 
 // ---------------------------------------------------------------------------------------------
