@@ -7,6 +7,12 @@
 #define SAC_THREADS 256
 #define SAC_RED_THREADS 256
 
+// 1 - tanh(u)^2 without cancellation (as the CPU twin)
+static __device__ __forceinline__ float sech2(float u) {
+  float e = expf(-2.0f * fabsf(u));
+  return 4.0f * e / ((1.0f + e) * (1.0f + e));
+}
+
 // out (B, dx + dy) = [x | y]
 static __global__ void concat_kernel(const float *__restrict__ x, int dx,
                                      const float *__restrict__ y, int dy, int ldy,
@@ -38,9 +44,9 @@ static __global__ void squash_fwd_kernel(const float *__restrict__ head,
     for (int j = 0; j < A; j++) {
       float s = fminf(fmaxf(log_std[j], lo), hi);
       float e = eps ? eps[b * A + j] : 0.0f;
-      float a = tanhf(mean[j] + expf(s) * e);
-      act[b * A + j] = a;
-      lp += -0.5f * e * e - s - TDM_SAC_HALF_LOG_2PI - logf(1.0f - a * a + TDM_SAC_TANH_EPS);
+      float u = mean[j] + expf(s) * e;
+      act[b * A + j] = tanhf(u);
+      lp += -0.5f * e * e - s - TDM_SAC_HALF_LOG_2PI - logf(sech2(u) + TDM_SAC_TANH_EPS);
     }
     if (logp) logp[b] = lp;
   }
@@ -64,13 +70,13 @@ static __global__ void squash_bwd_kernel(const float *__restrict__ head,
   TDM_GRID_LOOP(i, (size_t)B * A) {
     size_t b = i / A;
     int j = (int)(i % A);
-    float ls = head[b * 2 * A + A + j];
+    float m = head[b * 2 * A + j], ls = head[b * 2 * A + A + j];
     float s = fminf(fmaxf(ls, lo), hi);
     float e = eps ? eps[i] : 0.0f;
     float a = act[i];
     float da = dact ? dact[b * ld_dact + j] : 0.0f;
     float dl = dlogp ? dlogp[b] : 0.0f;
-    float om = 1.0f - a * a;
+    float om = sech2(m + expf(s) * e);  // 1 - a^2
     float du = da * om + dl * 2.0f * a * om / (om + TDM_SAC_TANH_EPS);
     dhead[b * 2 * A + j] = du;
     float ds = du * expf(s) * e - dl;

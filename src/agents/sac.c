@@ -1,0 +1,542 @@
+// Soft actor-critic (Haarnoja et al. 2018), as Stable-Baselines3's SAC: twin Q networks as one
+// 2-member MLP with a Polyak-averaged target copy, a tanh-Gaussian actor (mean and log_std heads
+// as one MLP output of width 2A, log_std clamped), and a learned temperature alpha = exp(log_alpha)
+// with target entropy -dim(A).
+//
+// One update, in SB3's order (alpha is the value before this update's temperature step):
+//   sample a batch (device indices + gathers)
+//   a', logp' = pi(s'),  y = r + gamma (1 - term) (min Q_targ(s', a') - alpha logp')
+//   critic: L = 0.5 sum_e mean (Q_e(s, a) - y)^2, backward, Adam
+//   every policy_delay updates: a, logp = pi(s) (reparameterised),
+//     actor: L = mean(alpha logp - min_e Q_e(s, a)) with the just-updated critic, backward, Adam
+//     temperature: L = -log_alpha mean(logp + target_entropy), Adam on log_alpha
+//   every target_update_interval updates: Q_targ = (1 - tau) Q_targ + tau Q
+//   advance the update RNG counter
+// On the GPU each variant of this sequence is captured once as a CUDA graph (lazily, on its first
+// use) and replayed; the RNG counter lives in device memory and is advanced in-graph, the replay
+// size is read from device memory, so replays draw fresh batches and noise with no host sync.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sac_ops.h"
+#include "tandem/agent.h"
+
+// RNG sub-streams: update counter rng[0] streams 0..2, act counter rng[1] stream 3
+enum { RS_SAMPLE = 0, RS_EPS_NEXT = 1, RS_EPS_PI = 2, RS_ACT = 3 };
+
+typedef struct {
+  tdm_sac_cfg cfg;
+  int O, A, N, B;
+  float target_entropy;
+  tdm_adam_cfg adam;
+  tdm_mlp *actor;   // 1 member: O -> 2A (mean, log_std)
+  tdm_mlp *critic;  // 2 members: O + A -> 1, shared input
+  tdm_mlp *target;  // copy of critic, Polyak-averaged
+  tdm_mlp_acts *acts_actor, *acts_act, *acts_critic, *acts_target;
+  tdm_replay *replay;
+  tdm_replay_batch batch;
+  // device scratch (one allocation)
+  void *mem;
+  float *eps_next;    // (B, A)
+  float *a_next;      // (B, A)
+  float *logp_next;   // (B)
+  float *xq_next;     // (B, O + A)
+  float *y;           // (B)
+  float *xq;          // (B, O + A)
+  float *dq;          // (2, B)
+  float *eps;         // (B, A)
+  float *a_pi;        // (B, A)
+  float *logp;        // (B)
+  float *dlogp;       // (B)
+  float *dxq;         // (B, O + A)
+  float *dhead;       // (B, 2A)
+  float *act_obs;     // (N, O)
+  float *act_eps;     // (N, A)
+  float *act_out;     // (N, A)
+  float *log_alpha;   // (1)
+  float *g_log_alpha; // (1)
+  float *alpha_m, *alpha_v;  // (1) Adam moments of log_alpha
+  float *alpha_scratch;
+  float *stats;       // (TDM_SAC_ST_N)
+  int32_t *alpha_step;  // (1)
+  tdm_rng_ctr *rng;     // (2): update, act
+  // pinned host
+  float *h_obs;    // (N, O)
+  float *h_act;    // (N, A)
+  float *h_stats;  // (TDM_SAC_ST_N)
+  tdm_graph *graph[4];  // by (actor step, Polyak step)
+  uint64_t seed;
+} sac;
+
+static sac *sac_of(tdm_agent *a) {
+  return a && a->ops && !strcmp(a->ops->name, "sac") ? (sac *)a->impl : NULL;
+}
+
+tdm_sac_cfg tdm_sac_defaults(void) {
+  tdm_sac_cfg c;
+  memset(&c, 0, sizeof c);
+  c.lr = 3e-4f;
+  c.batch_size = 256;
+  c.tau = 0.005f;
+  c.gamma = 0.99f;
+  c.hidden = 256;
+  c.layers = 2;
+  c.act = TDM_ACT_RELU;
+  c.buffer_size = 1000000;
+  c.learning_starts = 100;
+  c.utd = 1.0f;
+  c.policy_delay = 1;
+  c.target_update_interval = 1;
+  c.ent_coef_auto = true;
+  c.ent_coef_init = 1.0f;
+  c.target_entropy_auto = true;
+  c.target_entropy = 0.0f;
+  c.log_std_min = -20.0f;
+  c.log_std_max = 2.0f;
+  c.use_graph = true;
+  c.tf32 = false;
+  c.max_seq_rows = 0;
+  return c;
+}
+
+static tdm_status check_cfg(const tdm_sac_cfg *c, const tdm_agent_dims *d) {
+  if (d->obs_dim < 1 || d->act_dim < 1 || d->num_envs < 1)
+    return TDM_FAIL(TDM_ERR_ARG, "sac: obs_dim %d, act_dim %d and num_envs %d must be >= 1",
+                    d->obs_dim, d->act_dim, d->num_envs);
+#define RANGE(cond, ...) \
+  if (!(cond)) return TDM_FAIL(TDM_ERR_CONFIG, __VA_ARGS__)
+  RANGE(c->lr > 0 && isfinite(c->lr), "sac: lr = %g must be > 0", c->lr);
+  RANGE(c->batch_size >= 1, "sac: batch_size = %d must be >= 1", c->batch_size);
+  RANGE(c->tau > 0 && c->tau <= 1, "sac: tau = %g must be in (0, 1]", c->tau);
+  RANGE(c->gamma >= 0 && c->gamma <= 1, "sac: gamma = %g must be in [0, 1]", c->gamma);
+  RANGE(c->hidden >= 1, "sac: hidden = %d must be >= 1", c->hidden);
+  RANGE(c->layers >= 1 && c->layers < TDM_MLP_MAX_LAYERS, "sac: layers = %d must be in 1..%d",
+        c->layers, TDM_MLP_MAX_LAYERS - 1);
+  RANGE(c->buffer_size >= d->num_envs, "sac: buffer_size = %lld must be >= num_envs %d",
+        (long long)c->buffer_size, d->num_envs);
+  RANGE(c->policy_delay >= 1, "sac: policy_delay = %d must be >= 1", c->policy_delay);
+  RANGE(c->target_update_interval >= 1, "sac: target_update_interval = %d must be >= 1",
+        c->target_update_interval);
+  RANGE(c->ent_coef_init > 0 && isfinite(c->ent_coef_init), "sac: ent_coef_init = %g must be > 0",
+        c->ent_coef_init);
+  RANGE(c->log_std_min < c->log_std_max, "sac: log_std_min %g must be < log_std_max %g",
+        c->log_std_min, c->log_std_max);
+#undef RANGE
+  return TDM_OK;
+}
+
+static void sac_destroy(tdm_agent *a) {
+  if (!a) return;
+  sac *s = a->impl;
+  if (s) {
+    for (int i = 0; i < 4; i++)
+      if (s->graph[i]) tdm_graph_destroy(s->graph[i]);
+    tdm_mlp_acts_destroy(s->acts_actor);
+    tdm_mlp_acts_destroy(s->acts_act);
+    tdm_mlp_acts_destroy(s->acts_critic);
+    tdm_mlp_acts_destroy(s->acts_target);
+    tdm_mlp_destroy(s->actor);
+    tdm_mlp_destroy(s->critic);
+    tdm_mlp_destroy(s->target);
+    if (s->replay) {
+      tdm_replay_batch_destroy(s->replay, &s->batch);
+      tdm_replay_destroy(s->replay);
+    }
+    if (s->mem) tdm_dev_free(a->dev, s->mem);
+    if (s->h_obs) tdm_host_free(a->dev, s->h_obs);
+    free(s);
+  }
+  free(a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// update
+
+// One SAC update on the gathered batch bt (B rows); sample first when do_sample.
+static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, bool do_sample,
+                              bool actor_step, bool polyak_step) {
+  const int B = bt->rows, O = s->O, A = s->A, L = s->cfg.layers + 1;
+  const float lo = s->cfg.log_std_min, hi = s->cfg.log_std_max;
+  if (do_sample)
+    TDM_TRY(tdm_replay_sample(s->replay, &s->batch, B, &s->rng[0], RS_SAMPLE));
+  size_t nBA = (size_t)B * A;
+
+  // critic target: a', logp' = pi(s'); y = r + gamma (1 - term) (min Q_targ(s', a') - alpha logp')
+  TDM_TRY(tdm_fill_normal(dev, s->eps_next, nBA, 0.0f, 1.0f, &s->rng[0], RS_EPS_NEXT));
+  TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->next_obs, B, false, NULL, false));
+  const float *head_next = s->acts_actor->a[L - 1];  // (B, 2A)
+  TDM_TRY(tdm_sac_squash_fwd(dev, head_next, s->eps_next, s->a_next, s->logp_next, B, A, lo, hi));
+  TDM_TRY(tdm_sac_concat(dev, bt->next_obs, O, s->a_next, A, A, s->xq_next, B));
+  TDM_TRY(tdm_mlp_forward(s->target, s->acts_target, s->xq_next, B, true, NULL, false));
+  const float *qt = s->acts_target->a[L - 1];  // (2, B)
+  TDM_TRY(tdm_sac_target(dev, qt, s->logp_next, bt->reward, bt->terminated, s->log_alpha,
+                         s->cfg.gamma, s->y, B));
+
+  // critic step
+  TDM_TRY(tdm_sac_concat(dev, bt->obs, O, bt->act, A, A, s->xq, B));
+  TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
+  const float *q = s->acts_critic->a[L - 1];  // (2, B)
+  TDM_TRY(tdm_sac_critic_loss(dev, q, s->y, s->log_alpha, s->dq, s->stats, B));
+  TDM_TRY(tdm_mlp_backward(s->critic, s->acts_critic, s->dq, NULL, TDM_GRAD_SET));
+  TDM_TRY(tdm_mlp_adam(s->critic, &s->adam));
+
+  if (actor_step) {
+    // a, logp = pi(s) with the reparameterised sample, Q from the updated critic
+    TDM_TRY(tdm_fill_normal(dev, s->eps, nBA, 0.0f, 1.0f, &s->rng[0], RS_EPS_PI));
+    TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
+    const float *head = s->acts_actor->a[L - 1];  // (B, 2A)
+    TDM_TRY(tdm_sac_squash_fwd(dev, head, s->eps, s->a_pi, s->logp, B, A, lo, hi));
+    TDM_TRY(tdm_sac_concat(dev, bt->obs, O, s->a_pi, A, A, s->xq, B));
+    TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
+    const float *qpi = s->acts_critic->a[L - 1];  // (2, B)
+    TDM_TRY(tdm_sac_actor_loss(dev, qpi, s->logp, s->log_alpha, s->target_entropy, s->dq,
+                               s->dlogp, s->cfg.ent_coef_auto ? s->g_log_alpha : NULL, s->stats,
+                               B));
+    // dL/da through the critic (its gradients untouched), then through the squashing
+    TDM_TRY(tdm_mlp_backward(s->critic, s->acts_critic, s->dq, s->dxq, TDM_GRAD_NONE));
+    TDM_TRY(tdm_sac_squash_bwd(dev, head, s->eps, s->a_pi, s->dxq + O, O + A, s->dlogp, s->dhead,
+                               B, A, lo, hi));
+    TDM_TRY(tdm_mlp_backward(s->actor, s->acts_actor, s->dhead, NULL, TDM_GRAD_SET));
+    TDM_TRY(tdm_mlp_adam(s->actor, &s->adam));
+    if (s->cfg.ent_coef_auto)
+      TDM_TRY(tdm_adam_step(dev, s->log_alpha, s->g_log_alpha, s->alpha_m, s->alpha_v, 1,
+                            &s->adam, s->alpha_step, s->alpha_scratch));
+  }
+  if (polyak_step) TDM_TRY(tdm_mlp_polyak(s->target, s->critic, s->cfg.tau));
+  return tdm_rng_advance(dev, &s->rng[0], 1);
+}
+
+static tdm_status copy_stats(tdm_agent *a, tdm_agent_stats *out) {
+  sac *s = a->impl;
+  TDM_TRY(tdm_dev_d2h(a->dev, s->h_stats, s->stats, TDM_SAC_ST_N * sizeof(float)));
+  TDM_TRY(tdm_dev_sync(a->dev));
+  out->critic_loss = s->h_stats[TDM_SAC_ST_CRITIC];
+  out->actor_loss = s->h_stats[TDM_SAC_ST_ACTOR];
+  out->alpha = s->h_stats[TDM_SAC_ST_ALPHA];
+  out->entropy = s->h_stats[TDM_SAC_ST_ENTROPY];
+  out->q_mean = s->h_stats[TDM_SAC_ST_QMEAN];
+  out->updates = a->n_updates;
+  return TDM_OK;
+}
+
+static tdm_status sac_update(tdm_agent *a, int n, tdm_agent_stats *out) {
+  sac *s = a->impl;
+  tdm_dev *dev = a->dev;
+  if (n < 0) return TDM_FAIL(TDM_ERR_ARG, "sac update: n = %d must be >= 0", n);
+  if (n > 0 && tdm_replay_size(s->replay) == 0)
+    return TDM_FAIL(TDM_ERR_ARG, "sac update: the replay buffer is empty (observe transitions "
+                                 "first; learning_starts >= 1)");
+  s->batch.rows = s->B;
+  bool graphs = dev->kind == TDM_DEV_CUDA && s->cfg.use_graph;
+  for (int i = 0; i < n; i++) {
+    bool actor_step = a->n_updates % s->cfg.policy_delay == 0;
+    bool polyak_step = a->n_updates % s->cfg.target_update_interval == 0;
+    if (graphs) {
+      int k = (actor_step ? 2 : 0) + (polyak_step ? 1 : 0);
+      if (!s->graph[k]) {
+        TDM_TRY(tdm_graph_begin(dev));
+        tdm_status st = update_body(s, dev, &s->batch, true, actor_step, polyak_step);
+        tdm_graph *g = NULL;
+        tdm_status st2 = tdm_graph_end(dev, &g);
+        if (st != TDM_OK) {
+          if (g) tdm_graph_destroy(g);
+          return tdm_adderr(st, "capturing the SAC update graph: ");
+        }
+        TDM_TRY(st2);
+        s->graph[k] = g;
+      }
+      TDM_TRY(tdm_graph_launch(dev, s->graph[k]));
+    } else {
+      TDM_TRY(update_body(s, dev, &s->batch, true, actor_step, polyak_step));
+    }
+    a->n_updates++;
+  }
+  if (out) TDM_TRY(copy_stats(a, out));
+  return TDM_OK;
+}
+
+tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int n) {
+  sac *s = sac_of(a);
+  if (!s) return TDM_FAIL(TDM_ERR_ARG, "tdm_sac_update_on_batch: not a SAC agent");
+  if (b->rows < 1 || b->rows > s->B)
+    return TDM_FAIL(TDM_ERR_ARG, "tdm_sac_update_on_batch: batch of %d rows, expected 1..%d",
+                    b->rows, s->B);
+  for (int i = 0; i < n; i++) {
+    bool actor_step = a->n_updates % s->cfg.policy_delay == 0;
+    bool polyak_step = a->n_updates % s->cfg.target_update_interval == 0;
+    TDM_TRY(update_body(s, a->dev, b, false, actor_step, polyak_step));
+    a->n_updates++;
+  }
+  return TDM_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// act / observe
+
+static tdm_status sac_act(tdm_agent *a, const float *obs, int n, bool explore, float *act_out) {
+  sac *s = a->impl;
+  tdm_dev *dev = a->dev;
+  if (n < 1 || n > s->N)
+    return TDM_FAIL(TDM_ERR_ARG, "sac act: %d observations, expected 1..%d (num_envs)", n, s->N);
+  const int O = s->O, A = s->A, L = s->cfg.layers + 1;
+  memcpy(s->h_obs, obs, (size_t)n * O * sizeof(float));
+  TDM_TRY(tdm_dev_h2d(dev, s->act_obs, s->h_obs, (size_t)n * O * sizeof(float)));
+  TDM_TRY(tdm_mlp_forward(s->actor, s->acts_act, s->act_obs, n, false, NULL, false));
+  const float *head = s->acts_act->a[L - 1];  // (n, 2A)
+  if (explore) {
+    TDM_TRY(tdm_fill_normal(dev, s->act_eps, (size_t)n * A, 0.0f, 1.0f, &s->rng[1], RS_ACT));
+    TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
+  }
+  TDM_TRY(tdm_sac_squash_fwd(dev, head, explore ? s->act_eps : NULL, s->act_out, NULL, n, A,
+                             s->cfg.log_std_min, s->cfg.log_std_max));
+  TDM_TRY(tdm_dev_d2h(dev, s->h_act, s->act_out, (size_t)n * A * sizeof(float)));
+  TDM_TRY(tdm_dev_sync(dev));
+  memcpy(act_out, s->h_act, (size_t)n * A * sizeof(float));
+  return TDM_OK;
+}
+
+static tdm_status sac_observe(tdm_agent *a, const tdm_transition_batch *b) {
+  sac *s = a->impl;
+  TDM_TRY(tdm_replay_add(s->replay, b));
+  a->n_observed += b->n;
+  return TDM_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// checkpoint section: magic, header, device state (RNG counters, temperature and its Adam state),
+// CRC-32 of header and state, then the networks (tdm_mlp_write) and optionally the replay.
+
+static const char SAC_MAGIC[8] = {'T', 'D', 'M', 'S', 'A', 'C', 0, 1};
+#define SAC_VERSION 1u
+
+typedef struct {
+  uint32_t version;
+  int32_t obs_dim, act_dim, hidden, layers, act, ent_coef_auto, with_replay;
+  int64_t n_updates, n_observed;
+} sac_header;
+
+typedef struct {
+  tdm_rng_ctr rng[2];
+  float log_alpha, alpha_m, alpha_v;
+  int32_t alpha_step;
+} sac_state;
+
+static tdm_status get_state(tdm_agent *a, sac_state *st) {
+  sac *s = a->impl;
+  tdm_dev *d = a->dev;
+  memset(st, 0, sizeof *st);
+  TDM_TRY(tdm_dev_d2h(d, st->rng, s->rng, sizeof st->rng));
+  TDM_TRY(tdm_dev_d2h(d, &st->log_alpha, s->log_alpha, 4));
+  TDM_TRY(tdm_dev_d2h(d, &st->alpha_m, s->alpha_m, 4));
+  TDM_TRY(tdm_dev_d2h(d, &st->alpha_v, s->alpha_v, 4));
+  TDM_TRY(tdm_dev_d2h(d, &st->alpha_step, s->alpha_step, 4));
+  return tdm_dev_sync(d);
+}
+
+static tdm_status sac_write(tdm_agent *a, FILE *f, bool with_replay) {
+  sac *s = a->impl;
+  sac_header h;
+  memset(&h, 0, sizeof h);
+  h.version = SAC_VERSION;
+  h.obs_dim = s->O;
+  h.act_dim = s->A;
+  h.hidden = s->cfg.hidden;
+  h.layers = s->cfg.layers;
+  h.act = (int32_t)s->cfg.act;
+  h.ent_coef_auto = s->cfg.ent_coef_auto;
+  h.with_replay = with_replay;
+  h.n_updates = a->n_updates;
+  h.n_observed = a->n_observed;
+  sac_state st;
+  TDM_TRY(get_state(a, &st));
+  uint32_t crc = tdm_crc32(tdm_crc32(0, &h, sizeof h), &st, sizeof st);
+  if (fwrite(SAC_MAGIC, 1, 8, f) != 8 || fwrite(&h, sizeof h, 1, f) != 1 ||
+      fwrite(&st, sizeof st, 1, f) != 1 || fwrite(&crc, 4, 1, f) != 1)
+    return TDM_FAIL(TDM_ERR_IO, "sac checkpoint: short write; disk full?");
+  TDM_TRY(tdm_mlp_write(s->actor, f, true));
+  TDM_TRY(tdm_mlp_write(s->critic, f, true));
+  TDM_TRY(tdm_mlp_write(s->target, f, false));
+  if (with_replay) {
+    // byte length first, so a reader that does not want the replay can seek past it
+    long at = ftell(f);
+    uint64_t len = 0;
+    if (at < 0 || fwrite(&len, 8, 1, f) != 1)
+      return TDM_FAIL(TDM_ERR_IO, "sac checkpoint: the replay needs a seekable file");
+    TDM_TRY(tdm_replay_write(s->replay, f));
+    long end = ftell(f);
+    len = (uint64_t)(end - at - 8);
+    if (end < 0 || fseek(f, at, SEEK_SET) || fwrite(&len, 8, 1, f) != 1 || fseek(f, end, SEEK_SET))
+      return TDM_FAIL(TDM_ERR_IO, "sac checkpoint: cannot patch the replay length");
+  }
+  return TDM_OK;
+}
+
+static tdm_status sac_read(tdm_agent *a, FILE *f, bool with_replay, const char *what) {
+  sac *s = a->impl;
+  tdm_dev *d = a->dev;
+  if (!what) what = "checkpoint";
+  char magic[8];
+  sac_header h;
+  sac_state st;
+  uint32_t crc;
+  if (fread(magic, 1, 8, f) != 8)
+    return TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC section truncated (no magic)", what);
+  if (memcmp(magic, SAC_MAGIC, 6))
+    return TDM_FAIL(TDM_ERR_FORMAT, "%s: not a SAC agent section (bad magic)", what);
+  if (fread(&h, sizeof h, 1, f) != 1 || fread(&st, sizeof st, 1, f) != 1 ||
+      fread(&crc, 4, 1, f) != 1)
+    return TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC section truncated (header)", what);
+  if (h.version != SAC_VERSION || magic[7] != SAC_MAGIC[7])
+    return TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC section version %u, this build reads %u", what,
+                    h.version, SAC_VERSION);
+  if (crc != tdm_crc32(tdm_crc32(0, &h, sizeof h), &st, sizeof st))
+    return TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC section checksum mismatch; the file is corrupt", what);
+  if (h.obs_dim != s->O || h.act_dim != s->A || h.hidden != s->cfg.hidden ||
+      h.layers != s->cfg.layers || h.act != (int32_t)s->cfg.act)
+    return TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: SAC shape mismatch: file has obs %d act %d hidden %d x %d (%s), this "
+                    "agent obs %d act %d hidden %d x %d (%s)", what, h.obs_dim, h.act_dim,
+                    h.hidden, h.layers, tdm_act_name((tdm_act)h.act), s->O, s->A, s->cfg.hidden,
+                    s->cfg.layers, tdm_act_name(s->cfg.act));
+  if (with_replay && !h.with_replay)
+    return TDM_FAIL(TDM_ERR_FORMAT, "%s: the checkpoint holds no replay buffer (it was written "
+                                    "with save_replay = false)", what);
+  TDM_TRY(tdm_mlp_read(s->actor, f, true, what));
+  TDM_TRY(tdm_mlp_read(s->critic, f, true, what));
+  TDM_TRY(tdm_mlp_read(s->target, f, false, what));
+  if (h.with_replay) {
+    uint64_t len;
+    if (fread(&len, 8, 1, f) != 1)
+      return TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC section truncated (replay length)", what);
+    if (with_replay) {
+      TDM_TRY(tdm_replay_read(s->replay, f, what));
+    } else if (fseek(f, (long)len, SEEK_CUR)) {
+      return TDM_FAIL(TDM_ERR_FORMAT, "%s: cannot skip the replay section (%llu bytes)", what,
+                      (unsigned long long)len);
+    }
+  }
+  TDM_TRY(tdm_dev_h2d(d, s->rng, st.rng, sizeof st.rng));
+  TDM_TRY(tdm_dev_h2d(d, s->log_alpha, &st.log_alpha, 4));
+  TDM_TRY(tdm_dev_h2d(d, s->alpha_m, &st.alpha_m, 4));
+  TDM_TRY(tdm_dev_h2d(d, s->alpha_v, &st.alpha_v, 4));
+  TDM_TRY(tdm_dev_h2d(d, s->alpha_step, &st.alpha_step, 4));
+  TDM_TRY(tdm_dev_sync(d));
+  a->n_updates = h.n_updates;
+  a->n_observed = h.n_observed;
+  return TDM_OK;
+}
+
+static const tdm_agent_ops SAC_OPS = {"sac",     sac_act,  sac_observe, sac_update,
+                                      sac_write, sac_read, sac_destroy};
+
+// ---------------------------------------------------------------------------------------------
+// create
+
+static size_t a64(size_t floats) { return (floats * 4 + 63) / 64 * 16; }  // in floats
+
+tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_dims *dims,
+                          uint64_t seed, tdm_agent **out) {
+  *out = NULL;
+  TDM_TRY(check_cfg(cfg, dims));
+  tdm_status st;
+  tdm_agent *a = calloc(1, sizeof *a);
+  sac *s = calloc(1, sizeof *s);
+  if (!a || !s) {
+    free(a);
+    free(s);
+    return TDM_FAIL(TDM_ERR_OOM, "sac: out of host memory");
+  }
+  a->ops = &SAC_OPS;
+  a->dev = dev;
+  a->dims = *dims;
+  a->impl = s;
+  s->cfg = *cfg;
+  s->seed = seed;
+  const int O = dims->obs_dim, A = dims->act_dim, N = dims->num_envs, B = cfg->batch_size;
+  s->O = O, s->A = A, s->N = N, s->B = B;
+  s->target_entropy = cfg->target_entropy_auto ? -(float)A : cfg->target_entropy;
+  s->adam = tdm_adam_defaults();
+  s->adam.lr = cfg->lr;
+  if (dev->kind == TDM_DEV_CUDA && cfg->tf32) dev->tf32 = true;
+
+  tdm_replay_cfg rc = {O, A, cfg->buffer_size, N, N, cfg->max_seq_rows};
+  TDM_TRYG(tdm_replay_create(dev, &rc, &s->replay));
+  int batch_rows = B > cfg->max_seq_rows ? B : cfg->max_seq_rows;
+  TDM_TRYG(tdm_replay_batch_create(s->replay, batch_rows, &s->batch));
+
+  tdm_mlp_spec sa = tdm_mlp_spec_make(O, cfg->hidden, cfg->layers, 2 * A, 1, cfg->act);
+  tdm_mlp_spec sq = tdm_mlp_spec_make(O + A, cfg->hidden, cfg->layers, 1, 2, cfg->act);
+  TDM_TRYG(tdm_mlp_create(dev, &sa, &s->actor));
+  TDM_TRYG(tdm_mlp_create(dev, &sq, &s->critic));
+  TDM_TRYG(tdm_mlp_create(dev, &sq, &s->target));
+  TDM_TRYG(tdm_mlp_init(s->actor, seed * 4 + 1));
+  TDM_TRYG(tdm_mlp_init(s->critic, seed * 4 + 2));
+  TDM_TRYG(tdm_mlp_init(s->target, seed * 4 + 3));
+  TDM_TRYG(tdm_mlp_copy_params(s->target, s->critic));
+  TDM_TRYG(tdm_mlp_acts_create(s->actor, B, &s->acts_actor));
+  TDM_TRYG(tdm_mlp_acts_create(s->actor, N, &s->acts_act));
+  TDM_TRYG(tdm_mlp_acts_create(s->critic, B, &s->acts_critic));
+  TDM_TRYG(tdm_mlp_acts_create(s->target, B, &s->acts_target));
+
+  // scratch: one allocation carved into 64-byte aligned pieces
+  size_t nB = (size_t)B, nN = (size_t)N, W = (size_t)(O + A);
+  size_t n_scr = tdm_adam_scratch_floats(dev, 1);
+  size_t sizes[] = {nB * A, nB * A, nB, nB * W, nB, nB * W, 2 * nB, nB * A, nB * A, nB, nB,
+                    nB * W, nB * 2 * A, nN * O, nN * A, nN * A, 1, 1, 1, 1,
+                    n_scr > 0 ? n_scr : 1, TDM_SAC_ST_N, 1, 8};
+  float **ptrs[] = {&s->eps_next, &s->a_next, &s->logp_next, &s->xq_next, &s->y, &s->xq,
+                    &s->dq, &s->eps, &s->a_pi, &s->logp, &s->dlogp, &s->dxq, &s->dhead,
+                    &s->act_obs, &s->act_eps, &s->act_out, &s->log_alpha, &s->g_log_alpha,
+                    &s->alpha_m, &s->alpha_v, &s->alpha_scratch, &s->stats,
+                    (float **)&s->alpha_step, (float **)&s->rng};
+  int np = (int)(sizeof sizes / sizeof sizes[0]);
+  size_t total = 0;
+  for (int i = 0; i < np; i++) total += a64(sizes[i]);
+  TDM_TRYG(tdm_dev_alloc(dev, total * 4, &s->mem));
+  TDM_TRYG(tdm_dev_memset(dev, s->mem, 0, total * 4));
+  float *p = s->mem;
+  for (int i = 0; i < np; i++) {
+    *ptrs[i] = p;
+    p += a64(sizes[i]);
+  }
+  size_t hfl = a64(nN * O) + a64(nN * A) + a64(TDM_SAC_ST_N);
+  TDM_TRYG(tdm_host_alloc(dev, hfl * 4, (void **)&s->h_obs));
+  s->h_act = s->h_obs + a64(nN * O);
+  s->h_stats = s->h_act + a64(nN * A);
+
+  // initial device state: log_alpha, RNG counters
+  sac_state init;
+  memset(&init, 0, sizeof init);
+  init.rng[0].seed = init.rng[1].seed = seed;
+  init.log_alpha = logf(cfg->ent_coef_init);
+  TDM_TRYG(tdm_dev_h2d(dev, s->rng, init.rng, sizeof init.rng));
+  TDM_TRYG(tdm_dev_h2d(dev, s->log_alpha, &init.log_alpha, 4));
+  TDM_TRYG(tdm_dev_sync(dev));
+  *out = a;
+  return TDM_OK;
+fail:
+  sac_destroy(a);
+  return st;
+}
+
+tdm_replay *tdm_sac_replay(tdm_agent *a) {
+  sac *s = sac_of(a);
+  return s ? s->replay : NULL;
+}
+tdm_mlp *tdm_sac_actor(tdm_agent *a) {
+  sac *s = sac_of(a);
+  return s ? s->actor : NULL;
+}
+tdm_mlp *tdm_sac_critic(tdm_agent *a) {
+  sac *s = sac_of(a);
+  return s ? s->critic : NULL;
+}
+tdm_mlp *tdm_sac_critic_target(tdm_agent *a) {
+  sac *s = sac_of(a);
+  return s ? s->target : NULL;
+}
+float *tdm_sac_log_alpha(tdm_agent *a) {
+  sac *s = sac_of(a);
+  return s ? s->log_alpha : NULL;
+}
