@@ -1,0 +1,306 @@
+// GPU against CPU for the replay buffer and SAC: every fused SAC kernel on random inputs, replay
+// sampling and gathers, SAC parameters after a few updates from the same seed and transitions,
+// the CUDA-graph update against the plain one, and GPU checkpoints read on the CPU. SKIPs
+// without a GPU.
+#include "../src/agents/sac_ops.h"
+#include "tandem/agent.h"
+#include "test.h"
+
+static tdm_dev *cpu(void) {
+  static tdm_dev *d = NULL;
+  if (!d && tdm_dev_open("cpu", 1, &d) != TDM_OK) d = NULL;
+  return d;
+}
+
+// device copy of n host floats (freed by the caller with tdm_dev_free)
+static float *up(tdm_dev *g, const float *h, size_t n) {
+  void *p = NULL;
+  if (tdm_dev_alloc(g, n * 4 + 4, &p) != TDM_OK) return NULL;
+  if (h && tdm_dev_h2d(g, p, h, n * 4) != TDM_OK) return NULL;
+  if (!h && tdm_dev_memset(g, p, 0, n * 4 + 4) != TDM_OK) return NULL;
+  return p;
+}
+
+static tdm_status down(tdm_dev *g, float *h, const float *d, size_t n) {
+  TDM_TRY(tdm_dev_d2h(g, h, d, n * 4));
+  return tdm_dev_sync(g);
+}
+
+static void test_sac_kernels_parity(void) {
+  NEED_GPU(g);
+  tdm_dev *c = cpu();
+  enum { B = 300, A = 6, O = 17 };
+  static float head[B * 2 * A], eps[B * A], obs[B * O], act[B * A], dact[B * (O + A)],
+      dlogp[B], q[2 * B], y[B], rew[B], term[B], la[1] = {-0.7f};
+  tdm_t_rand(head, B * 2 * A, -3.0f, 2.5f, 1);
+  tdm_t_rand(eps, B * A, -2.5f, 2.5f, 2);
+  tdm_t_rand(obs, B * O, -1.0f, 1.0f, 3);
+  tdm_t_rand(act, B * A, -1.0f, 1.0f, 4);
+  tdm_t_rand(dact, B * (O + A), -1.0f, 1.0f, 5);
+  tdm_t_rand(dlogp, B, 0.0f, 0.1f, 6);
+  tdm_t_rand(q, 2 * B, -5.0f, 5.0f, 7);
+  tdm_t_rand(y, B, -5.0f, 5.0f, 8);
+  tdm_t_rand(rew, B, -1.0f, 1.0f, 9);
+  for (int b = 0; b < B; b++) term[b] = (b % 7 == 0) ? 1.0f : 0.0f;
+  head[5] = 3.0f;  // some log_std outside [-5, 2]
+  head[2 * A + 8] = -9.0f;
+  const float lo = -5.0f, hi = 2.0f;
+  float *d_head = up(g, head, B * 2 * A), *d_eps = up(g, eps, B * A), *d_obs = up(g, obs, B * O);
+  float *d_act = up(g, act, B * A), *d_dact = up(g, dact, B * (O + A)), *d_dlogp = up(g, dlogp, B);
+  float *d_q = up(g, q, 2 * B), *d_y = up(g, y, B), *d_rew = up(g, rew, B);
+  float *d_term = up(g, term, B), *d_la = up(g, la, 1);
+  float *d_o1 = up(g, NULL, B * (O + A)), *d_o2 = up(g, NULL, 2 * B * A),
+        *d_o3 = up(g, NULL, 2 * B), *d_st = up(g, NULL, 8);
+  CHECK(d_head && d_eps && d_obs && d_act && d_dact && d_dlogp && d_q && d_y && d_rew && d_term &&
+        d_la && d_o1 && d_o2 && d_o3 && d_st);
+  static float h1[B * (O + A)], h2[2 * B * A], h3[2 * B], st[8], r1[B * (O + A)], r2[2 * B * A],
+      r3[2 * B], rst[8];
+
+  // concat
+  CHECK_OK(tdm_sac_concat(g, d_obs, O, d_dact + 3, A, O + A, d_o1, B));
+  CHECK_OK(tdm_sac_concat(c, obs, O, dact + 3, A, O + A, r1, B));
+  CHECK_OK(down(g, h1, d_o1, B * (O + A)));
+  CHECK(!memcmp(h1, r1, sizeof(float) * B * (O + A)));
+  // squash forward, sampled and deterministic
+  for (int det = 0; det < 2; det++) {
+    CHECK_OK(tdm_sac_squash_fwd(g, d_head, det ? NULL : d_eps, d_o2, d_o3, B, A, lo, hi));
+    CHECK_OK(tdm_sac_squash_fwd(c, head, det ? NULL : eps, r2, r3, B, A, lo, hi));
+    CHECK_OK(down(g, h2, d_o2, B * A));
+    CHECK_OK(down(g, h3, d_o3, B));
+    double e1 = tdm_t_relerr(h2, r2, B * A), e2 = tdm_t_relerr(h3, r3, B);
+    CHECKF(e1 < 1e-5 && e2 < 1e-5, "squash_fwd det %d: act %g logp %g", det, e1, e2);
+  }
+  // squash backward from the sampled forward (r2 holds the CPU actions of the last, det, pass)
+  CHECK_OK(tdm_sac_squash_fwd(c, head, eps, r2, r3, B, A, lo, hi));
+  CHECK_OK(tdm_sac_squash_fwd(g, d_head, d_eps, d_act, d_o3, B, A, lo, hi));
+  CHECK_OK(tdm_sac_squash_bwd(g, d_head, d_eps, d_act, d_dact + O, O + A, d_dlogp, d_o2, B, A, lo,
+                              hi));
+  static float ract[B * A];
+  memcpy(ract, r2, sizeof ract);
+  CHECK_OK(tdm_sac_squash_bwd(c, head, eps, ract, dact + O, O + A, dlogp, r2, B, A, lo, hi));
+  CHECK_OK(down(g, h2, d_o2, 2 * B * A));
+  CHECKF(tdm_t_relerr(h2, r2, 2 * B * A) < 1e-5, "squash_bwd %g", tdm_t_relerr(h2, r2, 2 * B * A));
+  // target
+  CHECK_OK(tdm_sac_target(g, d_q, d_dlogp, d_rew, d_term, d_la, 0.99f, d_o3, B));
+  CHECK_OK(tdm_sac_target(c, q, dlogp, rew, term, la, 0.99f, r3, B));
+  CHECK_OK(down(g, h3, d_o3, B));
+  CHECKF(tdm_t_relerr(h3, r3, B) < 1e-6, "target %g", tdm_t_relerr(h3, r3, B));
+  // critic loss
+  CHECK_OK(tdm_sac_critic_loss(g, d_q, d_y, d_la, d_o3, d_st, B));
+  CHECK_OK(tdm_sac_critic_loss(c, q, y, la, r3, rst, B));
+  CHECK_OK(down(g, h3, d_o3, 2 * B));
+  CHECK_OK(down(g, st, d_st, TDM_SAC_ST_N));
+  CHECK(tdm_t_relerr(h3, r3, 2 * B) < 1e-6);
+  for (int k = 0; k < 5; k++)
+    if (k != TDM_SAC_ST_ACTOR && k != TDM_SAC_ST_ENTROPY)
+      CHECKF(fabsf(st[k] - rst[k]) <= 1e-5f * fmaxf(1.0f, fabsf(rst[k])), "stat %d: %g vs %g", k,
+             st[k], rst[k]);
+  // actor loss
+  float *d_g = d_st + 6, hg, rg;
+  CHECK_OK(tdm_sac_actor_loss(g, d_q, d_dlogp, d_la, -6.0f, d_o3, d_o2, d_g, d_st, B));
+  CHECK_OK(tdm_sac_actor_loss(c, q, dlogp, la, -6.0f, r3, r2, &rg, rst, B));
+  CHECK_OK(down(g, h3, d_o3, 2 * B));
+  CHECK_OK(down(g, h2, d_o2, B));
+  CHECK_OK(down(g, st, d_st, TDM_SAC_ST_N));
+  CHECK_OK(down(g, &hg, d_g, 1));
+  CHECK(!memcmp(h3, r3, sizeof(float) * 2 * B));
+  CHECK(tdm_t_relerr(h2, r2, B) < 1e-6 && fabsf(hg - rg) < 1e-5f);
+  CHECK(fabsf(st[TDM_SAC_ST_ACTOR] - rst[TDM_SAC_ST_ACTOR]) < 1e-5f * fmaxf(1, fabsf(rst[1])));
+  CHECK(fabsf(st[TDM_SAC_ST_ENTROPY] - rst[TDM_SAC_ST_ENTROPY]) < 1e-5f);
+  float *all[] = {d_head, d_eps, d_obs, d_act, d_dact, d_dlogp, d_q, d_y,
+                  d_rew, d_term, d_la, d_o1, d_o2, d_o3, d_st};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tdm_dev_free(g, all[i]);
+}
+
+// n env steps of random transitions into both agents
+static tdm_status feed2(tdm_agent *x, tdm_agent *y, int steps, uint64_t seed) {
+  int O = x->dims.obs_dim, A = x->dims.act_dim, N = x->dims.num_envs;
+  static float obs[8 * 32], nobs[8 * 32], act[8 * 8], rew[8];
+  uint8_t te[8], tr[8];
+  tdm_rng r;
+  tdm_rng_init(&r, seed, 2);
+  for (int k = 0; k < steps; k++) {
+    for (int i = 0; i < N * O; i++) obs[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < N * O; i++) nobs[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < N * A; i++) act[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < N; i++) {
+      rew[i] = tdm_rng_normal(&r);
+      te[i] = tdm_rng_uniform(&r) < 0.1f;
+      tr[i] = tdm_rng_uniform(&r) < 0.05f;
+    }
+    tdm_transition_batch b = {N, obs, act, rew, nobs, te, tr, NULL, TDM_SRC_REAL};
+    TDM_TRY(tdm_agent_observe(x, &b));
+    if (y) TDM_TRY(tdm_agent_observe(y, &b));
+  }
+  return TDM_OK;
+}
+
+// relative error of network m's parameters (on any device) against ref (on the CPU)
+static double net_err(tdm_mlp *m, tdm_mlp *ref) {
+  size_t n = ref->n_params;
+  float *h = malloc(n * 4);
+  if (!h || down(m->dev, h, m->params, n) != TDM_OK) {
+    free(h);
+    return INFINITY;
+  }
+  double e = tdm_t_relerr(h, ref->params, n);
+  free(h);
+  return e;
+}
+
+static tdm_sac_cfg parity_cfg(void) {
+  tdm_sac_cfg c = tdm_sac_defaults();
+  c.hidden = 64;
+  c.batch_size = 128;
+  c.buffer_size = 4000;
+  c.policy_delay = 2;
+  return c;
+}
+
+static void test_replay_parity(void) {
+  NEED_GPU(g);
+  tdm_sac_cfg c = parity_cfg();
+  c.max_seq_rows = 400;
+  tdm_agent_dims dims = {5, 3, 4};
+  tdm_agent *x, *y;
+  CHECK_OK(tdm_sac_create(cpu(), &c, &dims, 3, &x));
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 3, &y));
+  CHECK_OK(feed2(x, y, 1100, 4));  // 4400 transitions into 4000 rows: wrapped
+  tdm_replay *rc = tdm_sac_replay(x), *rg = tdm_sac_replay(y);
+  tdm_replay_batch bc, bg;
+  CHECK_OK(tdm_replay_batch_create(rc, 400, &bc));
+  CHECK_OK(tdm_replay_batch_create(rg, 400, &bg));
+  tdm_rng_ctr hc = {5, 3};
+  tdm_rng_ctr *dc = (tdm_rng_ctr *)up(g, NULL, 4);
+  CHECK(dc);
+  CHECK_OK(tdm_dev_h2d(g, dc, &hc, sizeof hc));
+  CHECK_OK(tdm_replay_sample(rc, &bc, 400, &hc, 1));
+  CHECK_OK(tdm_replay_sample(rg, &bg, 400, dc, 1));
+  static float h[400 * 5];
+  static int32_t idx[400];
+  CHECK_OK(tdm_dev_d2h(g, idx, bg.idx, sizeof idx));
+  CHECK_OK(down(g, h, bg.obs, 400 * 5));
+  CHECK(!memcmp(idx, bc.idx, sizeof idx));
+  CHECK(!memcmp(h, bc.obs, sizeof h));
+  tdm_rng h1, h2;
+  tdm_rng_init(&h1, 8, 0);
+  tdm_rng_init(&h2, 8, 0);
+  CHECK_OK(tdm_replay_sample_seq(rc, &bc, 4, 100, &h1));
+  CHECK_OK(tdm_replay_sample_seq(rg, &bg, 4, 100, &h2));
+  CHECK_OK(down(g, h, bg.next_obs, 400 * 5));
+  CHECK(!memcmp(h, bc.next_obs, sizeof h));
+  tdm_dev_free(g, dc);
+  tdm_replay_batch_destroy(rc, &bc);
+  tdm_replay_batch_destroy(rg, &bg);
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(y);
+}
+
+static void test_sac_update_parity(void) {
+  NEED_GPU(g);
+  tdm_sac_cfg c = parity_cfg();
+  tdm_agent_dims dims = {17, 6, 2};
+  tdm_agent *x, *y;
+  CHECK_OK(tdm_sac_create(cpu(), &c, &dims, 9, &x));
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 9, &y));  // use_graph defaults to true
+  CHECK_OK(feed2(x, y, 300, 6));
+  tdm_agent_stats sx, sy;
+  CHECK_OK(tdm_agent_update(x, 4, &sx));
+  CHECK_OK(tdm_agent_update(y, 4, &sy));
+  double ea = net_err(tdm_sac_actor(y), tdm_sac_actor(x));
+  double ec = net_err(tdm_sac_critic(y), tdm_sac_critic(x));
+  double et = net_err(tdm_sac_critic_target(y), tdm_sac_critic_target(x));
+  CHECKF(ea < 1e-4 && ec < 1e-4 && et < 1e-4, "actor %g critic %g target %g", ea, ec, et);
+  float lag;
+  CHECK_OK(down(g, &lag, tdm_sac_log_alpha(y), 1));
+  CHECKF(fabsf(lag - *tdm_sac_log_alpha(x)) < 1e-5f, "log_alpha %g vs %g", lag,
+         *tdm_sac_log_alpha(x));
+  CHECKF(fabsf(sx.critic_loss - sy.critic_loss) < 1e-3f * fmaxf(1, fabsf(sx.critic_loss)),
+         "critic loss %g vs %g", sx.critic_loss, sy.critic_loss);
+  CHECK(fabsf(sx.actor_loss - sy.actor_loss) < 1e-3f * fmaxf(1, fabsf(sx.actor_loss)));
+  // actions: deterministic and sampled (same Philox noise)
+  float o[2 * 17], ax[12], ay[12];
+  tdm_t_rand(o, 34, -1, 1, 3);
+  for (int explore = 0; explore < 2; explore++) {
+    CHECK_OK(tdm_agent_act(x, o, 2, explore, ax));
+    CHECK_OK(tdm_agent_act(y, o, 2, explore, ay));
+    CHECKF(tdm_t_relerr(ay, ax, 12) < 1e-4, "act explore %d: %g", explore,
+           tdm_t_relerr(ay, ax, 12));
+  }
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(y);
+}
+
+static void test_graph_equals_plain(void) {
+  NEED_GPU(g);
+  tdm_sac_cfg c = parity_cfg();
+  c.target_update_interval = 3;  // three graph variants in play
+  tdm_agent_dims dims = {17, 6, 2};
+  tdm_agent *x, *y;
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 13, &x));
+  c.use_graph = false;
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 13, &y));
+  CHECK_OK(feed2(x, y, 300, 7));
+  for (int k = 0; k < 3; k++) {
+    CHECK_OK(tdm_agent_update(x, 5, NULL));
+    CHECK_OK(tdm_agent_update(y, 5, NULL));
+    CHECK_OK(feed2(x, y, 3, 20 + k));  // the graph must see the new size
+  }
+  tdm_mlp *mx[3] = {tdm_sac_actor(x), tdm_sac_critic(x), tdm_sac_critic_target(x)};
+  tdm_mlp *my[3] = {tdm_sac_actor(y), tdm_sac_critic(y), tdm_sac_critic_target(y)};
+  for (int i = 0; i < 3; i++) {
+    size_t n = mx[i]->n_params;
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    CHECK(a && b);
+    CHECK_OK(down(g, a, mx[i]->params, n));
+    CHECK_OK(down(g, b, my[i]->params, n));
+    int same = !memcmp(a, b, n * 4);
+    double e = tdm_t_relerr(a, b, n);
+    free(a);
+    free(b);
+    CHECKF(same, "network %d: graph and plain updates differ (relative %g)", i, e);
+  }
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(y);
+}
+
+static void test_gpu_checkpoint_on_cpu(void) {
+  NEED_GPU(g);
+  tdm_sac_cfg c = parity_cfg();
+  tdm_agent_dims dims = {17, 6, 2};
+  tdm_agent *x, *y;
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 17, &x));
+  CHECK_OK(tdm_sac_create(cpu(), &c, &dims, 18, &y));
+  CHECK_OK(feed2(x, NULL, 200, 8));
+  CHECK_OK(tdm_agent_update(x, 6, NULL));
+  FILE *f = tmpfile();
+  CHECK(f);
+  CHECK_OK(tdm_agent_write(x, f, true));
+  rewind(f);
+  CHECK_OK(tdm_agent_read(y, f, true, "gpu checkpoint"));
+  fclose(f);
+  CHECK(net_err(tdm_sac_actor(x), tdm_sac_actor(y)) == 0.0);
+  CHECK(net_err(tdm_sac_critic(x), tdm_sac_critic(y)) == 0.0);
+  CHECK(tdm_replay_size(tdm_sac_replay(y)) == 400 && y->n_updates == 6);
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(y);
+}
+
+static void test_gpu_capacity_refused(void) {
+  NEED_GPU(g);
+  tdm_replay_cfg c = {4096, 4096, 2000000000, 1, 0, 0};
+  tdm_replay *r = NULL;
+  tdm_status st = tdm_replay_create(g, &c, &r);
+  CHECKF(st == TDM_ERR_OOM && strstr(tdm_errmsg(), "bytes") && strstr(tdm_errmsg(), "device"),
+         "%s: %s", tdm_status_name(st), tdm_errmsg());
+}
+
+int main(void) {
+  TDM_RUN(test_sac_kernels_parity);
+  TDM_RUN(test_replay_parity);
+  TDM_RUN(test_sac_update_parity);
+  TDM_RUN(test_graph_equals_plain);
+  TDM_RUN(test_gpu_checkpoint_on_cpu);
+  TDM_RUN(test_gpu_capacity_refused);
+  return tdm_test_end();
+}
