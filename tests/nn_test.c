@@ -422,7 +422,7 @@ static void test_init(void) {
   CHECK_OK(tdm_mlp_init(m, 11));
   float *h = hnew(m->n_params);
   down(h, m->params, m->n_params);
-  const tdm_mlp_layer *l0 = &m->layers[0];
+  const tdm_mlp_layer *l0 = &m->layers[0];  // re-pointed when m is re-created below
   double k = 0.1, sum = 0, sq = 0, mx = 0;
   size_t nw = 3 * 64 * 100;
   for (size_t i = 0; i < nw; i++) {
@@ -462,6 +462,8 @@ static void test_init(void) {
   tdm_mlp_destroy(m);
   CHECK_OK(tdm_mlp_create(cpu, &s, &m));
   CHECK_OK(tdm_mlp_init(m, 3));
+  l0 = &m->layers[0];
+  l1 = &m->layers[1];
   down(h, m->params, m->n_params);
   sq = 0, mx = 0;
   for (size_t i = 0; i < nw; i++) {
