@@ -198,6 +198,7 @@ tdm_status tdm_dev_alloc(tdm_dev *d, size_t bytes, void **out) {
     return TDM_OK;
   }
 #endif
+  (void)d;
   *out = tdm_malloc_aligned(bytes);
   if (!*out) {
     size_t tot = 0, fr = host_mem_free(&tot);
