@@ -453,10 +453,11 @@ static void test_mj_state_roundtrip(void) {
   tdm_env_destroy(e);
 }
 
-static void check_jacobians(const char *task, double tol) {
+static void check_jacobians(const char *task, const config_setting_t *cfg, double tol,
+                            double tol1) {
   tdm_env *e = NULL;
   tdm_sim *s = NULL;
-  CHECK_OK(tdm_env_create(task, 1, NULL, NULL, &e));
+  CHECK_OK(tdm_env_create(task, 1, cfg, NULL, &e));
   CHECK_OK(tdm_sim_create(e, &s));
   const tdm_env_spec *sp = tdm_env_get_spec(e);
   const int S = sp->state_dim, T = sp->tangent_dim, U = sp->act_dim, nv = T / 2;
@@ -486,7 +487,7 @@ static void check_jacobians(const char *task, double tol) {
       err1 = fmax(err1, fabs(fd - A1[i * T + j]));
     }
   }
-  CHECKF(err <= tol * amax && err1 <= 10 * tol * amax, "%s: A error %g (one-sided %g) of max %g",
+  CHECKF(err <= tol * amax && err1 <= tol1 * amax, "%s: A error %g (one-sided %g) of max %g",
          task, err, err1, amax);
   double bmax = 0, berr = 0;
   const float ha = 1e-2f;
@@ -512,11 +513,42 @@ static void check_jacobians(const char *task, double tol) {
 
 static void test_mj_linearize_vs_finite_differences(void) {
   NEED_MUJOCO;
-  check_jacobians("cartpole_swingup", 1e-4);
+  // RK4 models (MuJoCo 2.2's transitionFD is a little off the exact RK4 step there)
+  check_jacobians("cartpole_swingup", NULL, 1e-3, 1e-3);
   if (tdm_t_failed_now) return;
-  check_jacobians("inverted_pendulum", 1e-4);
+  check_jacobians("inverted_pendulum", NULL, 1e-3, 1e-3);
   if (tdm_t_failed_now) return;
-  check_jacobians("reacher", 1e-4);
+  check_jacobians("reacher", NULL, 1e-3, 1e-3);
+  if (tdm_t_failed_now) return;
+  // an Euler double pendulum without contacts, frame skip 3 (the chain over sub-steps)
+  char path[] = "/tmp/tandem_env_dpend_XXXXXX.xml";
+  int fd = mkstemps(path, 4);
+  CHECK(fd >= 0);
+  const char *xml =
+      "<mujoco model=\"dpend\">\n"
+      "  <option timestep=\"0.004\" integrator=\"Euler\"><flag contact=\"disable\"/></option>\n"
+      "  <worldbody>\n"
+      "    <body name=\"l1\" pos=\"0 0 2\">\n"
+      "      <joint name=\"j1\" type=\"hinge\" axis=\"0 1 0\" damping=\"0.05\"/>\n"
+      "      <geom type=\"capsule\" fromto=\"0 0 0 0 0 -0.5\" size=\"0.04\"/>\n"
+      "      <body name=\"l2\" pos=\"0 0 -0.5\">\n"
+      "        <joint name=\"j2\" type=\"hinge\" axis=\"0 1 0\" damping=\"0.05\"/>\n"
+      "        <geom type=\"capsule\" fromto=\"0 0 0 0 0 -0.5\" size=\"0.04\"/>\n"
+      "      </body>\n"
+      "    </body>\n"
+      "  </worldbody>\n"
+      "  <actuator>\n"
+      "    <motor joint=\"j1\" gear=\"2\" ctrllimited=\"true\" ctrlrange=\"-1 1\"/>\n"
+      "    <motor joint=\"j2\" gear=\"1\" ctrllimited=\"true\" ctrlrange=\"-1 1\"/>\n"
+      "  </actuator>\n"
+      "</mujoco>\n";
+  CHECK(write(fd, xml, strlen(xml)) == (ssize_t)strlen(xml));
+  close(fd);
+  char text[256];
+  snprintf(text, sizeof text, "model = \"%s\";\nframe_skip = 3;\nreset_noise_scale = 0.5;", path);
+  const config_setting_t *c = cfg_of(text);
+  check_jacobians("mujoco", c, 1e-6, 1e-4);
+  unlink(path);
 }
 
 static void test_mj_cost(void) {

@@ -136,7 +136,9 @@ tdm_status tdm_sim_cost(tdm_sim *sim, const double *state, const float *act, dou
 // Linearise one env step at (state, act): dx' = A dx + B da, with dx in the tangent space
 // (MuJoCo: [dqpos (nv), qvel (nv), act (na)], mjd_transitionFD per sub-step chained over the frame
 // skip; classic tasks: the state itself, by finite differences) and da in agent units.
-// eps: perturbation size (<= 0 for the default 1e-6); centered: central differences.
+// eps: perturbation size (<= 0 for the default 1e-6); centered: central differences. MuJoCo
+// models with the RK4 integrator are differenced over whole env steps instead of through
+// mjd_transitionFD, whose skipped pipeline stages are wrong under RK4 in MuJoCo 2.2.
 tdm_status tdm_sim_linearize(tdm_sim *sim, const double *state, const float *act, double eps,
                              bool centered,
                              double *A,    // (tangent_dim, tangent_dim), row-major

@@ -61,6 +61,7 @@ typedef struct {
   // config-defined task
   reward_term terms[MAX_TERMS];
   int nterms;
+  bool needs_sensors;  // observation or a reward term reads sensordata
   int term_body;  // -1 = no height / tilt termination
   double term_min_h, term_max_h, term_max_tilt;
   float *obs_low, *obs_high, *act_low, *act_high;
@@ -70,6 +71,7 @@ typedef struct {
   mjData *d;
   double *xb;  // (MAX_TERMS) body x before the step, per forward term
   double *lin; // (3 nt^2 + 3 nt nu) linearisation scratch
+  double *sb;  // (5 nstate + 2 nv) state scratch for finite differences
 } mj_inst;
 
 static int nstate(const mjModel *m) { return m->nq + m->nv + m->na + 1; }
@@ -183,11 +185,13 @@ static tdm_status mj_inst_create(const void *task, void **out) {
   int nt = ntangent(t->m), nu = t->m->nu;
   in->xb = calloc(MAX_TERMS, sizeof(double));
   in->lin = calloc((size_t)(3 * nt * nt + 3 * nt * nu + 1), sizeof(double));
+  in->sb = calloc((size_t)(5 * nstate(t->m) + 2 * t->m->nv), sizeof(double));
   in->d = mj_makeData(t->m);
-  if (!in->xb || !in->lin || !in->d) {
+  if (!in->xb || !in->lin || !in->sb || !in->d) {
     if (in->d) mj_deleteData(in->d);
     free(in->xb);
     free(in->lin);
+    free(in->sb);
     free(in);
     return TDM_FAIL(TDM_ERR_OOM, "MuJoCo instance of %s: out of memory (mj_makeData)", t->path);
   }
@@ -201,6 +205,7 @@ static void mj_inst_destroy(void *inst) {
   mj_deleteData(in->d);
   free(in->xb);
   free(in->lin);
+  free(in->sb);
   free(in);
 }
 
@@ -374,6 +379,11 @@ static int mj_step_inst(const void *task, void *inst, const float *u, float *obs
       break;
     }
     case MJ_CUSTOM: {
+      // body positions and sensors of the final state (mj_step leaves them one sub-step behind)
+      if (t->needs_sensors)
+        mj_forward(m, d);
+      else
+        mj_kinematics(m, d);
       bool alive = custom_alive(t, d);
       r = custom_reward(t, d, u, in->xb, alive);
       term = !alive;
@@ -400,13 +410,13 @@ static void mj_get_state(const void *task, const void *inst, double *s) {
 static void mj_set_state(const void *task, void *inst, const double *s) {
   const mjModel *m = ((const mj_task *)task)->m;
   mjData *d = ((mj_inst *)inst)->d;
+  // clear everything that is not state (solver warm start, contacts, controls) so that a step
+  // from a state is a function of the state alone
+  mj_resetData(m, d);
   memcpy(d->qpos, s, sizeof(double) * (size_t)m->nq);
   memcpy(d->qvel, s + m->nq, sizeof(double) * (size_t)m->nv);
   memcpy(d->act, s + m->nq + m->nv, sizeof(double) * (size_t)m->na);
   d->time = s[m->nq + m->nv + m->na];
-  // the solver's warm start is not part of the state: clear it so a step from a state is a
-  // function of the state alone
-  memset(d->qacc_warmstart, 0, sizeof(double) * (size_t)m->nv);
   mj_forward(m, d);
 }
 
@@ -449,6 +459,64 @@ static void matmul(const double *A, const double *B, double *C, int n, int k, in
     }
 }
 
+// one env step (frame skip) from state s with controls ctrl (double, nu) into out
+static void step_from(const mj_task *t, mj_inst *in, const double *s, const double *ctrl,
+                      double *out) {
+  const mjModel *m = t->m;
+  mj_set_state(t, in, s);
+  memcpy(in->d->ctrl, ctrl, sizeof(double) * (size_t)m->nu);
+  for (int k = 0; k < t->frame_skip; k++) mj_step(m, in->d);
+  mj_get_state(t, in, out);
+}
+
+// tangent-space difference (b - a) / h of two states into col (2 nv + na)
+static void tangent_diff(const mjModel *m, const double *a, const double *b, double h,
+                         double *col) {
+  mj_differentiatePos(m, col, h, a, b);
+  for (int j = 0; j < m->nv + m->na; j++) col[m->nv + j] = (b[m->nq + j] - a[m->nq + j]) / h;
+}
+
+// Finite differences of the whole env step over the tangent space (used for RK4 models, where
+// MuJoCo 2.2's mjd_transitionFD skips pipeline stages that RK4's inner stages need).
+static void fd_linearize(const mj_task *t, mj_inst *in, const float *u, double eps, bool centered,
+                         double *A, double *B) {
+  const mjModel *m = t->m;
+  const int S = nstate(m), nt = ntangent(m), nu = m->nu, nv = m->nv;
+  double *s0 = in->sb, *sp = s0 + S, *sm = sp + S, *f0 = sm + S, *y = f0 + S, *dq = y + S;
+  double *ctrl = in->lin, *col = ctrl + nu;  // lin holds at least nt + nu doubles
+  mj_get_state(t, in, s0);
+  for (int j = 0; j < nu; j++) ctrl[j] = (double)u[j];
+  if (!centered) step_from(t, in, s0, ctrl, f0);
+  for (int j = 0; j < nt; j++) {
+    for (int sign = 1; sign >= (centered ? -1 : 1); sign -= 2) {
+      memcpy(y, s0, sizeof(double) * (size_t)S);
+      if (j < nv) {
+        memset(dq, 0, sizeof(double) * (size_t)nv);
+        dq[j] = 1.0;
+        mj_integratePos(m, y, dq, sign * eps);
+      } else {
+        y[m->nq + (j - nv)] += sign * eps;
+      }
+      step_from(t, in, y, ctrl, sign > 0 ? sp : sm);
+    }
+    tangent_diff(m, centered ? sm : f0, sp, centered ? 2 * eps : eps, col);
+    for (int i = 0; i < nt; i++) A[i * nt + j] = col[i];
+  }
+  for (int j = 0; j < nu; j++) {
+    const double c0 = ctrl[j];
+    ctrl[j] = c0 + eps;
+    step_from(t, in, s0, ctrl, sp);
+    if (centered) {
+      ctrl[j] = c0 - eps;
+      step_from(t, in, s0, ctrl, sm);
+    }
+    ctrl[j] = c0;
+    tangent_diff(m, centered ? sm : f0, sp, centered ? 2 * eps : eps, col);
+    for (int i = 0; i < nt; i++) B[i * nu + j] = col[i];
+  }
+  mj_set_state(t, in, s0);
+}
+
 static tdm_status mj_linearize(const void *task, void *inst, const float *u, double eps,
                                bool centered, double *A, double *B) {
   const mj_task *t = task;
@@ -457,6 +525,12 @@ static tdm_status mj_linearize(const void *task, void *inst, const float *u, dou
   mjData *d = in->d;
   const int nt = ntangent(m), nu = m->nu;
   double *Ak = in->lin, *Bk = Ak + nt * nt, *T1 = Bk + nt * nu, *T2 = T1 + nt * nt;
+  if (m->opt.integrator == mjINT_RK4) {
+    fd_linearize(t, in, u, eps, centered, A, B);
+    if (!state_finite(m, d))
+      return TDM_FAIL(TDM_ERR_NUMERIC, "MuJoCo %s: linearisation state went unstable", t->name);
+    return TDM_OK;
+  }
   for (int j = 0; j < nu; j++) d->ctrl[j] = (mjtNum)u[j];
   // chain the per-step Jacobians over the frame skip: A = A_K..A_1, B = sum A_K..A_{k+1} B_k
   memset(A, 0, sizeof(double) * (size_t)nt * nt);
@@ -718,6 +792,9 @@ tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_
       TDM_TRYG(tdm_cfg_num(tm, "max_tilt", 0.0, 4.0, &t->term_max_tilt));
     }
   }
+  t->needs_sensors = t->obs_sensors;
+  for (int i = 0; i < t->nterms; i++)
+    if (t->terms[i].kind == T_RESIDUAL && t->terms[i].from_sensor) t->needs_sensors = true;
   if (m->nu < 1) {
     st = TDM_FAIL(TDM_ERR_CONFIG, "MJCF %s has no actuators: an env needs at least one", path);
     goto fail;
