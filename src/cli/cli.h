@@ -22,5 +22,6 @@ int tdm_cmd_bench(int argc, char **argv);
 
 // bench/*.c
 int tdm_bench_ops(int argc, char **argv);
+int tdm_bench_sac(int argc, char **argv);
 
 #endif

@@ -1,0 +1,266 @@
+// tandem bench sac: SAC gradient updates per second (sample + critic + actor + temperature +
+// Polyak) at batch 256 with 256 x 2 ReLU networks, obs 17, act 6 (half_cheetah's sizes), from a
+// replay buffer prefilled with random transitions. Rows: GPU with the update replayed as a CUDA
+// graph, GPU launched plainly, and the CPU.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/cli/cli.h"
+#include "tandem/agent.h"
+
+enum { kBlocks = 5, kObs = 17, kAct = 6, kFillEnvs = 1000 };
+
+typedef struct {
+  char backend[16], mode[16];
+  int updates;
+  double us, per_s;
+} sac_row;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: tandem bench sac [--device auto|cpu|cuda:N] [--updates N] [--prefill N]\n"
+          "                        [--threads N] [--tf32] [--json FILE]\n"
+          "  SAC updates per second (one update = sample 256 transitions, critic, actor and\n"
+          "  temperature steps, Polyak) with 256 x 2 ReLU networks, obs %d, act %d, SB3 defaults,\n"
+          "  from a replay buffer prefilled with random transitions. Each rate is the median of\n"
+          "  %d timed blocks after warm-up (graph capture included in the warm-up).\n"
+          "\n"
+          "  --device D    auto (default): GPU rows (graph and plain) when a GPU is visible, and\n"
+          "                the CPU row; cpu: the CPU row only; cuda:N: GPU N rows only\n"
+          "  --updates N   updates per timed block (default 1000 on the GPU, 20 on the CPU)\n"
+          "  --prefill N   transitions in the replay buffer (default 100000; capacity 1e6)\n"
+          "  --threads N   CPU threads (default 0 = all cores)\n"
+          "  --tf32        allow TF32 tensor-core math in GPU GEMMs (default: plain fp32)\n"
+          "  --json FILE   also write the results as JSON to FILE\n",
+          kObs, kAct, kBlocks);
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+// Fill the agent's replay with n random transitions (uniform obs and actions, normal rewards).
+static tdm_status prefill(tdm_agent *a, int64_t n) {
+  const int N = kFillEnvs;
+  float *obs = malloc(sizeof(float) * N * (2 * kObs + kAct + 1));
+  uint8_t *flags = calloc((size_t)N, 2);
+  if (!obs || !flags) {
+    free(obs);
+    free(flags);
+    return TDM_FAIL(TDM_ERR_OOM, "bench sac: out of host memory");
+  }
+  float *nobs = obs + N * kObs, *act = nobs + N * kObs, *rew = act + N * kAct;
+  uint8_t *term = flags, *trunc = flags + N;
+  tdm_rng r;
+  tdm_rng_init(&r, 1, 0);
+  tdm_status st = TDM_OK;
+  for (int64_t done = 0; done < n && st == TDM_OK; done += N) {
+    int k = n - done < N ? (int)(n - done) : N;
+    for (int i = 0; i < k * kObs; i++) obs[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < k * kObs; i++) nobs[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < k * kAct; i++) act[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < k; i++) {
+      rew[i] = tdm_rng_normal(&r);
+      term[i] = tdm_rng_uniform(&r) < 0.001f;
+    }
+    tdm_transition_batch b = {k, obs, act, rew, nobs, term, trunc, NULL, TDM_SRC_REAL};
+    st = tdm_agent_observe(a, &b);
+  }
+  free(obs);
+  free(flags);
+  if (st == TDM_OK) st = tdm_dev_sync(a->dev);
+  return st;
+}
+
+// Median microseconds per update on dev.
+static tdm_status time_sac(tdm_dev *dev, bool graph, int updates, int64_t fill, double *us) {
+  tdm_sac_cfg c = tdm_sac_defaults();
+  c.use_graph = graph;
+  tdm_agent_dims dims = {kObs, kAct, kFillEnvs};
+  tdm_agent *a = NULL;
+  tdm_status st;
+  TDM_TRYG(tdm_sac_create(dev, &c, &dims, 1, &a));
+  TDM_TRYG(prefill(a, fill));
+  int warm = updates / 5 > 3 ? updates / 5 : 3;
+  tdm_agent_stats s;
+  TDM_TRYG(tdm_agent_update(a, warm, &s));
+  double per[kBlocks];
+  for (int b = 0; b < kBlocks; b++) {
+    tdm_dev_timer t;
+    double ms = 0;
+    TDM_TRYG(tdm_dev_timer_start(dev, &t));
+    st = tdm_agent_update(a, updates, NULL);
+    tdm_status st2 = tdm_dev_timer_stop(&t, &ms);
+    tdm_dev_timer_release(&t);
+    if (st == TDM_OK) st = st2;
+    if (st != TDM_OK) goto fail;
+    per[b] = ms * 1e3 / updates;
+  }
+  // the statistics stay finite: the timed updates did real work
+  TDM_TRYG(tdm_agent_update(a, 0, &s));
+  if (!(s.critic_loss == s.critic_loss) || !(s.actor_loss == s.actor_loss)) {
+    st = TDM_FAIL(TDM_ERR_NUMERIC, "bench sac: losses became NaN (critic %g, actor %g)",
+                  s.critic_loss, s.actor_loss);
+    goto fail;
+  }
+  qsort(per, kBlocks, sizeof per[0], cmp_double);
+  *us = per[kBlocks / 2];
+  st = TDM_OK;
+fail:
+  tdm_agent_destroy(a);
+  return st;
+}
+
+static int parse_int(const char *opt, const char *v, long lo, long hi, long *out) {
+  char *end = NULL;
+  long n = strtol(v, &end, 10);
+  if (!end || *end || n < lo || n > hi) {
+    fprintf(stderr, "tandem: %s %s: expected an integer in %ld..%ld\n", opt, v, lo, hi);
+    return 2;
+  }
+  *out = n;
+  return 0;
+}
+
+int tdm_bench_sac(int argc, char **argv) {
+  if (tdm_cli_wants_help(argc, argv)) {
+    usage(stdout);
+    return 0;
+  }
+  const char *device = "auto", *json = NULL;
+  long updates = 0, fill = 100000, threads = 0;
+  bool tf32 = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--tf32")) {
+      tf32 = true;
+      continue;
+    }
+    bool known = !strcmp(a, "--device") || !strcmp(a, "--updates") || !strcmp(a, "--json") ||
+                 !strcmp(a, "--prefill") || !strcmp(a, "--threads");
+    if (!known) {
+      fprintf(stderr, "tandem: unknown option \"%s\" for bench sac\n", a);
+      usage(stderr);
+      return 2;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "tandem: %s needs a value\n", a);
+      usage(stderr);
+      return 2;
+    }
+    const char *v = argv[++i];
+    int rc = 0;
+    if (!strcmp(a, "--device")) device = v;
+    else if (!strcmp(a, "--json")) json = v;
+    else if (!strcmp(a, "--updates")) rc = parse_int(a, v, 1, 10000000, &updates);
+    else if (!strcmp(a, "--prefill")) rc = parse_int(a, v, 1, 1000000, &fill);
+    else rc = parse_int(a, v, 0, 4096, &threads);
+    if (rc) return rc;
+  }
+  bool want_cpu = false, want_gpu = false;
+  const char *gpu_spec = "cuda:0", *gpu_skip = NULL;
+  if (!strcmp(device, "auto")) {
+    want_cpu = true;
+    want_gpu = tdm_cuda_built() && tdm_cuda_device_count() > 0;
+    if (!want_gpu)
+      gpu_skip = tdm_cuda_built() ? "no GPU visible" : "this build has no CUDA backend";
+  } else if (!strcmp(device, "cpu")) {
+    want_cpu = true;
+    gpu_skip = "--device cpu";
+  } else if (!strncmp(device, "cuda", 4)) {
+    want_gpu = true;
+    gpu_spec = device;
+  } else {
+    fprintf(stderr, "tandem: --device %s: expected auto, cpu or cuda:N\n", device);
+    return 2;
+  }
+
+  sac_row rows[3];
+  int nrows = 0;
+  char cpu_name[160] = "", gpu_name[160] = "";
+  fprintf(stderr, "tandem bench sac: batch 256, 256x2 relu, obs %d, act %d, %ld prefilled\n",
+          kObs, kAct, fill);
+  if (want_gpu) {
+    tdm_dev *dev;
+    if (tdm_dev_open(gpu_spec, 1, &dev) != TDM_OK) {
+      tdm_cli_error(gpu_spec);
+      return 1;
+    }
+    dev->tf32 = tf32;
+    snprintf(gpu_name, sizeof gpu_name, "%s", dev->name);
+    for (int mode = 0; mode < 2; mode++) {
+      sac_row *r = &rows[nrows];
+      r->updates = updates ? (int)updates : 1000;
+      fprintf(stderr, "  gpu %s ...\n", mode == 0 ? "graph" : "plain");
+      if (time_sac(dev, mode == 0, r->updates, fill, &r->us) != TDM_OK) {
+        tdm_cli_error(mode == 0 ? "gpu graph" : "gpu plain");
+        tdm_dev_close(dev);
+        return 1;
+      }
+      snprintf(r->backend, sizeof r->backend, "gpu");
+      snprintf(r->mode, sizeof r->mode, "%s", mode == 0 ? "graph" : "plain");
+      r->per_s = 1e6 / r->us;
+      nrows++;
+    }
+    tdm_dev_close(dev);
+  }
+  if (want_cpu) {
+    tdm_dev *dev;
+    if (tdm_dev_open("cpu", (int)threads, &dev) != TDM_OK) {
+      tdm_cli_error("opening the CPU device");
+      return 1;
+    }
+    snprintf(cpu_name, sizeof cpu_name, "%s", dev->name);
+    sac_row *r = &rows[nrows];
+    r->updates = updates ? (int)updates : 20;
+    fprintf(stderr, "  cpu ...\n");
+    if (time_sac(dev, false, r->updates, fill, &r->us) != TDM_OK) {
+      tdm_cli_error("cpu");
+      tdm_dev_close(dev);
+      return 1;
+    }
+    snprintf(r->backend, sizeof r->backend, "cpu");
+    snprintf(r->mode, sizeof r->mode, "plain");
+    r->per_s = 1e6 / r->us;
+    nrows++;
+    tdm_dev_close(dev);
+  }
+
+  // the table, last
+  printf("\nSAC updates (batch 256, 256x2 relu, obs %d, act %d), median of %d blocks\n", kObs,
+         kAct, kBlocks);
+  if (gpu_name[0]) printf("gpu: %s%s\n", gpu_name, tf32 ? " (TF32 allowed)" : " (fp32)");
+  if (cpu_name[0]) printf("cpu: %s\n", cpu_name);
+  printf("%-4s %-6s %10s %12s %12s\n", "dev", "mode", "updates", "us/update", "updates/s");
+  for (int i = 0; i < nrows; i++)
+    printf("%-4s %-6s %10d %12.1f %12.0f\n", rows[i].backend, rows[i].mode, rows[i].updates,
+           rows[i].us, rows[i].per_s);
+  if (gpu_skip) printf("GPU rows skipped: %s\n", gpu_skip);
+
+  if (json) {
+    FILE *f = fopen(json, "w");
+    if (!f) {
+      perror(json);
+      return 1;
+    }
+    fprintf(f, "{\n  \"bench\": \"sac\",\n  \"version\": \"%s\",\n  \"batch\": 256,\n  "
+               "\"hidden\": [256, 256],\n  \"obs_dim\": %d,\n  \"act_dim\": %d,\n  "
+               "\"prefill\": %ld,\n  \"blocks\": %d,\n  \"tf32\": %s,\n",
+            TDM_VERSION, kObs, kAct, fill, kBlocks, tf32 ? "true" : "false");
+    fprintf(f, "  \"cpu\": \"%s\",\n  \"gpu\": \"%s\",\n  \"rows\": [\n", cpu_name, gpu_name);
+    for (int i = 0; i < nrows; i++)
+      fprintf(f, "    {\"device\": \"%s\", \"mode\": \"%s\", \"updates_per_block\": %d, "
+                 "\"us_per_update\": %.3f, \"updates_per_s\": %.1f}%s\n",
+              rows[i].backend, rows[i].mode, rows[i].updates, rows[i].us, rows[i].per_s,
+              i + 1 < nrows ? "," : "");
+    fprintf(f, "  ]\n}\n");
+    if (fclose(f) != 0) {
+      perror(json);
+      return 1;
+    }
+    fprintf(stderr, "wrote %s\n", json);
+  }
+  return 0;
+}
