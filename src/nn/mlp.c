@@ -355,13 +355,13 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
     const int no = s->sizes[L];
     const size_t n = (size_t)E * B * no;
     if (s->out_act == TDM_OUT_TANH) {
-      // dz = dy (1 - y^2)
+      // dz (E, B, out) = dy (1 - y^2)
       TDM_TRY(tdm_act_backward(dev, TDM_ACT_TANH, acts->z[L - 1], acts->a[L - 1], dy,
                                acts->dbuf[0], n));
       g = acts->dbuf[0];
       cur = 0;
     } else if (s->out_act == TDM_OUT_SIMNORM) {
-      // dz = y (dy - sum_group dy y)
+      // dz (E, B, out) = y (dy - sum_group dy y)
       TDM_TRY(tdm_simnorm_backward(dev, acts->a[L - 1], dy, acts->dbuf[0], (size_t)E * B, no,
                                    s->simnorm_group));
       g = acts->dbuf[0];
@@ -376,17 +376,18 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
       // hidden layer: g (in dbuf[cur]) is wrt a[l]; take it back to z[l] (before dropout)
       float *gw = acts->dbuf[cur];
       const float *pre = s->layernorm ? acts->n[l] : acts->z[l];
-      TDM_TRY(tdm_act_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw, n));  // = (in place)
+      // dh (E, B, out) = da act'(h), in place
+      TDM_TRY(tdm_act_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw, n));
       if (s->layernorm) {
         float *dgam = pgrad ? m->grads + ly->ln_g : acts->discard;
         float *dbet = pgrad ? m->grads + ly->ln_b : acts->discard + (size_t)E * no;
         float *gz = acts->dbuf[1 - cur];
-        // dz = (overwrite); dgamma, dbeta = or += by mode
+        // dz (E, B, out) = LayerNorm'(dh); grads gamma, beta (E, out) = (SET) or += (ACC)
         TDM_TRY(tdm_layernorm_backward(dev, acts->z[l], m->params + ly->ln_g, acts->mean[l],
                                        acts->rstd[l], gw, gz, dgam, dbet, E, B, no, beta));
         cur = 1 - cur;
       }
-      if (acts->train)  // dropout: dz_pre = dz * mask (in place)
+      if (acts->train)  // dz (E, B, out) = dz mask (dropout), in place
         TDM_TRY(tdm_mul(dev, n, acts->dbuf[cur], acts->mask[l], acts->dbuf[cur]));
       g = acts->dbuf[cur];
     }
@@ -394,22 +395,22 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
     const float *xin = first ? acts->x : acts->a[l - 1];                 // (E, B, in) or (B, in)
     const long long s_in = first && acts->shared_input ? 0 : (long long)B * ni;
     if (pgrad) {
-      // dW (out, in) = or += dz^T (out, B) x (B, in) per member
+      // grads W (E, out, in) = (SET) or += (ACC) dz^T (out, B) x (B, in), per member
       TDM_TRY(tdm_gemm_batched(dev, TDM_TRANS, TDM_NOTRANS, no, ni, B, 1.0f, g, no,
                                (long long)B * no, xin, ni, s_in, beta, m->grads + ly->w, ni,
                                (long long)no * ni, E));
-      // db (out) = or += sum over rows of dz
+      // grads b (E, out) = (SET) or += (ACC) sum over the B rows of dz
       TDM_TRY(tdm_bias_grad(dev, m->grads + ly->b, g, E, B, no, beta));
     }
     if (first && !dx) break;
-    // dx (B, in) = dz (B, out) x W (out, in) per member (overwrite)
+    // dx (E, B, in) = dz (B, out) W (out, in), per member (never accumulated)
     const bool sum_members = first && acts->shared_input && E > 1;
     float *gx = first && !sum_members ? dx : acts->dbuf[1 - cur];
     TDM_TRY(tdm_gemm_batched(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, no, 1.0f, g, no,
                              (long long)B * no, m->params + ly->w, ni, (long long)no * ni, 0.0f,
                              gx, ni, (long long)B * ni, E));
     if (sum_members) {
-      // shared input: dx (1, B in) = ones (1, E) x dx_members (E, B in) (overwrite)
+      // shared input: dx (B, in) = sum_e dx_e, as ones (1, E) x dx_members (E, B in)
       TDM_TRY(tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, 1, B * ni, E, 1.0f, acts->ones, E, gx,
                        B * ni, 0.0f, dx, B * ni));
     }
