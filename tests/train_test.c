@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../src/train/train_internal.h"
 #include "tandem/config.h"
+#include "tandem/run.h"
 #include "test.h"
 
 static char tmpdir[256];
@@ -214,6 +216,305 @@ static void test_config_resolved_round_trip(void) {
   tdm_config_free(&b);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// runs, checkpoints, resume
+
+// A tiny Pendulum run on the CPU (one thread, so the numbers are reproducible).
+static tdm_status tiny_cfg(tdm_config *c, const char *name, const char *const *extra, int n_extra) {
+  char text[2048];
+  snprintf(text, sizeof text,
+           "name = \"%s\";\nseed = 5;\ndevice = \"cpu\";\nthreads = 1;\ntotal_steps = 800;\n"
+           "eval_every = 400;\neval_episodes = 2;\nlog_every = 200;\ncheckpoint_every = 200;\n"
+           "keep_checkpoints = 2;\nsave_replay = true;\nrun_dir = \"%s/runs\";\n"
+           "env = { task = \"pendulum\"; };\n"
+           "agent = { hidden = 16; layers = 1; batch_size = 32; buffer_size = 5000;\n"
+           "  learning_starts = 100; lr = 1e-3; };\n",
+           name, tmpdir);
+  char fname[128];
+  snprintf(fname, sizeof fname, "%s.cfg", name);
+  return load_text(fname, text, extra, n_extra, c);
+}
+
+static tdm_status train(const tdm_config *c, const char *resume, volatile sig_atomic_t *stop,
+                        tdm_run_result *r, tdm_trainer **keep) {
+  tdm_run_opts o = {true, resume, stop, NULL};
+  tdm_trainer *t = NULL;
+  tdm_status st = tdm_trainer_create(c, &o, &t);
+  if (st != TDM_OK) return st;
+  st = tdm_trainer_run(t, r);
+  if (keep)
+    *keep = t;
+  else
+    tdm_trainer_destroy(t);
+  return st;
+}
+
+// Concatenated names, sizes and CRCs of every file under dir (a snapshot to compare).
+static void snapshot(const char *dir, char *out, size_t n) {
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "cd %s && find . -type f | sort | xargs cksum", dir);
+  FILE *p = popen(cmd, "r");
+  size_t k = 0;
+  out[0] = 0;
+  if (!p) return;
+  k = fread(out, 1, n - 1, p);
+  out[k] = 0;
+  pclose(p);
+}
+
+static long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void test_afile_atomic(void) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/atomic.txt", tmpdir);
+  tdm_afile a;
+  CHECK_OK(tdm_afile_open(&a, path));
+  fputs("first", a.f);
+  CHECK_OK(tdm_afile_commit(&a));
+  CHECK(file_size(path) == 5);
+  // an aborted write leaves the old file and no temporary behind
+  CHECK_OK(tdm_afile_open(&a, path));
+  fputs("second, longer", a.f);
+  tdm_afile_abort(&a);
+  CHECK(file_size(path) == 5);
+  CHECK(access(a.tmp, F_OK) != 0);
+  CHECK_OK(tdm_afile_open(&a, path));
+  fputs("third!", a.f);
+  CHECK_OK(tdm_afile_commit(&a));
+  CHECK(file_size(path) == 6);
+  CHECK(access(a.tmp, F_OK) != 0);
+  char bad[600];
+  snprintf(bad, sizeof bad, "%s/no/such/dir/x", tmpdir);
+  CHECK(tdm_afile_open(&a, bad) == TDM_ERR_IO);
+}
+
+static void test_run_dir_and_checkpoints(void) {
+  tdm_config c;
+  CHECK_OK(tiny_cfg(&c, "ck", NULL, 0));
+  tdm_run_result r;
+  CHECK_OK(train(&c, NULL, NULL, &r, NULL));
+  CHECK(r.steps == 800 && !r.interrupted && r.eval_step == 800);
+  char p[900], text[8192];
+  const char *files[] = {"config.cfg", "metrics.csv", "eval.csv", "summary.json"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(p, sizeof p, "%s/%s", r.run_dir, files[i]);
+    CHECKF(file_size(p) > 0, "missing %s", p);
+  }
+  // eval.csv: header + evaluations at 400 and 800
+  snprintf(p, sizeof p, "%s/eval.csv", r.run_dir);
+  FILE *f = fopen(p, "r");
+  CHECK(f);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  CHECKF(!strncmp(text, "step,mean,std", 13) && strstr(text, "\n400,") && strstr(text, "\n800,"),
+         "eval.csv: %s", text);
+  // only the last 2 checkpoints are kept, no temporary files
+  char dir[900];
+  snprintf(dir, sizeof dir, "%s/checkpoints", r.run_dir);
+  long long *steps;
+  int k;
+  CHECK_OK(tdm_ckpt_list(dir, &steps, &k));
+  int ok = k == 2 && steps[0] == 600 && steps[1] == 800;
+  free(steps);
+  CHECKF(ok, "%d checkpoints", k);
+  snapshot(r.run_dir, text, sizeof text);
+  CHECK(!strstr(text, ".tmp"));
+  // the checkpoint holds the header and the resolved configuration
+  tdm_ckpt_info info;
+  char *ctext = NULL;
+  CHECK_OK(tdm_checkpoint_inspect(r.checkpoint, &info, &ctext));
+  tdm_config back;
+  tdm_status st = tdm_config_load_string(&back, ctext, "ckpt", NULL, 0);
+  free(ctext);
+  CHECK_OK(st);
+  CHECK(info.step == 800 && info.with_replay && info.obs_dim == 3 && info.act_dim == 1);
+  CHECK(info.config_hash == tdm_config_hash(&c) && tdm_config_hash(&back) == info.config_hash);
+  tdm_config_free(&back);
+  // a new run in the same directory is refused
+  CHECK(train(&c, NULL, NULL, &r, NULL) == TDM_ERR_ARG);
+  CHECKF(strstr(tdm_errmsg(), "--resume"), "message: %s", tdm_errmsg());
+  tdm_config_free(&c);
+}
+
+// Resume the run and expect refusal with a message containing want; the run dir must not change.
+static const char *refused(const tdm_config *c, const char *run_dir, tdm_status want_st,
+                           const char *want) {
+  static char why[1024];
+  static char before[16384], after[16384];
+  snapshot(run_dir, before, sizeof before);
+  tdm_run_result r;
+  tdm_status st = train(c, run_dir, NULL, &r, NULL);
+  snapshot(run_dir, after, sizeof after);
+  if (st != want_st || !strstr(tdm_errmsg(), want)) {
+    snprintf(why, sizeof why, "status %s, message: %s", tdm_status_name(st), tdm_errmsg());
+    return why;
+  }
+  if (strcmp(before, after)) return "the run directory changed";
+  return NULL;
+}
+
+static tdm_status copy_file(const char *from, const char *to) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+  return system(cmd) == 0 ? TDM_OK : TDM_ERR_IO;
+}
+
+static void test_checkpoint_refusals(void) {
+  tdm_config c;
+  const char *ov[] = {"total_steps=400", "checkpoint_every=0"};
+  CHECK_OK(tiny_cfg(&c, "bad", ov, 2));
+  tdm_run_result r;
+  CHECK_OK(train(&c, NULL, NULL, &r, NULL));
+  char ck[900], good[900];
+  snprintf(ck, sizeof ck, "%s", r.checkpoint);
+  snprintf(good, sizeof good, "%s/good.tdm", tmpdir);
+  CHECK_OK(copy_file(ck, good));
+  long size = file_size(ck);
+  CHECK(size > 1000);
+  const char *why;
+  // corrupt: one flipped byte in the middle
+  FILE *f = fopen(ck, "r+b");
+  CHECK(f);
+  fseek(f, size / 2, SEEK_SET);
+  int byte = fgetc(f);
+  fseek(f, size / 2, SEEK_SET);
+  fputc(byte ^ 0x40, f);
+  fclose(f);
+  why = refused(&c, r.run_dir, TDM_ERR_FORMAT, "corrupt");
+  CHECKF(!why, "flipped byte: %s", why);
+  // truncated
+  CHECK_OK(copy_file(good, ck));
+  CHECK(truncate(ck, size - 100) == 0);
+  why = refused(&c, r.run_dir, TDM_ERR_FORMAT, "truncated");
+  CHECKF(!why, "truncated: %s", why);
+  CHECK(truncate(ck, 20) == 0);
+  why = refused(&c, r.run_dir, TDM_ERR_FORMAT, "truncated");
+  CHECKF(!why, "truncated to 20 bytes: %s", why);
+  // wrong magic
+  CHECK_OK(copy_file(good, ck));
+  f = fopen(ck, "r+b");
+  CHECK(f);
+  fputs("XYZ", f);
+  fclose(f);
+  why = refused(&c, r.run_dir, TDM_ERR_FORMAT, "magic");
+  CHECKF(!why, "magic: %s", why);
+  // another format version
+  CHECK_OK(copy_file(good, ck));
+  f = fopen(ck, "r+b");
+  CHECK(f);
+  uint32_t ver = 99;
+  fseek(f, 8, SEEK_SET);
+  fwrite(&ver, 4, 1, f);
+  fclose(f);
+  why = refused(&c, r.run_dir, TDM_ERR_FORMAT, "version 99");
+  CHECKF(!why, "version: %s", why);
+  // a configuration that defines the run changed
+  CHECK_OK(copy_file(good, ck));
+  tdm_config c2;
+  const char *ov2[] = {"total_steps=400", "checkpoint_every=0", "agent.lr=5e-4"};
+  CHECK_OK(tiny_cfg(&c2, "bad", ov2, 3));
+  why = refused(&c2, r.run_dir, TDM_ERR_CONFIG, "lr");
+  tdm_config_free(&c2);
+  CHECKF(!why, "config: %s", why);
+  // shapes: the pendulum checkpoint into a mountain car agent
+  tdm_config c3;
+  const char *ov3[] = {"env.task=\"mountain_car\""};
+  CHECK_OK(tiny_cfg(&c3, "mc", ov3, 1));
+  tdm_dev *dev;
+  CHECK_OK(tdm_dev_open("cpu", 1, &dev));
+  tdm_env *env = NULL;
+  tdm_agent *ag = NULL;
+  tdm_status st = tdm_run_make_env(&c3, 1, NULL, &env);
+  if (st == TDM_OK) st = tdm_run_make_agent(&c3, dev, tdm_env_get_spec(env), &ag);
+  tdm_status ls = st == TDM_OK ? tdm_checkpoint_load_agent(good, ag) : st;
+  tdm_agent_destroy(ag);
+  tdm_env_destroy(env);
+  tdm_dev_close(dev);
+  tdm_config_free(&c3);
+  CHECK_OK(st);
+  CHECKF(ls == TDM_ERR_FORMAT && strstr(tdm_errmsg(), "obs_dim"), "shapes: %s %s",
+         tdm_status_name(ls), tdm_errmsg());
+  // the intact checkpoint resumes (nothing left to do: 400 of 400 steps)
+  CHECK_OK(train(&c, r.run_dir, NULL, &r, NULL));
+  CHECK(r.steps == 400);
+  tdm_config_free(&c);
+}
+
+static int same_floats(const float *a, const float *b, size_t n) {
+  return memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+static const char *compare_agents(tdm_agent *a, tdm_agent *b) {
+  tdm_mlp *na[3] = {tdm_sac_actor(a), tdm_sac_critic(a), tdm_sac_critic_target(a)};
+  tdm_mlp *nb[3] = {tdm_sac_actor(b), tdm_sac_critic(b), tdm_sac_critic_target(b)};
+  for (int i = 0; i < 3; i++) {
+    if (!na[i] || !nb[i] || na[i]->n_params != nb[i]->n_params) return "network shapes";
+    size_t n = na[i]->n_params;
+    if (!same_floats(na[i]->params, nb[i]->params, n)) return "parameters differ";
+    if (i < 2 && (!same_floats(na[i]->adam_m, nb[i]->adam_m, n) ||
+                  !same_floats(na[i]->adam_v, nb[i]->adam_v, n)))
+      return "Adam moments differ";
+  }
+  if (*tdm_sac_log_alpha(a) != *tdm_sac_log_alpha(b)) return "log alpha differs";
+  if (a->n_updates != b->n_updates) return "update counts differ";
+  return NULL;
+}
+
+static void read_text(const char *path, char *buf, size_t n) {
+  FILE *f = fopen(path, "r");
+  size_t k = f ? fread(buf, 1, n - 1, f) : 0;
+  buf[k] = 0;
+  if (f) fclose(f);
+}
+
+static void test_resume_exact(void) {
+  // straight: 800 steps; split: 400, checkpoint, resume to 800 (episodes end at 200, 400, ...)
+  tdm_config a, b1, b2;
+  const char *ov_half[] = {"total_steps=400"};
+  const char *ov_full[] = {"total_steps=800"};
+  CHECK_OK(tiny_cfg(&a, "straight", NULL, 0));
+  CHECK_OK(tiny_cfg(&b1, "split", ov_half, 1));
+  CHECK_OK(tiny_cfg(&b2, "split", ov_full, 1));
+  tdm_run_result ra, rb;
+  tdm_trainer *ta = NULL, *tb = NULL;
+  CHECK_OK(train(&a, NULL, NULL, &ra, &ta));
+  CHECK_OK(train(&b1, NULL, NULL, &rb, NULL));
+  CHECK(rb.steps == 400);
+  tdm_status st = train(&b2, rb.run_dir, NULL, &rb, &tb);
+  const char *why = st == TDM_OK ? compare_agents(tdm_trainer_agent(ta), tdm_trainer_agent(tb))
+                                 : "resume failed";
+  tdm_trainer_destroy(ta);
+  tdm_trainer_destroy(tb);
+  CHECK_OK(st);
+  CHECKF(!why, "%s", why);
+  CHECK(rb.steps == 800 && rb.episodes == ra.episodes && rb.updates == ra.updates);
+  CHECK(ra.eval_mean == rb.eval_mean && ra.eval_std == rb.eval_std);
+  char pa[900], pb[900], ea[4096], eb[4096];
+  snprintf(pa, sizeof pa, "%s/eval.csv", ra.run_dir);
+  snprintf(pb, sizeof pb, "%s/eval.csv", rb.run_dir);
+  read_text(pa, ea, sizeof ea);
+  read_text(pb, eb, sizeof eb);
+  CHECKF(!strcmp(ea, eb), "eval.csv differs:\n%s\nvs\n%s", ea, eb);
+  // a stop request checkpoints and returns INTERRUPTED; resuming finishes the run
+  tdm_config c;
+  CHECK_OK(tiny_cfg(&c, "stopped", NULL, 0));
+  volatile sig_atomic_t stop = 1;
+  tdm_run_result rc;
+  CHECK(train(&c, NULL, &stop, &rc, NULL) == TDM_ERR_INTERRUPTED);
+  CHECK(rc.interrupted && rc.steps == 0 && rc.checkpoint[0]);
+  CHECK_OK(train(&c, rc.run_dir, NULL, &rc, NULL));
+  CHECK(rc.steps == 800 && !rc.interrupted);
+  tdm_config_free(&a);
+  tdm_config_free(&b1);
+  tdm_config_free(&b2);
+  tdm_config_free(&c);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/tdm_train_test_XXXXXX");
   if (!mkdtemp(tmpdir)) {
@@ -226,6 +527,10 @@ int main(void) {
   TDM_RUN(test_config_parse_error_line);
   TDM_RUN(test_config_overrides);
   TDM_RUN(test_config_resolved_round_trip);
+  TDM_RUN(test_afile_atomic);
+  TDM_RUN(test_run_dir_and_checkpoints);
+  TDM_RUN(test_checkpoint_refusals);
+  TDM_RUN(test_resume_exact);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

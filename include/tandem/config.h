@@ -47,6 +47,7 @@ typedef struct {
   int64_t learning_starts;   // env steps of uniform random actions before learning
   double utd;                // gradient updates per env step (summed over envs)
   int policy_delay;          // actor + temperature update every policy_delay critic updates
+  bool ent_coef_auto;        // learn the temperature (false: alpha stays ent_coef_init)
   double ent_coef_init;      // initial temperature alpha
   bool target_entropy_auto;  // target entropy -dim(A)
   double target_entropy;     // used when not auto

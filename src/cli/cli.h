@@ -19,6 +19,9 @@ void tdm_cli_error(const char *what);
 int tdm_cmd_version(int argc, char **argv);
 int tdm_cmd_devices(int argc, char **argv);
 int tdm_cmd_bench(int argc, char **argv);
+// cmd_train.c
+int tdm_cmd_train(int argc, char **argv);
+int tdm_cmd_eval(int argc, char **argv);
 
 // bench/*.c
 int tdm_bench_ops(int argc, char **argv);

@@ -8,6 +8,9 @@ static const tdm_cli_cmd commands[] = {
     {"version", "print the version and the backends this build has", tdm_cmd_version},
     {"devices", "list CPU threads and GPUs (name, compute capability, memory)", tdm_cmd_devices},
     {"bench", "run a benchmark: bench ops", tdm_cmd_bench},
+    {"train", "train an agent from a config file: train CONFIG [-s key=value] [--resume DIR]",
+     tdm_cmd_train},
+    {"eval", "evaluate a checkpoint: eval CHECKPOINT [--episodes K]", tdm_cmd_eval},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -4,7 +4,7 @@
 //   ckpt_header (magic "TDMCKPT\0", version, sizes, config hash, shapes, counters)
 //   config text (config_len bytes), trainer state (state_len bytes), agent section (agent write)
 //   trailer: "TDMCEND\0", CRC-32 of every byte before the trailer, 4 reserved bytes
-// Written to "<path>.tmp" through a CRC-counting stream, fsynced and renamed over path.
+// Written to "<path>.tmp", reread for the CRC, fsynced and renamed over path.
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -34,33 +34,33 @@ typedef struct {
   uint32_t crc, reserved;
 } ckpt_trailer;
 
-// ---------------------------------------------------------------------------------------------
-// a FILE that forwards writes and keeps a CRC-32 of them (agents write into a plain FILE *)
-
-typedef struct {
-  FILE *under;
-  uint32_t crc;
-  int failed;
-} crc_cookie;
-
-static ssize_t crc_write(void *c, const char *buf, size_t n) {
-  crc_cookie *k = c;
-  size_t w = fwrite(buf, 1, n, k->under);
-  k->crc = tdm_crc32(k->crc, buf, w);
-  if (w != n) k->failed = 1;
-  return (ssize_t)w;
+// CRC-32 of the first n bytes of f (reads from the start).
+static tdm_status crc_prefix(FILE *f, long n, uint32_t *crc_out, const char *path) {
+  if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0)
+    return TDM_FAIL(TDM_ERR_IO, "checkpoint %s: cannot reread: %s", path, strerror(errno));
+  uint32_t crc = 0;
+  char buf[1 << 16];
+  while (n > 0) {
+    size_t want = n < (long)sizeof buf ? (size_t)n : sizeof buf;
+    size_t got = fread(buf, 1, want, f);
+    if (got != want) return TDM_FAIL(TDM_ERR_IO, "checkpoint %s: read error", path);
+    crc = tdm_crc32(crc, buf, got);
+    n -= (long)got;
+  }
+  *crc_out = crc;
+  return TDM_OK;
 }
 
 tdm_status tdm_ckpt_write(const char *path, const tdm_ckpt_info *info, const char *config_text,
                           const void *state, size_t state_len, tdm_agent *agent) {
   tdm_afile a;
   TDM_TRY(tdm_afile_open(&a, path));
-  crc_cookie ck = {a.f, 0, 0};
-  cookie_io_functions_t io = {NULL, crc_write, NULL, NULL};
-  FILE *f = fopencookie(&ck, "w", io);
+  // reopen read-write: the agent may seek back to patch lengths, and the CRC rereads the file
+  FILE *f = freopen(a.tmp, "w+b", a.f);
+  a.f = f;
   if (!f) {
     tdm_afile_abort(&a);
-    return TDM_FAIL(TDM_ERR_IO, "checkpoint %s: cannot open a stream", path);
+    return TDM_FAIL(TDM_ERR_IO, "checkpoint %s: cannot reopen %s", path, a.tmp);
   }
   ckpt_header h;
   memset(&h, 0, sizeof h);
@@ -83,18 +83,15 @@ tdm_status tdm_ckpt_write(const char *path, const tdm_ckpt_info *info, const cha
       (state_len && fwrite(state, 1, state_len, f) != state_len))
     st = TDM_FAIL(TDM_ERR_IO, "writing checkpoint %s failed: %s", a.tmp, strerror(errno));
   if (st == TDM_OK) st = tdm_agent_write(agent, f, info->with_replay);
-  if (fclose(f) != 0 && st == TDM_OK)
+  long end = -1;
+  if (st == TDM_OK && (fflush(f) != 0 || fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0))
     st = TDM_FAIL(TDM_ERR_IO, "writing checkpoint %s failed: %s", a.tmp, strerror(errno));
-  if (st == TDM_OK && ck.failed)
-    st = TDM_FAIL(TDM_ERR_IO, "writing checkpoint %s failed (disk full?)", a.tmp);
-  if (st == TDM_OK) {
-    ckpt_trailer t;
-    memset(&t, 0, sizeof t);
-    memcpy(t.magic, CKPT_END, 8);
-    t.crc = ck.crc;
-    if (fwrite(&t, sizeof t, 1, a.f) != 1)
-      st = TDM_FAIL(TDM_ERR_IO, "writing checkpoint %s failed: %s", a.tmp, strerror(errno));
-  }
+  ckpt_trailer t;
+  memset(&t, 0, sizeof t);
+  memcpy(t.magic, CKPT_END, 8);
+  if (st == TDM_OK) st = crc_prefix(f, end, &t.crc, path);
+  if (st == TDM_OK && (fseek(f, end, SEEK_SET) != 0 || fwrite(&t, sizeof t, 1, f) != 1))
+    st = TDM_FAIL(TDM_ERR_IO, "writing checkpoint %s failed: %s", a.tmp, strerror(errno));
   if (st != TDM_OK) {
     tdm_afile_abort(&a);
     return tdm_adderr(st, "checkpoint %s not written (the previous ones are intact): ", path);

@@ -69,6 +69,8 @@ static const tdm_cfg_key schema[] = {
      "gradient updates per environment step (update-to-data ratio)"},
     {"agent.policy_delay", TDM_KEY_INT, OFF(policy_delay), 0, 1, 1, 1000, NULL, NULL, false,
      "actor and temperature update once every policy_delay critic updates"},
+    {"agent.ent_coef_auto", TDM_KEY_BOOL, OFF(ent_coef_auto), 0, 1, 0, 1, NULL, NULL, false,
+     "learn the entropy temperature (SB3 ent_coef = \"auto\"); false keeps ent_coef_init"},
     {"agent.ent_coef_init", TDM_KEY_FLOAT, OFF(ent_coef_init), 0, 1, 1e-8, 1e4, NULL, NULL, false,
      "initial entropy temperature alpha"},
     {"agent.target_entropy", TDM_KEY_ENTROPY, OFF(target_entropy), 0, 0, -1e6, 1e6, "auto", NULL,
@@ -144,6 +146,10 @@ static const char *type_name(int t) {
 }
 
 static void fmt_num(double x, char *buf, size_t n) {
+  if (x == floor(x) && fabs(x) < 1e15) {
+    snprintf(buf, n, "%.0f", x);
+    return;
+  }
   // shortest text that reads back as the same double
   for (int prec = 1; prec <= 17; prec++) {
     snprintf(buf, n, "%.*g", prec, x);

@@ -42,7 +42,7 @@ struct tdm_trainer {
   char last_ckpt[700];
   // progress
   double t_start, t_log, t_progress;
-  int64_t step_log;
+  int64_t step_log, step_start;
 };
 
 static uint64_t mix64(uint64_t x) {
@@ -71,6 +71,7 @@ tdm_agent_cfg tdm_run_agent_cfg(const tdm_train_cfg *v) {
   a.sac.learning_starts = v->learning_starts;
   a.sac.utd = (float)v->utd;
   a.sac.policy_delay = v->policy_delay;
+  a.sac.ent_coef_auto = v->ent_coef_auto;
   a.sac.ent_coef_init = (float)v->ent_coef_init;
   a.sac.target_entropy_auto = v->target_entropy_auto;
   a.sac.target_entropy = (float)v->target_entropy;
@@ -447,14 +448,16 @@ static void fmt_hms(double s, char *buf, size_t n) {
     snprintf(buf, n, "%ld:%02ld", x / 60, x % 60);
 }
 
-static void progress(tdm_trainer *t, bool final) {
+static void progress(tdm_trainer *t, bool final, bool logged) {
   if (t->opts.quiet) return;
   FILE *f = t->opts.progress ? t->opts.progress : stderr;
+  bool tty = isatty(fileno(f));
   double now = tdm_now();
-  if (!final && now - t->t_progress < 0.5) return;
+  // a terminal gets a line rewritten twice a second; a log file one line per log_every (from do_log)
+  if (!final && (tty ? now - t->t_progress < 0.5 : !logged)) return;
   t->t_progress = now;
   double el = now - t->t_start;
-  int64_t done_here = t->s.step - t->step_log;
+  int64_t done_here = t->s.step - t->step_start;
   double sps = el > 0 ? done_here / el : 0;
   char eta[32];
   fmt_hms(sps > 0 ? (t->cfg->v.total_steps - t->s.step) / sps : -1, eta, sizeof eta);
@@ -463,7 +466,6 @@ static void progress(tdm_trainer *t, bool final) {
   if (!isnan(r)) snprintf(rr, sizeof rr, "%.1f", r);
   if (t->s.last_eval_step >= 0)
     snprintf(ev, sizeof ev, "  eval %.1f +- %.1f", t->s.last_eval_mean, t->s.last_eval_std);
-  bool tty = isatty(fileno(f));
   fprintf(f, "%sstep %lld/%lld  %.0f steps/s  return %s%s  ETA %s%s", tty ? "\r\033[K" : "",
           (long long)t->s.step, (long long)t->cfg->v.total_steps, sps, rr, ev, eta,
           tty && !final ? "" : "\n");
@@ -524,7 +526,7 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
   bool interrupted = false;
   t->t_start = t->t_log = tdm_now();
   t->t_progress = 0;
-  t->step_log = t->s.step;
+  t->step_log = t->step_start = t->s.step;
   size_t N = (size_t)t->N, O = (size_t)t->O, A = (size_t)t->A;
   while (t->s.step < v->total_steps) {
     if (t->opts.stop && *t->opts.stop) {
@@ -568,22 +570,24 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
       TDM_TRYG(do_eval(t));
       while (t->s.next_eval <= t->s.step) t->s.next_eval += v->eval_every;
     }
+    bool logged = false;
     if (t->s.step >= t->s.next_log) {
       TDM_TRYG(do_log(t));
+      logged = true;
       while (t->s.next_log <= t->s.step) t->s.next_log += v->log_every;
     }
     if (t->s.step >= t->s.next_ckpt && t->s.step < v->total_steps) {
       TDM_TRYG(save_checkpoint(t));
       while (t->s.next_ckpt <= t->s.step) t->s.next_ckpt += v->checkpoint_every;
     }
-    progress(t, false);
+    progress(t, false, logged);
   }
   // final evaluation (unless one just ran) and checkpoint
   if (!interrupted && t->s.last_eval_step != t->s.step) TDM_TRYG(do_eval(t));
   if (t->s.step != t->step_log || t->s.step == 0) TDM_TRYG(do_log(t));
   TDM_TRYG(save_checkpoint(t));
   TDM_TRYG(write_summary(t, interrupted));
-  progress(t, true);
+  progress(t, true, true);
 fail:
   if (res) {
     memset(res, 0, sizeof *res);
