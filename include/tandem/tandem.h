@@ -6,4 +6,6 @@
 #include "tandem/ops.h"
 #include "tandem/nn.h"
 #include "tandem/env.h"
+#include "tandem/replay.h"
+#include "tandem/agent.h"
 #endif
