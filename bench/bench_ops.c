@@ -33,20 +33,21 @@ typedef struct {
 } gemm_row;
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: tandem bench ops [--device auto|cpu|cuda:N] [--iters N] [--tf32] [--json FILE]\n"
-          "  Times one MLP training step (forward + backward with input gradients + Adam) for a\n"
-          "  SAC critic (23 -> 256 -> 256 -> 1, E = 1, batch 256) and a PETS ensemble (E = 7,\n"
-          "  23 -> 4 x 200 -> 36, batch 256 per member), and the SGEMM rate of the same backend on\n"
-          "  a square product (1024^3 on the CPU, 4096^3 on the GPU). Each time is the median of\n"
-          "  %d blocks after warm-up; GFLOP/s counts 3 x the forward GEMM FLOPs (2 E B sum in*out).\n"
-          "\n"
-          "  --device D   auto (default): CPU rows, and GPU rows when a GPU is visible;\n"
-          "               cpu: CPU rows only; cuda:N: rows for GPU N only\n"
-          "  --iters N    training steps per timed block (default 50)\n"
-          "  --tf32       allow TF32 tensor-core math in GPU GEMMs (default: plain fp32)\n"
-          "  --json FILE  also write the results as JSON to FILE\n",
-          kBlocks);
+  fprintf(
+      f,
+      "usage: tandem bench ops [--device auto|cpu|cuda:N] [--iters N] [--tf32] [--json FILE]\n"
+      "  Times one MLP training step (forward + backward with input gradients + Adam) for a\n"
+      "  SAC critic (23 -> 256 -> 256 -> 1, E = 1, batch 256) and a PETS ensemble (E = 7,\n"
+      "  23 -> 4 x 200 -> 36, batch 256 per member), and the SGEMM rate of the same backend on\n"
+      "  a square product (1024^3 on the CPU, 4096^3 on the GPU). Each time is the median of\n"
+      "  %d blocks after warm-up; GFLOP/s counts 3 x the forward GEMM FLOPs (2 E B sum in*out).\n"
+      "\n"
+      "  --device D   auto (default): CPU rows, and GPU rows when a GPU is visible;\n"
+      "               cpu: CPU rows only; cuda:N: rows for GPU N only\n"
+      "  --iters N    training steps per timed block (default 50)\n"
+      "  --tf32       allow TF32 tensor-core math in GPU GEMMs (default: plain fp32)\n"
+      "  --json FILE  also write the results as JSON to FILE\n",
+      kBlocks);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -87,8 +88,7 @@ static tdm_status train_step(step_ctx *c) {
 }
 
 // Median microseconds per training step of shape on dev; graph replays one captured step.
-static tdm_status time_mlp(tdm_dev *dev, const bench_shape *sh, bool graph, int iters,
-                           double *us) {
+static tdm_status time_mlp(tdm_dev *dev, const bench_shape *sh, bool graph, int iters, double *us) {
   const tdm_mlp_spec *s = &sh->spec;
   step_ctx c = {0};
   c.B = sh->batch;
@@ -355,8 +355,9 @@ int tdm_bench_ops(int argc, char **argv) {
       perror(json);
       return 1;
     }
-    fprintf(f, "{\n  \"bench\": \"ops\",\n  \"version\": \"%s\",\n  \"iters\": %d,\n  "
-               "\"blocks\": %d,\n  \"tf32\": %s,\n  \"cpu\": ",
+    fprintf(f,
+            "{\n  \"bench\": \"ops\",\n  \"version\": \"%s\",\n  \"iters\": %d,\n  "
+            "\"blocks\": %d,\n  \"tf32\": %s,\n  \"cpu\": ",
             TDM_VERSION, iters, kBlocks, tf32 ? "true" : "false");
     json_str(f, cpu_name);
     fprintf(f, ",\n  \"openblas_core\": ");
@@ -371,11 +372,11 @@ int tdm_bench_ops(int argc, char **argv) {
     fprintf(f, ",\n  \"mlp\": [\n");
     for (int i = 0; i < nrows; i++) {
       const bench_row *r = &rows[i];
-      fprintf(f, "    {\"device\": \"%s\", \"shape\": \"%s\", \"network\": ", r->backend,
-              r->shape);
+      fprintf(f, "    {\"device\": \"%s\", \"shape\": \"%s\", \"network\": ", r->backend, r->shape);
       json_str(f, r->desc);
-      fprintf(f, ", \"mode\": \"%s\", \"us_per_step\": %.3f, \"flop_per_step\": %.0f, "
-                 "\"gflops\": %.3f}%s\n",
+      fprintf(f,
+              ", \"mode\": \"%s\", \"us_per_step\": %.3f, \"flop_per_step\": %.0f, "
+              "\"gflops\": %.3f}%s\n",
               r->mode, r->us, r->flop, r->gflops, i + 1 < nrows ? "," : "");
     }
     fprintf(f, "  ],\n  \"sgemm\": [\n");

@@ -112,8 +112,7 @@ static void parity_case(tdm_dev *gpu, const tdm_mlp_spec *spec, int B, bool shar
   CHECK_OK(side_make(&g, gpu, spec, 42, B, shared));
   const size_t np = c.m->n_params;
   double e = cmp(gpu, g.m->params, cpu, c.m->params, np);
-  CHECKF(e == 0, "%s: initial parameters differ (%.2e): init must be device independent", label,
-         e);
+  CHECKF(e == 0, "%s: initial parameters differ (%.2e): init must be device independent", label, e);
   CHECK_OK(poison(&g));
   CHECK_OK(fwd_bwd(&c, train));
   CHECK_OK(fwd_bwd(&g, train));

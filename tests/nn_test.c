@@ -16,12 +16,16 @@ static float *dnew(size_t n) {
   if (tdm_dev_alloc(cpu, n * sizeof(float), &p) != TDM_OK) return NULL;
   return p;
 }
-static void up(float *d, const float *h, size_t n) { tdm_dev_h2d(cpu, d, h, n * sizeof(float)); }
+static void up(float *d, const float *h, size_t n) {
+  tdm_dev_h2d(cpu, d, h, n * sizeof(float));
+}
 static void down(float *h, const float *d, size_t n) {
   tdm_dev_d2h(cpu, h, d, n * sizeof(float));
   tdm_dev_sync(cpu);
 }
-static float *hnew(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+static float *hnew(size_t n) {
+  return calloc(n ? n : 1, sizeof(float));
+}
 
 // ---------------------------------------------------------------------------------------------
 // float64 reference MLP: same parameter layout as the library (nn.h), forward and analytic
@@ -59,17 +63,24 @@ static void rcache_free(rcache *c, const tdm_mlp_spec *s) {
 
 static double ract(tdm_act a, double x) {
   switch (a) {
-    case TDM_ACT_RELU: return x > 0 ? x : 0;
-    case TDM_ACT_TANH: return tanh(x);
-    case TDM_ACT_SILU: return x / (1 + exp(-x));
-    case TDM_ACT_MISH: return x * tanh(log1p(exp(x)));
-    case TDM_ACT_ELU: return x > 0 ? x : expm1(x);
-    default: return x;
+    case TDM_ACT_RELU:
+      return x > 0 ? x : 0;
+    case TDM_ACT_TANH:
+      return tanh(x);
+    case TDM_ACT_SILU:
+      return x / (1 + exp(-x));
+    case TDM_ACT_MISH:
+      return x * tanh(log1p(exp(x)));
+    case TDM_ACT_ELU:
+      return x > 0 ? x : expm1(x);
+    default:
+      return x;
   }
 }
 static double ract_grad(tdm_act a, double x) {
   switch (a) {
-    case TDM_ACT_RELU: return x > 0 ? 1 : 0;
+    case TDM_ACT_RELU:
+      return x > 0 ? 1 : 0;
     case TDM_ACT_TANH: {
       double t = tanh(x);
       return 1 - t * t;
@@ -82,8 +93,10 @@ static double ract_grad(tdm_act a, double x) {
       double t = tanh(log1p(exp(x))), s = 1 / (1 + exp(-x));
       return t + x * (1 - t * t) * s;
     }
-    case TDM_ACT_ELU: return x > 0 ? 1 : exp(x);
-    default: return 1;
+    case TDM_ACT_ELU:
+      return x > 0 ? 1 : exp(x);
+    default:
+      return 1;
   }
 }
 
@@ -159,8 +172,7 @@ static double ref_loss(const tdm_mlp *m, const double *p, const double *x, int B
 
 // Analytic backward of the last ref_forward: gp (n_params) and gx (like x) are overwritten.
 static void ref_backward(const tdm_mlp *m, const double *p, const double *x, int B, bool shared,
-                         float *const *masks, rcache *c, const double *dy, double *gp,
-                         double *gx) {
+                         float *const *masks, rcache *c, const double *dy, double *gp, double *gx) {
   const tdm_mlp_spec *s = &m->spec;
   const int E = s->members, L = s->n_layers;
   int maxw = 0;
@@ -196,8 +208,7 @@ static void ref_backward(const tdm_mlp *m, const double *p, const double *x, int
             }
             m1 /= no;
             m2 /= no;
-            for (int j = 0; j < no; j++)
-              dz[j] = rs * (dh[j] * gam[j] - m1 - (z[j] - mu) * rs * m2);
+            for (int j = 0; j < no; j++) dz[j] = rs * (dh[j] * gam[j] - m1 - (z[j] - mu) * rs * m2);
           } else {
             for (int j = 0; j < no; j++) dz[j] = dh[j];
           }
@@ -219,8 +230,8 @@ static void ref_backward(const tdm_mlp *m, const double *p, const double *x, int
                                    : c->a[l - 1] + ((size_t)e * B + b) * ni;
         const double *W = p + ly->w + (size_t)e * no * ni;
         double *gW = gp + ly->w + (size_t)e * no * ni, *gb = gp + ly->b + (size_t)e * no;
-        double *gin = l == 0 ? gx + ((shared ? 0 : (size_t)e * B) + b) * ni
-                             : dn + ((size_t)e * B + b) * ni;
+        double *gin =
+            l == 0 ? gx + ((shared ? 0 : (size_t)e * B) + b) * ni : dn + ((size_t)e * B + b) * ni;
         for (int j = 0; j < no; j++) {
           gb[j] += dz[j];
           for (int i = 0; i < ni; i++) {
@@ -325,8 +336,10 @@ static void grad_case(const tdm_mlp_spec *s, bool shared, bool train, uint64_t s
     fd[k] = (lp - lm) / (2 * hstep);
   }
   double e_fd_x = max_rel(gx, fd, nx);
-  CHECKF(e_fd_p < TOL_FD && e_fd_x < TOL_FD, "%s: reference vs finite differences: params %.2e, "
-         "input %.2e", label, e_fd_p, e_fd_x);
+  CHECKF(e_fd_p < TOL_FD && e_fd_x < TOL_FD,
+         "%s: reference vs finite differences: params %.2e, "
+         "input %.2e",
+         label, e_fd_p, e_fd_x);
   // the library against the reference, tensor by tensor
   float *fref = hnew(np > nx ? (np > ny ? np : ny) : (nx > ny ? nx : ny));
   to_float(fref, y, ny);
@@ -341,13 +354,15 @@ static void grad_case(const tdm_mlp_spec *s, bool shared, bool train, uint64_t s
     size_t nw = (size_t)E * ly->out * ly->in, nb = (size_t)E * ly->out;
     double ew = tdm_t_relerr(hg + ly->w, fref + ly->w, nw);
     double eb = tdm_t_relerr(hg + ly->b, fref + ly->b, nb);
-    CHECKF(ew < TOL_GRAD && eb < TOL_GRAD, "%s: layer %d grad relerr W %.2e b %.2e", label, l,
-           ew, eb);
+    CHECKF(ew < TOL_GRAD && eb < TOL_GRAD, "%s: layer %d grad relerr W %.2e b %.2e", label, l, ew,
+           eb);
     if (ly->ln_g) {
       double eg = tdm_t_relerr(hg + ly->ln_g, fref + ly->ln_g, nb);
       double ebt = tdm_t_relerr(hg + ly->ln_b, fref + ly->ln_b, nb);
-      CHECKF(eg < TOL_GRAD && ebt < TOL_GRAD, "%s: layer %d LayerNorm grad relerr gamma %.2e "
-             "beta %.2e", label, l, eg, ebt);
+      CHECKF(eg < TOL_GRAD && ebt < TOL_GRAD,
+             "%s: layer %d LayerNorm grad relerr gamma %.2e "
+             "beta %.2e",
+             label, l, eg, ebt);
     }
   }
   rcache_free(&c, s);
@@ -382,8 +397,7 @@ static void test_spec_defaults_and_checks(void) {
         s.sizes[3] == 4);
   CHECK(s.members == 5 && s.hidden_act == TDM_ACT_TANH && !s.layernorm);
   CHECK(s.layernorm_eps == 1e-5f && s.dropout == 0.0f && s.out_act == TDM_OUT_NONE);
-  CHECK(s.simnorm_group == 8 && s.init == TDM_INIT_DEFAULT && s.init_std == 0.02f &&
-        !s.zero_last);
+  CHECK(s.simnorm_group == 8 && s.init == TDM_INIT_DEFAULT && s.init_std == 0.02f && !s.zero_last);
   tdm_mlp *m = NULL;
   struct {
     const char *field;
@@ -502,8 +516,8 @@ static void test_grad_output_acts(void) {
       int E = a % 2 ? 3 : 1;
       bool ln = a % 3 == 0;
       tdm_mlp_spec s = small_spec(kActs[a], ln, E, outs[o]);
-      snprintf(label, sizeof label, "%s%s E=%d out %s", tdm_act_name(kActs[a]), ln ? "+LN" : "",
-               E, o == 0 ? "simnorm" : "tanh");
+      snprintf(label, sizeof label, "%s%s E=%d out %s", tdm_act_name(kActs[a]), ln ? "+LN" : "", E,
+               o == 0 ? "simnorm" : "tanh");
       grad_case(&s, false, false, 300 + o * 10 + a, label);
       if (tdm_t_failed_now) return;
     }
@@ -606,7 +620,8 @@ static tdm_status fixture_make(fixture *f, const tdm_mlp_spec *s, uint64_t seed,
   TDM_TRY(tdm_mlp_create(cpu, s, &f->m));
   TDM_TRY(tdm_mlp_init(f->m, seed));
   TDM_TRY(tdm_mlp_acts_create(f->m, B, &f->acts));
-  size_t nx = (size_t)s->members * B * s->sizes[0], ny = (size_t)s->members * B * s->sizes[s->n_layers];
+  size_t nx = (size_t)s->members * B * s->sizes[0],
+         ny = (size_t)s->members * B * s->sizes[s->n_layers];
   f->x = dnew(nx), f->dy = dnew(ny), f->y = dnew(ny);
   float *h = hnew(nx > ny ? nx : ny);
   tdm_t_rand(h, nx, -1.5f, 1.5f, 77);
@@ -782,8 +797,8 @@ static void test_save_load_roundtrip(void) {
   CHECK_OK(tdm_mlp_load(g.m, path));
   const size_t np = f.m->n_params;
   float *a = hnew(np), *b = hnew(np);
-  float *const bufs[3][2] = {{f.m->params, g.m->params}, {f.m->adam_m, g.m->adam_m},
-                             {f.m->adam_v, g.m->adam_v}};
+  float *const bufs[3][2] = {
+      {f.m->params, g.m->params}, {f.m->adam_m, g.m->adam_m}, {f.m->adam_v, g.m->adam_v}};
   for (int k = 0; k < 3; k++) {
     down(a, bufs[k][0], np);
     down(b, bufs[k][1], np);

@@ -39,7 +39,9 @@ static tdm_status spec_check(const tdm_mlp_spec *s) {
   for (int i = 0; i <= s->n_layers; i++)
     if (s->sizes[i] <= 0)
       return TDM_FAIL(TDM_ERR_ARG, "mlp spec: sizes[%d] = %d must be > 0 (%s)", i, s->sizes[i],
-                      i == 0 ? "input size" : i == s->n_layers ? "output size" : "hidden units");
+                      i == 0             ? "input size"
+                      : i == s->n_layers ? "output size"
+                                         : "hidden units");
   if (s->members < 1)
     return TDM_FAIL(TDM_ERR_ARG, "mlp spec: members = %d must be >= 1", s->members);
   if ((int)s->hidden_act < TDM_ACT_NONE || (int)s->hidden_act > TDM_ACT_ELU)
@@ -147,16 +149,17 @@ static uint64_t mix64(uint64_t x) {
 tdm_status tdm_mlp_init(tdm_mlp *m, uint64_t seed) {
   const tdm_mlp_spec *s = &m->spec;
   float *h = calloc(m->n_params, sizeof(float));  // (n_params) host staging copy
-  if (!h) return TDM_FAIL(TDM_ERR_OOM, "out of host memory: %zu floats to initialise an MLP",
-                          m->n_params);
+  if (!h)
+    return TDM_FAIL(TDM_ERR_OOM, "out of host memory: %zu floats to initialise an MLP",
+                    m->n_params);
   for (int l = 0; l < s->n_layers; l++) {
     const tdm_mlp_layer *ly = &m->layers[l];
     const bool last = l == s->n_layers - 1;
     const size_t nw = (size_t)ly->out * (size_t)ly->in;
     for (int e = 0; e < s->members; e++) {
-      float *w = h + ly->w + (size_t)e * nw;         // (out, in)
-      float *b = h + ly->b + (size_t)e * ly->out;    // (out)
-      if (last && s->zero_last) continue;            // W, b stay zero
+      float *w = h + ly->w + (size_t)e * nw;       // (out, in)
+      float *b = h + ly->b + (size_t)e * ly->out;  // (out)
+      if (last && s->zero_last) continue;          // W, b stay zero
       tdm_rng r;
       if (s->init == TDM_INIT_DEFAULT) {
         // PyTorch nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for W and b
@@ -202,17 +205,19 @@ fail:
 // ---------------------------------------------------------------------------------------------
 // activations
 
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t round16(size_t n) {
+  return (n + 15) & ~(size_t)15;
+}
 
 // Lay out (or, with base NULL, only size) the activation buffer; returns its size in floats.
 static size_t acts_layout(tdm_mlp_acts *a, const tdm_mlp *m, float *base) {
   const tdm_mlp_spec *s = &m->spec;
   const size_t R = (size_t)s->members * (size_t)a->max_batch;  // rows over all members
   size_t off = 0, maxw = 0;
-#define TAKE(ptr, n)                          \
-  do {                                        \
-    if (base) (ptr) = base + off;             \
-    off += round16(n);                        \
+#define TAKE(ptr, n)              \
+  do {                            \
+    if (base) (ptr) = base + off; \
+    off += round16(n);            \
   } while (0)
   for (int l = 0; l <= s->n_layers; l++)
     if ((size_t)s->sizes[l] > maxw) maxw = (size_t)s->sizes[l];
@@ -273,12 +278,13 @@ void tdm_mlp_acts_destroy(tdm_mlp_acts *acts) {
 // ---------------------------------------------------------------------------------------------
 // forward
 
-tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B,
-                           bool shared_input, float *y, bool train) {
+tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B, bool shared_input,
+                           float *y, bool train) {
   const tdm_mlp_spec *s = &m->spec;
   if (!acts || acts->m != m)
-    return TDM_FAIL(TDM_ERR_ARG, "tdm_mlp_forward: acts belong to another network; make them "
-                                 "with tdm_mlp_acts_create(m, ...)");
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "tdm_mlp_forward: acts belong to another network; make them "
+                    "with tdm_mlp_acts_create(m, ...)");
   if (B < 1 || B > acts->max_batch)
     return TDM_FAIL(TDM_ERR_ARG, "tdm_mlp_forward: batch %d is outside 1..%d (max_batch of acts)",
                     B, acts->max_batch);
@@ -291,8 +297,8 @@ tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B
   acts->x = x;
   acts->train = drop;
 
-  const float *in = x;                                                  // (E, B, in) or (B, in)
-  long long s_in = shared_input ? 0 : (long long)B * s->sizes[0];      // member stride of in
+  const float *in = x;                                             // (E, B, in) or (B, in)
+  long long s_in = shared_input ? 0 : (long long)B * s->sizes[0];  // member stride of in
   for (int l = 0; l < L; l++) {
     const tdm_mlp_layer *ly = &m->layers[l];
     const int ni = ly->in, no = ly->out;
@@ -305,8 +311,7 @@ tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B
     TDM_TRY(tdm_bias_add(dev, z, m->params + ly->b, E, B, no));
     if (l < L - 1) {
       if (drop)
-        TDM_TRY(tdm_dropout_forward(dev, z, z, acts->mask[l], n, s->dropout, m->rng,
-                                    (uint32_t)l));
+        TDM_TRY(tdm_dropout_forward(dev, z, z, acts->mask[l], n, s->dropout, m->rng, (uint32_t)l));
       const float *pre = z;  // activation input
       if (s->layernorm) {
         TDM_TRY(tdm_layernorm_forward(dev, z, m->params + ly->ln_g, m->params + ly->ln_b,
@@ -356,8 +361,8 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
     const size_t n = (size_t)E * B * no;
     if (s->out_act == TDM_OUT_TANH) {
       // dz (E, B, out) = dy (1 - y^2)
-      TDM_TRY(tdm_act_backward(dev, TDM_ACT_TANH, acts->z[L - 1], acts->a[L - 1], dy,
-                               acts->dbuf[0], n));
+      TDM_TRY(tdm_act_backward(dev, TDM_ACT_TANH, acts->z[L - 1], acts->a[L - 1], dy, acts->dbuf[0],
+                               n));
       g = acts->dbuf[0];
       cur = 0;
     } else if (s->out_act == TDM_OUT_SIMNORM) {
@@ -392,7 +397,7 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
       g = acts->dbuf[cur];
     }
     const bool first = l == 0;
-    const float *xin = first ? acts->x : acts->a[l - 1];                 // (E, B, in) or (B, in)
+    const float *xin = first ? acts->x : acts->a[l - 1];  // (E, B, in) or (B, in)
     const long long s_in = first && acts->shared_input ? 0 : (long long)B * ni;
     if (pgrad) {
       // grads W (E, out, in) = (SET) or += (ACC) dz^T (out, B) x (B, in), per member
@@ -407,12 +412,12 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
     const bool sum_members = first && acts->shared_input && E > 1;
     float *gx = first && !sum_members ? dx : acts->dbuf[1 - cur];
     TDM_TRY(tdm_gemm_batched(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, no, 1.0f, g, no,
-                             (long long)B * no, m->params + ly->w, ni, (long long)no * ni, 0.0f,
-                             gx, ni, (long long)B * ni, E));
+                             (long long)B * no, m->params + ly->w, ni, (long long)no * ni, 0.0f, gx,
+                             ni, (long long)B * ni, E));
     if (sum_members) {
       // shared input: dx (B, in) = sum_e dx_e, as ones (1, E) x dx_members (E, B in)
-      TDM_TRY(tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, 1, B * ni, E, 1.0f, acts->ones, E, gx,
-                       B * ni, 0.0f, dx, B * ni));
+      TDM_TRY(tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, 1, B * ni, E, 1.0f, acts->ones, E, gx, B * ni,
+                       0.0f, dx, B * ni));
     }
     cur = 1 - cur;
   }
@@ -438,8 +443,10 @@ static tdm_status same_shape(const tdm_mlp *a, const tdm_mlp *b, const char *wha
               x->layernorm == y->layernorm && a->n_params == b->n_params;
   for (int i = 0; same && i <= x->n_layers; i++) same = x->sizes[i] == y->sizes[i];
   if (!same)
-    return TDM_FAIL(TDM_ERR_ARG, "%s: the networks differ in shape (%zu vs %zu parameters); "
-                    "both must come from the same spec", what, a->n_params, b->n_params);
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "%s: the networks differ in shape (%zu vs %zu parameters); "
+                    "both must come from the same spec",
+                    what, a->n_params, b->n_params);
   return TDM_OK;
 }
 

@@ -49,9 +49,15 @@ static void put(wr *w, const void *p, size_t n) {
   w->crc = tdm_crc32(w->crc, p, n);
   if (fwrite(p, 1, n, w->f) != n) w->ok = false;
 }
-static void put_i32(wr *w, int32_t v) { put(w, &v, 4); }
-static void put_u32(wr *w, uint32_t v) { put(w, &v, 4); }
-static void put_f32(wr *w, float v) { put(w, &v, 4); }
+static void put_i32(wr *w, int32_t v) {
+  put(w, &v, 4);
+}
+static void put_u32(wr *w, uint32_t v) {
+  put(w, &v, 4);
+}
+static void put_f32(wr *w, float v) {
+  put(w, &v, 4);
+}
 
 tdm_status tdm_mlp_write(const tdm_mlp *m, FILE *f, bool with_adam) {
   const tdm_mlp_spec *s = &m->spec;
@@ -166,11 +172,15 @@ static tdm_status read_impl(tdm_mlp *m, FILE *f, int adam, const char *what) {
   if (!what) what = "MLP parameters";
   unsigned char magic[8];
   if (fread(magic, 1, sizeof magic, f) != sizeof magic)
-    return TDM_FAIL(TDM_ERR_FORMAT, "%s: file is truncated (no header); was it written by "
-                    "tdm_mlp_write?", what);
+    return TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: file is truncated (no header); was it written by "
+                    "tdm_mlp_write?",
+                    what);
   if (memcmp(magic, kMagic, sizeof magic) != 0)
-    return TDM_FAIL(TDM_ERR_FORMAT, "%s: wrong magic (not a tandem MLP parameter file, or the "
-                    "stream is at the wrong position)", what);
+    return TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: wrong magic (not a tandem MLP parameter file, or the "
+                    "stream is at the wrong position)",
+                    what);
   rd r = {f, 0, false};
   header h;
   memset(&h, 0, sizeof h);
@@ -203,8 +213,7 @@ static tdm_status read_impl(tdm_mlp *m, FILE *f, int adam, const char *what) {
                     (unsigned long long)h.n_params, m->n_params);
   const bool file_adam = (h.flags & kFlagAdam) != 0;
   if (adam == 1 && !file_adam)
-    return TDM_FAIL(TDM_ERR_FORMAT, "%s: file has no Adam state (written without with_adam)",
-                    what);
+    return TDM_FAIL(TDM_ERR_FORMAT, "%s: file has no Adam state (written without with_adam)", what);
   const size_t n = m->n_params, nbuf = file_adam ? 3 : 1;
   float *buf = malloc(n * nbuf * sizeof(float) + 64);  // params [, m, v] as read
   if (!buf) return TDM_FAIL(TDM_ERR_OOM, "out of host memory: %zu floats to load an MLP", n * nbuf);
@@ -216,13 +225,17 @@ static tdm_status read_impl(tdm_mlp *m, FILE *f, int adam, const char *what) {
   if (!r.eof && fread(&crc_file, 1, 4, f) != 4) r.eof = true;
   if (r.eof) {
     free(buf);
-    return TDM_FAIL(TDM_ERR_FORMAT, "%s: file is truncated (expected %zu parameters%s and a "
-                    "checksum)", what, n, file_adam ? " with Adam state" : "");
+    return TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: file is truncated (expected %zu parameters%s and a "
+                    "checksum)",
+                    what, n, file_adam ? " with Adam state" : "");
   }
   if (crc != crc_file) {
     free(buf);
-    return TDM_FAIL(TDM_ERR_FORMAT, "%s: checksum mismatch (file says %08x, content gives %08x): "
-                    "the file is corrupt", what, crc_file, crc);
+    return TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: checksum mismatch (file says %08x, content gives %08x): "
+                    "the file is corrupt",
+                    what, crc_file, crc);
   }
   // everything checked: now copy into the network
   const bool restore_adam = file_adam && adam != 0;
@@ -247,8 +260,10 @@ tdm_status tdm_mlp_save(const tdm_mlp *m, const char *path) {
     return TDM_FAIL(TDM_ERR_ARG, "path too long: %s", path);
   FILE *f = fopen(tmp, "wb");
   if (!f)
-    return TDM_FAIL(TDM_ERR_IO, "cannot create %s: %s (does the directory exist and is it "
-                    "writable?)", tmp, strerror(errno));
+    return TDM_FAIL(TDM_ERR_IO,
+                    "cannot create %s: %s (does the directory exist and is it "
+                    "writable?)",
+                    tmp, strerror(errno));
   tdm_status st = tdm_mlp_write(m, f, true);
   if (st == TDM_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
     st = TDM_FAIL(TDM_ERR_IO, "cannot flush %s: %s", tmp, strerror(errno));
