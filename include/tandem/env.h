@@ -93,6 +93,9 @@ const int64_t *tdm_env_episode_length(const tdm_env *env);  // (N)
 // Number of unstable steps that forced an instance reset since creation.
 long tdm_env_unstable_count(const tdm_env *env);
 
+// The task's shared MuJoCo model (a const mjModel *), or NULL for a task without MuJoCo.
+const void *tdm_env_mj_model(const tdm_env *env);
+
 // ---------------------------------------------------------------------------------------------
 // simulator access for planners
 

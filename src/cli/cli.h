@@ -23,8 +23,13 @@ int tdm_cmd_bench(int argc, char **argv);
 int tdm_cmd_train(int argc, char **argv);
 int tdm_cmd_eval(int argc, char **argv);
 
+// cmd_env.c
+int tdm_cmd_envs(int argc, char **argv);
+int tdm_cmd_rollout(int argc, char **argv);
+
 // bench/*.c
 int tdm_bench_ops(int argc, char **argv);
+int tdm_bench_envs(int argc, char **argv);
 int tdm_bench_sac(int argc, char **argv);
 
 #endif

@@ -58,11 +58,13 @@ int tdm_cmd_bench(int argc, char **argv) {
   if (argc < 2 || (argc == 2 && tdm_cli_wants_help(argc, argv))) {
     printf("usage: tandem bench WHAT [options]\n  ops    MLP forward+backward+Adam and SGEMM rate "
            "(tandem bench ops --help)\n  sac    SAC updates per second, GPU graph / plain and "
-           "CPU (tandem bench sac --help)\n");
+           "CPU (tandem bench sac --help)\n  envs   env steps per second beside a plain mj_step "
+           "loop (tandem bench envs --help)\n");
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "ops")) return tdm_bench_ops(argc - 1, argv + 1);
   if (!strcmp(argv[1], "sac")) return tdm_bench_sac(argc - 1, argv + 1);
-  fprintf(stderr, "tandem: unknown benchmark \"%s\"; valid: ops, sac\n", argv[1]);
+  if (!strcmp(argv[1], "envs")) return tdm_bench_envs(argc - 1, argv + 1);
+  fprintf(stderr, "tandem: unknown benchmark \"%s\"; valid: ops, sac, envs\n", argv[1]);
   return 2;
 }

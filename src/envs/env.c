@@ -165,6 +165,7 @@ struct tdm_env {
   uint8_t *done;        // (N) finished and not reset yet
   uint64_t seed;
   atomic_long unstable;
+  const void *mj_model;
 };
 
 static tdm_status lookup(const char *task, const tdm_task_info **out) {
@@ -217,6 +218,7 @@ tdm_status tdm_env_create(const char *task, int n, const struct config_setting_t
   e->spec = made.spec;
   e->ops = made.ops;
   e->task = made.task;
+  e->mj_model = made.mj_model;
   e->pool = pool;
   e->n = n;
   const int O = e->spec.obs_dim, A = e->spec.act_dim;
@@ -277,6 +279,7 @@ int tdm_env_num(const tdm_env *env) { return env->n; }
 const double *tdm_env_episode_return(const tdm_env *env) { return env->ep_return; }
 const int64_t *tdm_env_episode_length(const tdm_env *env) { return env->ep_len; }
 long tdm_env_unstable_count(const tdm_env *env) { return atomic_load(&env->unstable); }
+const void *tdm_env_mj_model(const tdm_env *env) { return env->mj_model; }
 
 typedef struct {
   tdm_env *e;

@@ -857,6 +857,7 @@ tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_
   sp->mujoco = true;
   out->ops = &mj_ops;
   out->task = t;
+  out->mj_model = t->m;
   return TDM_OK;
 fail:
   mj_task_destroy(t);
