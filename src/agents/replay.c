@@ -1,9 +1,16 @@
 // Replay buffer: a ring of transitions in device memory (structure of arrays), device-side uniform
 // sampling and gathers, host-side episode links for sequence sampling, save / load.
+//
+// An add packs the n transitions row by row into pinned staging (obs | act | reward | next_obs |
+// terminated | source), copies them with one h2d into device staging and scatters them into the
+// ring with one kernel that also stores the new size (tdm_replay_put). A batch is gathered from
+// all six arrays by one kernel (tdm_replay_gather_cols).
 #include "tandem/replay.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "replay_ops.h"
 
 struct tdm_replay {
   tdm_dev *dev;
@@ -17,8 +24,10 @@ struct tdm_replay {
   float *term;      // (C)
   float *source;    // (C)
   int32_t *size_dev;  // (1)
-  // pinned staging: one add's arrays packed, then the size
-  float *stage;       // (max_add * (2O + A + 3) + 16)
+  float *d_stage;     // (max_add, W) device staging of one add (GPU only), W = 2O + A + 3
+  tdm_replay_cols cols;  // ring arrays and widths
+  // pinned staging: one add's rows packed, then the size
+  float *stage;       // (max_add * W + 16)
   int32_t *stage_size;
   int32_t *seq_stage;  // (max_seq_rows) pinned
   // counters (host)
@@ -36,7 +45,8 @@ static size_t align64(size_t b) { return (b + 63) & ~(size_t)63; }
 size_t tdm_replay_bytes(const tdm_replay_cfg *c) {
   size_t C = (size_t)(c->capacity > 0 ? c->capacity : 0);
   size_t O = (size_t)c->obs_dim, A = (size_t)c->act_dim;
-  return align64(C * O * 4) * 2 + align64(C * A * 4) + align64(C * 4) * 3 + 64;
+  size_t stage = (size_t)(c->max_add > 0 ? c->max_add : 0) * (2 * O + A + 3) * 4;
+  return align64(C * O * 4) * 2 + align64(C * A * 4) + align64(C * 4) * 3 + 64 + align64(stage);
 }
 
 const tdm_replay_cfg *tdm_replay_get_cfg(const tdm_replay *r) { return &r->cfg; }
@@ -106,7 +116,15 @@ tdm_status tdm_replay_create(tdm_dev *dev, const tdm_replay_cfg *cfg_in, tdm_rep
   r->reward = (float *)p, p += align64(C * 4);
   r->term = (float *)p, p += align64(C * 4);
   r->source = (float *)p, p += align64(C * 4);
-  r->size_dev = (int32_t *)p;
+  r->size_dev = (int32_t *)p, p += 64;
+  r->d_stage = (float *)p;
+  float *ring[TDM_REPLAY_NCOLS] = {r->obs, r->act, r->reward, r->next_obs, r->term, r->source};
+  int width[TDM_REPLAY_NCOLS] = {c.obs_dim, c.act_dim, 1, c.obs_dim, 1, 1};
+  for (int k = 0; k < TDM_REPLAY_NCOLS; k++) {
+    r->cols.ring[k] = ring[k];
+    r->cols.width[k] = width[k];
+    r->cols.total_width += width[k];
+  }
   TDM_TRYG(tdm_dev_memset(dev, r->mem, 0, tdm_replay_bytes(&c)));
 
   TDM_TRYG(tdm_host_alloc(dev, stage_floats(&c) * 4, (void **)&r->stage));
@@ -134,16 +152,6 @@ fail:
   return st;
 }
 
-// copy n rows of width D from the staging src into the ring at row pos, wrapping
-static tdm_status ring_put(tdm_replay *r, float *dst, const float *src, int64_t pos, int n,
-                           int D) {
-  int64_t C = r->cfg.capacity;
-  int64_t n1 = C - pos < n ? C - pos : n;
-  TDM_TRY(tdm_dev_h2d(r->dev, dst + pos * D, src, (size_t)(n1 * D) * 4));
-  if (n1 < n) TDM_TRY(tdm_dev_h2d(r->dev, dst, src + n1 * D, (size_t)((n - n1) * D) * 4));
-  return TDM_OK;
-}
-
 // drop the links of a row about to be overwritten
 static void unlink_row(tdm_replay *r, int32_t row) {
   if (r->prev[row] >= 0) r->next[r->prev[row]] = -1;
@@ -169,28 +177,28 @@ tdm_status tdm_replay_add(tdm_replay *r, const tdm_transition_batch *b) {
                         b->stream[i], c->max_streams);
   // the staging buffer may still be read by an earlier asynchronous copy
   if (r->dev->kind == TDM_DEV_CUDA) TDM_TRY(tdm_dev_sync(r->dev));
-  float *s_obs = r->stage, *s_act = s_obs + (size_t)n * O, *s_rew = s_act + (size_t)n * A;
-  float *s_next = s_rew + n, *s_term = s_next + (size_t)n * O, *s_src = s_term + n;
-  memcpy(s_obs, b->obs, (size_t)n * O * 4);
-  memcpy(s_act, b->act, (size_t)n * A * 4);
-  memcpy(s_rew, b->reward, (size_t)n * 4);
-  memcpy(s_next, b->next_obs, (size_t)n * O * 4);
+  const int W = r->cols.total_width;
   for (int i = 0; i < n; i++) {
-    s_term[i] = b->terminated[i] ? 1.0f : 0.0f;
-    s_src[i] = (float)b->source;
+    float *row = r->stage + (size_t)i * W;
+    memcpy(row, b->obs + (size_t)i * O, (size_t)O * 4), row += O;
+    memcpy(row, b->act + (size_t)i * A, (size_t)A * 4), row += A;
+    *row++ = b->reward[i];
+    memcpy(row, b->next_obs + (size_t)i * O, (size_t)O * 4), row += O;
+    *row++ = b->terminated[i] ? 1.0f : 0.0f;
+    *row = (float)b->source;
   }
   int64_t pos = r->pos;
-  TDM_TRY(ring_put(r, r->obs, s_obs, pos, n, O));
-  TDM_TRY(ring_put(r, r->act, s_act, pos, n, A));
-  TDM_TRY(ring_put(r, r->reward, s_rew, pos, n, 1));
-  TDM_TRY(ring_put(r, r->next_obs, s_next, pos, n, O));
-  TDM_TRY(ring_put(r, r->term, s_term, pos, n, 1));
-  TDM_TRY(ring_put(r, r->source, s_src, pos, n, 1));
+  int64_t size = r->size + n < c->capacity ? r->size + n : c->capacity;
+  const float *src = r->stage;
+  if (r->dev->kind == TDM_DEV_CUDA) {
+    TDM_TRY(tdm_dev_h2d(r->dev, r->d_stage, r->stage, (size_t)n * W * 4));
+    src = r->d_stage;
+  }
+  TDM_TRY(tdm_replay_put(r->dev, &r->cols, src, n, pos, c->capacity, r->size_dev,
+                         (int32_t)size));
   r->total += n;
-  r->size = r->size + n < c->capacity ? r->size + n : c->capacity;
+  r->size = size;
   r->pos = (pos + n) % c->capacity;
-  *r->stage_size = (int32_t)r->size;
-  TDM_TRY(tdm_dev_h2d(r->dev, r->size_dev, r->stage_size, 4));
 
   // episode links
   for (int i = 0; i < n; i++) {
@@ -236,14 +244,11 @@ void tdm_replay_batch_destroy(tdm_replay *r, tdm_replay_batch *b) {
 tdm_status tdm_replay_gather(tdm_replay *r, tdm_replay_batch *b, int n) {
   if (n < 1 || n > b->max_rows)
     return TDM_FAIL(TDM_ERR_ARG, "replay gather: %d rows, batch holds 1..%d", n, b->max_rows);
-  tdm_dev *d = r->dev;
-  size_t N = (size_t)n;
-  TDM_TRY(tdm_gather_rows(d, r->obs, b->idx, b->obs, N, r->cfg.obs_dim));
-  TDM_TRY(tdm_gather_rows(d, r->act, b->idx, b->act, N, r->cfg.act_dim));
-  TDM_TRY(tdm_gather_rows(d, r->reward, b->idx, b->reward, N, 1));
-  TDM_TRY(tdm_gather_rows(d, r->next_obs, b->idx, b->next_obs, N, r->cfg.obs_dim));
-  TDM_TRY(tdm_gather_rows(d, r->term, b->idx, b->terminated, N, 1));
-  TDM_TRY(tdm_gather_rows(d, r->source, b->idx, b->source, N, 1));
+  tdm_replay_cols cols = r->cols;
+  float *dst[TDM_REPLAY_NCOLS] = {b->obs, b->act, b->reward, b->next_obs, b->terminated,
+                                  b->source};
+  for (int k = 0; k < TDM_REPLAY_NCOLS; k++) cols.batch[k] = dst[k];
+  TDM_TRY(tdm_replay_gather_cols(r->dev, &cols, b->idx, n));
   b->rows = n;
   return TDM_OK;
 }
