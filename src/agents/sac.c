@@ -22,8 +22,9 @@
 #include "sac_ops.h"
 #include "tandem/agent.h"
 
-// RNG sub-streams: update counter rng[0] streams 0..2, act counter rng[1] stream 3
-enum { RS_SAMPLE = 0, RS_EPS_NEXT = 1, RS_EPS_PI = 2, RS_ACT = 3 };
+// RNG sub-streams: update counter rng[0] streams 0 (indices) and 1 (noise), act counter rng[1]
+// stream 3
+enum { RS_SAMPLE = 0, RS_EPS = 1, RS_ACT = 3 };
 
 typedef struct {
   tdm_sac_cfg cfg;
@@ -38,14 +39,14 @@ typedef struct {
   tdm_replay_batch batch;
   // device scratch (one allocation)
   void *mem;
-  float *eps_next;    // (B, A)
+  float *eps_next;    // (B, A), followed by eps: one draw of (2, B, A) per update
   float *a_next;      // (B, A)
   float *logp_next;   // (B)
   float *xq_next;     // (B, O + A)
   float *y;           // (B)
   float *xq;          // (B, O + A)
   float *dq;          // (2, B)
-  float *eps;         // (B, A)
+  float *eps;         // (B, A) = eps_next + B A
   float *a_pi;        // (B, A)
   float *logp;        // (B)
   float *dlogp;       // (B)
@@ -163,7 +164,8 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
   size_t nBA = (size_t)B * A;
 
   // critic target: a', logp' = pi(s'); y = r + gamma (1 - term) (min Q_targ(s', a') - alpha logp')
-  TDM_TRY(tdm_fill_normal(dev, s->eps_next, nBA, 0.0f, 1.0f, &s->rng[0], RS_EPS_NEXT));
+  // eps' for the target and eps for the actor step in one draw
+  TDM_TRY(tdm_fill_normal(dev, s->eps_next, 2 * nBA, 0.0f, 1.0f, &s->rng[0], RS_EPS));
   TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->next_obs, B, false, NULL, false));
   const float *head_next = s->acts_actor->a[L - 1];  // (B, 2A)
   TDM_TRY(tdm_sac_squash_fwd(dev, head_next, s->eps_next, s->a_next, s->logp_next, B, A, lo, hi));
@@ -183,7 +185,6 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
 
   if (actor_step) {
     // a, logp = pi(s) with the reparameterised sample, Q from the updated critic
-    TDM_TRY(tdm_fill_normal(dev, s->eps, nBA, 0.0f, 1.0f, &s->rng[0], RS_EPS_PI));
     TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
     const float *head = s->acts_actor->a[L - 1];  // (B, 2A)
     TDM_TRY(tdm_sac_squash_fwd(dev, head, s->eps, s->a_pi, s->logp, B, A, lo, hi));
@@ -482,14 +483,16 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
   // scratch: one allocation carved into 64-byte aligned pieces
   size_t nB = (size_t)B, nN = (size_t)N, W = (size_t)(O + A);
   size_t n_scr = tdm_adam_scratch_floats(dev, 1);
-  size_t sizes[] = {nB * A, nB * A, nB, nB * W, nB, nB * W, 2 * nB, nB * A, nB * A, nB, nB,
+  size_t sizes[] = {2 * nB * A, nB * A, nB, nB * W, nB, nB * W, 2 * nB, nB * A, nB, nB,
                     nB * W, nB * 2 * A, nN * O, nN * A, nN * A, 1, 1, 1, 1,
                     n_scr > 0 ? n_scr : 1, TDM_SAC_ST_N, 1, 8};
   float **ptrs[] = {&s->eps_next, &s->a_next, &s->logp_next, &s->xq_next, &s->y, &s->xq,
-                    &s->dq, &s->eps, &s->a_pi, &s->logp, &s->dlogp, &s->dxq, &s->dhead,
+                    &s->dq, &s->a_pi, &s->logp, &s->dlogp, &s->dxq, &s->dhead,
                     &s->act_obs, &s->act_eps, &s->act_out, &s->log_alpha, &s->g_log_alpha,
                     &s->alpha_m, &s->alpha_v, &s->alpha_scratch, &s->stats,
                     (float **)&s->alpha_step, (float **)&s->rng};
+  _Static_assert(sizeof sizes / sizeof sizes[0] == sizeof ptrs / sizeof ptrs[0],
+                 "one size per scratch pointer");
   int np = (int)(sizeof sizes / sizeof sizes[0]);
   size_t total = 0;
   for (int i = 0; i < np; i++) total += a64(sizes[i]);
@@ -500,6 +503,7 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
     *ptrs[i] = p;
     p += a64(sizes[i]);
   }
+  s->eps = s->eps_next + nB * A;
   size_t hfl = a64(nN * O) + a64(nN * A) + a64(TDM_SAC_ST_N);
   TDM_TRYG(tdm_host_alloc(dev, hfl * 4, (void **)&s->h_obs));
   s->h_act = s->h_obs + a64(nN * O);
