@@ -39,14 +39,13 @@ typedef struct {
   tdm_replay_batch batch;
   // device scratch (one allocation)
   void *mem;
-  float *eps_next;    // (B, A), followed by eps: one draw of (2, B, A) per update
+  float *eps_next;    // (2, B, A): eps' then eps, one draw per update
   float *a_next;      // (B, A)
   float *logp_next;   // (B)
   float *xq_next;     // (B, O + A)
   float *y;           // (B)
   float *xq;          // (B, O + A)
   float *dq;          // (2, B)
-  float *eps;         // (B, A) = eps_next + B A
   float *a_pi;        // (B, A)
   float *logp;        // (B)
   float *dlogp;       // (B)
@@ -162,6 +161,7 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
   if (do_sample)
     TDM_TRY(tdm_replay_sample(s->replay, &s->batch, B, &s->rng[0], RS_SAMPLE));
   size_t nBA = (size_t)B * A;
+  float *eps = s->eps_next + nBA;  // (B, A)
 
   // critic target: a', logp' = pi(s'); y = r + gamma (1 - term) (min Q_targ(s', a') - alpha logp')
   // eps' for the target and eps for the actor step in one draw
@@ -187,7 +187,7 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     // a, logp = pi(s) with the reparameterised sample, Q from the updated critic
     TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
     const float *head = s->acts_actor->a[L - 1];  // (B, 2A)
-    TDM_TRY(tdm_sac_squash_fwd(dev, head, s->eps, s->a_pi, s->logp, B, A, lo, hi));
+    TDM_TRY(tdm_sac_squash_fwd(dev, head, eps, s->a_pi, s->logp, B, A, lo, hi));
     TDM_TRY(tdm_sac_concat(dev, bt->obs, O, s->a_pi, A, A, s->xq, B));
     TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
     const float *qpi = s->acts_critic->a[L - 1];  // (2, B)
@@ -196,8 +196,8 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
                                B));
     // dL/da through the critic (its gradients untouched), then through the squashing
     TDM_TRY(tdm_mlp_backward(s->critic, s->acts_critic, s->dq, s->dxq, TDM_GRAD_NONE));
-    TDM_TRY(tdm_sac_squash_bwd(dev, head, s->eps, s->a_pi, s->dxq + O, O + A, s->dlogp, s->dhead,
-                               B, A, lo, hi));
+    TDM_TRY(tdm_sac_squash_bwd(dev, head, eps, s->a_pi, s->dxq + O, O + A, s->dlogp, s->dhead, B,
+                               A, lo, hi));
     TDM_TRY(tdm_mlp_backward(s->actor, s->acts_actor, s->dhead, NULL, TDM_GRAD_SET));
     TDM_TRY(tdm_mlp_adam(s->actor, &s->adam));
     if (s->cfg.ent_coef_auto)
@@ -503,7 +503,6 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
     *ptrs[i] = p;
     p += a64(sizes[i]);
   }
-  s->eps = s->eps_next + nB * A;
   size_t hfl = a64(nN * O) + a64(nN * A) + a64(TDM_SAC_ST_N);
   TDM_TRYG(tdm_host_alloc(dev, hfl * 4, (void **)&s->h_obs));
   s->h_act = s->h_obs + a64(nN * O);
