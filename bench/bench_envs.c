@@ -14,9 +14,9 @@
 typedef struct {
   char task[32];
   int threads, envs;
-  double rate;      // env steps per second (all instances)
-  double plain;     // plain mj_step loop, env steps per second, one thread
-  double scaling;   // rate / rate at one thread
+  double rate;     // env steps per second (all instances)
+  double plain;    // plain mj_step loop, env steps per second, one thread
+  double scaling;  // rate / rate at one thread
 } row;
 
 // uniform actions in [-1, 1], (n, A)
@@ -118,14 +118,15 @@ done:
 
 int tdm_bench_envs(int argc, char **argv) {
   if (tdm_cli_wants_help(argc, argv)) {
-    printf("usage: tandem bench envs [--seconds S] [--per-thread K] [--tasks a,b] [--json FILE]\n"
-           "  env steps per second (random actions, N = threads x K instances, finished episodes\n"
-           "  reset) for 1, 2 and all threads, beside a plain one-thread mj_step loop on the same\n"
-           "  model (frame skip mj_steps per env step); ratio = per-thread env rate / plain rate\n"
-           "  --seconds S     time per measurement (default 1.5)\n"
-           "  --per-thread K  instances per thread (default 16)\n"
-           "  --tasks LIST    comma-separated MuJoCo tasks (default half_cheetah,hopper)\n"
-           "  --json FILE     also write the results as JSON\n");
+    printf(
+        "usage: tandem bench envs [--seconds S] [--per-thread K] [--tasks a,b] [--json FILE]\n"
+        "  env steps per second (random actions, N = threads x K instances, finished episodes\n"
+        "  reset) for 1, 2 and all threads, beside a plain one-thread mj_step loop on the same\n"
+        "  model (frame skip mj_steps per env step); ratio = per-thread env rate / plain rate\n"
+        "  --seconds S     time per measurement (default 1.5)\n"
+        "  --per-thread K  instances per thread (default 16)\n"
+        "  --tasks LIST    comma-separated MuJoCo tasks (default half_cheetah,hopper)\n"
+        "  --json FILE     also write the results as JSON\n");
     return 0;
   }
   double seconds = 1.5;
@@ -217,8 +218,9 @@ int tdm_bench_envs(int argc, char **argv) {
            w->rate, w->rate / w->threads, w->plain, 100.0 * w->rate / w->threads / w->plain,
            w->scaling);
   }
-  printf("ratio = per-thread env rate / plain one-thread mj_step loop; scaling = rate / rate on "
-         "1 thread\n");
+  printf(
+      "ratio = per-thread env rate / plain one-thread mj_step loop; scaling = rate / rate on "
+      "1 thread\n");
   if (json) {
     FILE *f = fopen(json, "w");
     if (!f) {
@@ -250,8 +252,9 @@ int tdm_bench_envs(int argc, char **argv) {
 int tdm_bench_envs(int argc, char **argv) {
   (void)argc;
   (void)argv;
-  fprintf(stderr, "tandem bench envs: MuJoCo tasks are unavailable: this build has no MuJoCo "
-                  "(install libmujoco-dev and rebuild)\n");
+  fprintf(stderr,
+          "tandem bench envs: MuJoCo tasks are unavailable: this build has no MuJoCo "
+          "(install libmujoco-dev and rebuild)\n");
   return 1;
 }
 

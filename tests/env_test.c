@@ -2,12 +2,13 @@
 // (seeds, masks, truncation, episode stats, threads), config handling, and the MuJoCo tasks
 // (determinism, truncation, rewards recomputed from positions, state round trips, Jacobians,
 // bad MJCF errors, instability recovery).
+#include "tandem/env.h"
+
 #include <libconfig.h>
 #include <unistd.h>
 
 #include "env_classic_ref.h"
 #include "test.h"
-#include "tandem/env.h"
 
 // ---- helpers ----------------------------------------------------------------------------------
 
@@ -48,6 +49,11 @@ static void test_registry_and_unknown_task(void) {
              strstr(tdm_errmsg(), "mountain_car"),
          "message: %s", tdm_errmsg());
   CHECK(tdm_env_create("pendulum", 0, NULL, NULL, &e) == TDM_ERR_ARG);
+#ifndef TDM_MUJOCO
+  // a build without MuJoCo says so for the MuJoCo tasks
+  CHECK(tdm_env_create("hopper", 1, NULL, NULL, &e) == TDM_ERR_UNSUPPORTED);
+  CHECKF(strstr(tdm_errmsg(), "MuJoCo tasks are unavailable"), "message: %s", tdm_errmsg());
+#endif
 }
 
 static void test_config_keys_and_errors(void) {
@@ -487,8 +493,8 @@ static void check_jacobians(const char *task, const config_setting_t *cfg, doubl
       err1 = fmax(err1, fabs(fd - A1[i * T + j]));
     }
   }
-  CHECKF(err <= tol * amax && err1 <= tol1 * amax, "%s: A error %g (one-sided %g) of max %g",
-         task, err, err1, amax);
+  CHECKF(err <= tol * amax && err1 <= tol1 * amax, "%s: A error %g (one-sided %g) of max %g", task,
+         err, err1, amax);
   double bmax = 0, berr = 0;
   const float ha = 1e-2f;
   for (int j = 0; j < U; j++) {
@@ -663,8 +669,8 @@ static void test_mj_config_task(void) {
     // torso frame: x = rootx, height = rootz, tilt = |rooty|
     int alive = s1[1] > 0.7 && fabs(s1[2]) < 0.2;
     double c2 = (double)act[0] * act[0] + (double)act[1] * act[1] + (double)act[2] * act[2];
-    double want = (s1[0] - s0[0]) / 0.008 - 0.001 * c2 + (alive ? 1.0 : 0.0) +
-                  0.5 * cos(s1[2]) - 2.0 * (s1[5] - 0.1) * (s1[5] - 0.1);
+    double want = (s1[0] - s0[0]) / 0.008 - 0.001 * c2 + (alive ? 1.0 : 0.0) + 0.5 * cos(s1[2]) -
+                  2.0 * (s1[5] - 0.1) * (s1[5] - 0.1);
     CHECKF(close_to(r, want, 1e-5), "step %d reward %g want %g", k, r, want);
     CHECK(te == !alive);
     ended = te || tr;
@@ -674,7 +680,8 @@ static void test_mj_config_task(void) {
   CHECK(tdm_env_create("mujoco", 1, c, NULL, &e) == TDM_ERR_CONFIG);
   CHECKF(strstr(tdm_errmsg(), "speed") && strstr(tdm_errmsg(), "forward_velocity"), "message: %s",
          tdm_errmsg());
-  c = cfg_of("model = \"assets/hopper.xml\";\nreward = ({ term = \"height\"; body = \"nose\"; });\n");
+  c = cfg_of(
+      "model = \"assets/hopper.xml\";\nreward = ({ term = \"height\"; body = \"nose\"; });\n");
   CHECK(tdm_env_create("mujoco", 1, c, NULL, &e) == TDM_ERR_CONFIG);
   CHECKF(strstr(tdm_errmsg(), "nose"), "message: %s", tdm_errmsg());
 }

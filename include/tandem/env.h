@@ -27,17 +27,17 @@ typedef struct tdm_env tdm_env;
 
 // Static description of a task (owned by the env; valid until tdm_env_destroy).
 typedef struct {
-  const char *name;        // registry name ("pendulum", "half_cheetah", ...)
-  int obs_dim, act_dim;    // O, A
-  const float *obs_low;    // (O) observation bounds; -INFINITY / INFINITY where unbounded
-  const float *obs_high;   // (O)
-  const float *act_low;    // (A) the task's action bounds (agent actions in [-1, 1] map onto them)
-  const float *act_high;   // (A)
-  int max_episode_steps;   // truncation limit (Pendulum 200, MountainCar 999, HalfCheetah 1000 ...)
-  double dt;               // simulated seconds per env step (timestep x frame skip)
-  int state_dim;           // length of the full simulator state (tdm_env_get_state)
-  int tangent_dim;         // length of the linearisation state (A is tangent_dim x tangent_dim)
-  bool mujoco;             // true for MuJoCo tasks
+  const char *name;       // registry name ("pendulum", "half_cheetah", ...)
+  int obs_dim, act_dim;   // O, A
+  const float *obs_low;   // (O) observation bounds; -INFINITY / INFINITY where unbounded
+  const float *obs_high;  // (O)
+  const float *act_low;   // (A) the task's action bounds (agent actions in [-1, 1] map onto them)
+  const float *act_high;  // (A)
+  int max_episode_steps;  // truncation limit (Pendulum 200, MountainCar 999, HalfCheetah 1000 ...)
+  double dt;              // simulated seconds per env step (timestep x frame skip)
+  int state_dim;          // length of the full simulator state (tdm_env_get_state)
+  int tangent_dim;        // length of the linearisation state (A is tangent_dim x tangent_dim)
+  bool mujoco;            // true for MuJoCo tasks
 } tdm_env_spec;
 
 // Passed as seed to tdm_env_reset: keep each instance's random stream going (the usual reset of
@@ -78,11 +78,11 @@ tdm_status tdm_env_reset(tdm_env *env, uint64_t seed, const uint8_t *mask,
 // (tdm_env_unstable_count and tdm_warn_once "env.unstable"), restored to a fresh reset state
 // internally, and reported with its last finite observation, reward 0 and truncated = 1.
 tdm_status tdm_env_step(tdm_env *env,
-                        const float *act,       // (N, A)
-                        float *next_obs,        // (N, O)
-                        float *reward,          // (N)
-                        uint8_t *terminated,    // (N)
-                        uint8_t *truncated);    // (N)
+                        const float *act,     // (N, A)
+                        float *next_obs,      // (N, O)
+                        float *reward,        // (N)
+                        uint8_t *terminated,  // (N)
+                        uint8_t *truncated);  // (N)
 
 // Undiscounted return of each instance's current (or just finished) episode.
 const double *tdm_env_episode_return(const tdm_env *env);  // (N)
@@ -121,11 +121,11 @@ void tdm_sim_destroy(tdm_sim *sim);
 // be NULL. Does not count episode steps (no truncation). Returns TDM_ERR_NUMERIC when the
 // simulation went unstable (outputs then hold the unstable values).
 tdm_status tdm_sim_step(tdm_sim *sim,
-                        const double *state,       // (state_dim)
-                        const float *act,          // (A)
-                        double *next_state,        // (state_dim)
-                        float *obs,                // (O) observation of next_state
-                        float *reward,             // reward of the transition, as tdm_env_step
+                        const double *state,  // (state_dim)
+                        const float *act,     // (A)
+                        double *next_state,   // (state_dim)
+                        float *obs,           // (O) observation of next_state
+                        float *reward,        // reward of the transition, as tdm_env_step
                         uint8_t *terminated);
 
 // Observation of a state.
@@ -144,8 +144,8 @@ tdm_status tdm_sim_cost(tdm_sim *sim, const double *state, const float *act, dou
 // mjd_transitionFD, whose skipped pipeline stages are wrong under RK4 in MuJoCo 2.2.
 tdm_status tdm_sim_linearize(tdm_sim *sim, const double *state, const float *act, double eps,
                              bool centered,
-                             double *A,    // (tangent_dim, tangent_dim), row-major
-                             double *B);   // (tangent_dim, A), row-major
+                             double *A,   // (tangent_dim, tangent_dim), row-major
+                             double *B);  // (tangent_dim, A), row-major
 
 #ifdef __cplusplus
 }

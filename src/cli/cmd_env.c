@@ -25,8 +25,9 @@ static void bounds_str(const float *lo, const float *hi, int n, char *buf, size_
 
 int tdm_cmd_envs(int argc, char **argv) {
   if (tdm_cli_wants_help(argc, argv)) {
-    printf("usage: tandem envs\n  list the environment tasks: observation and action sizes, action "
-           "bounds (the agent acts in [-1, 1], mapped onto them), episode length, step time\n");
+    printf(
+        "usage: tandem envs\n  list the environment tasks: observation and action sizes, action "
+        "bounds (the agent acts in [-1, 1], mapped onto them), episode length, step time\n");
     return 0;
   }
   if (argc > 1) {
@@ -57,8 +58,9 @@ int tdm_cmd_envs(int argc, char **argv) {
     tdm_env_destroy(e);
   }
 #ifndef TDM_MUJOCO
-  printf("(MuJoCo tasks are unavailable: this build has no MuJoCo; install libmujoco-dev and "
-         "rebuild)\n");
+  printf(
+      "(MuJoCo tasks are unavailable: this build has no MuJoCo; install libmujoco-dev and "
+      "rebuild)\n");
 #endif
   return rc;
 }

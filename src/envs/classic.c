@@ -20,7 +20,9 @@ typedef struct {
   double s[2];
 } classic_inst;
 
-static void classic_task_destroy(void *task) { free(task); }
+static void classic_task_destroy(void *task) {
+  free(task);
+}
 
 static tdm_status classic_inst_create(const void *task, void **inst) {
   (void)task;
@@ -30,7 +32,9 @@ static tdm_status classic_inst_create(const void *task, void **inst) {
   return TDM_OK;
 }
 
-static void classic_inst_destroy(void *inst) { free(inst); }
+static void classic_inst_destroy(void *inst) {
+  free(inst);
+}
 
 static void classic_observe(const void *task, void *inst, float *obs) {
   const classic_task *t = task;

@@ -154,15 +154,15 @@ struct tdm_env {
   void *task;
   tdm_pool *pool;
   int n;
-  void **inst;          // (N)
-  tdm_rng *rng;         // (N) reset noise streams
-  float *center, *half; // (A) action map u = center + a * half
-  float *u;             // (N, A) task-unit actions
-  float *last_obs;      // (N, O) last finite observation
-  float *scratch_obs;   // (N, O)
-  double *ep_return;    // (N)
-  int64_t *ep_len;      // (N)
-  uint8_t *done;        // (N) finished and not reset yet
+  void **inst;           // (N)
+  tdm_rng *rng;          // (N) reset noise streams
+  float *center, *half;  // (A) action map u = center + a * half
+  float *u;              // (N, A) task-unit actions
+  float *last_obs;       // (N, O) last finite observation
+  float *scratch_obs;    // (N, O)
+  double *ep_return;     // (N)
+  int64_t *ep_len;       // (N)
+  uint8_t *done;         // (N) finished and not reset yet
   uint64_t seed;
   atomic_long unstable;
   const void *mj_model;
@@ -232,8 +232,8 @@ tdm_status tdm_env_create(const char *task, int n, const struct config_setting_t
   e->ep_return = calloc((size_t)n, sizeof(double));
   e->ep_len = calloc((size_t)n, sizeof(int64_t));
   e->done = calloc((size_t)n, 1);
-  if (!e->inst || !e->rng || !e->center || !e->half || !e->u || !e->last_obs ||
-      !e->scratch_obs || !e->ep_return || !e->ep_len || !e->done) {
+  if (!e->inst || !e->rng || !e->center || !e->half || !e->u || !e->last_obs || !e->scratch_obs ||
+      !e->ep_return || !e->ep_len || !e->done) {
     st = TDM_FAIL(TDM_ERR_OOM, "env %s: out of memory for %d instances", task, n);
     goto fail;
   }
@@ -274,12 +274,24 @@ void tdm_env_destroy(tdm_env *e) {
   free(e);
 }
 
-const tdm_env_spec *tdm_env_get_spec(const tdm_env *env) { return &env->spec; }
-int tdm_env_num(const tdm_env *env) { return env->n; }
-const double *tdm_env_episode_return(const tdm_env *env) { return env->ep_return; }
-const int64_t *tdm_env_episode_length(const tdm_env *env) { return env->ep_len; }
-long tdm_env_unstable_count(const tdm_env *env) { return atomic_load(&env->unstable); }
-const void *tdm_env_mj_model(const tdm_env *env) { return env->mj_model; }
+const tdm_env_spec *tdm_env_get_spec(const tdm_env *env) {
+  return &env->spec;
+}
+int tdm_env_num(const tdm_env *env) {
+  return env->n;
+}
+const double *tdm_env_episode_return(const tdm_env *env) {
+  return env->ep_return;
+}
+const int64_t *tdm_env_episode_length(const tdm_env *env) {
+  return env->ep_len;
+}
+long tdm_env_unstable_count(const tdm_env *env) {
+  return atomic_load(&env->unstable);
+}
+const void *tdm_env_mj_model(const tdm_env *env) {
+  return env->mj_model;
+}
 
 typedef struct {
   tdm_env *e;
@@ -367,7 +379,11 @@ tdm_status tdm_env_step(tdm_env *e, const float *act, float *next_obs, float *re
                       "env %s: instance %d finished its episode; reset it (tdm_env_reset with its "
                       "mask byte set) before stepping again",
                       e->spec.name, i);
-  env_ctx c = {.e = e, .act = act, .obs = next_obs, .reward = reward, .term = terminated,
+  env_ctx c = {.e = e,
+               .act = act,
+               .obs = next_obs,
+               .reward = reward,
+               .term = terminated,
                .trunc = truncated};
   tdm_pool_for(e->pool, e->n, e->spec.mujoco ? 1 : 64, step_range, &c);
   return TDM_OK;
@@ -409,8 +425,8 @@ tdm_status tdm_env_set_state(tdm_env *e, int i, const double *state, float *obs)
 struct tdm_sim {
   const tdm_env *env;
   void *inst;
-  float *u, *obs, *u2;  // (A), (O), (A)
-  double *s0, *s1, *s2; // (S) scratch
+  float *u, *obs, *u2;   // (A), (O), (A)
+  double *s0, *s1, *s2;  // (S) scratch
 };
 
 tdm_status tdm_sim_create(const tdm_env *env, tdm_sim **out) {

@@ -33,7 +33,7 @@ typedef struct tdm_task_ops {
 typedef struct {
   const tdm_task_ops *ops;
   void *task;
-  tdm_env_spec spec;  // name, sizes, dt, max steps, state / tangent dims; bounds point into task
+  tdm_env_spec spec;     // name, sizes, dt, max steps, state / tangent dims; bounds point into task
   const void *mj_model;  // the mjModel of a MuJoCo task, else NULL
 } tdm_task_made;
 

@@ -4,12 +4,11 @@
 #ifdef TDM_MUJOCO
 
 #include <math.h>
+#include <mujoco/mujoco.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <mujoco/mujoco.h>
 
 #include "env_internal.h"
 
@@ -62,27 +61,30 @@ typedef struct {
   reward_term terms[MAX_TERMS];
   int nterms;
   bool needs_sensors;  // observation or a reward term reads sensordata
-  int term_body;  // -1 = no height / tilt termination
+  int term_body;       // -1 = no height / tilt termination
   double term_min_h, term_max_h, term_max_tilt;
   float *obs_low, *obs_high, *act_low, *act_high;
 } mj_task;
 
 typedef struct {
   mjData *d;
-  double *xb;  // (MAX_TERMS) body x before the step, per forward term
-  double *lin; // (3 nt^2 + 3 nt nu) linearisation scratch
-  double *sb;  // (5 nstate + 2 nv) state scratch for finite differences
+  double *xb;   // (MAX_TERMS) body x before the step, per forward term
+  double *lin;  // (3 nt^2 + 3 nt nu) linearisation scratch
+  double *sb;   // (5 nstate + 2 nv) state scratch for finite differences
 } mj_inst;
 
-static int nstate(const mjModel *m) { return m->nq + m->nv + m->na + 1; }
-static int ntangent(const mjModel *m) { return 2 * m->nv + m->na; }
+static int nstate(const mjModel *m) {
+  return m->nq + m->nv + m->na + 1;
+}
+static int ntangent(const mjModel *m) {
+  return 2 * m->nv + m->na;
+}
 
 // ---------------------------------------------------------------------------------------------
 // warnings: MuJoCo prints through a global hook; route it to tdm_warn_once
 
 static void mj_warning_hook(const char *msg) {
-  tdm_warn_once("mujoco.warning", "MuJoCo: %s (further MuJoCo warnings are counted silently)",
-                msg);
+  tdm_warn_once("mujoco.warning", "MuJoCo: %s (further MuJoCo warnings are counted silently)", msg);
 }
 
 static long warn_sum(const mjData *d) {
@@ -111,7 +113,9 @@ static double unif(tdm_rng *r, double lo, double hi) {
 // ---------------------------------------------------------------------------------------------
 // observation
 
-static double clipd(double x, double lo, double hi) { return x < lo ? lo : (x > hi ? hi : x); }
+static double clipd(double x, double lo, double hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
 
 // DeepMind Control's tolerance() with bounds (0, 0): 1 at x = 0, falling with |x| / margin.
 static double dmc_tolerance(double x, double margin, bool quadratic, double value_at_margin) {
@@ -169,8 +173,8 @@ static void mj_observe(const void *task, void *inst, float *obs) {
     for (int j = t->exclude_root; j < m->nq; j++) obs[k++] = (float)d->qpos[j];
   if (t->obs_qvel)
     for (int j = 0; j < m->nv; j++)
-      obs[k++] = (float)(t->qvel_clip > 0 ? clipd(d->qvel[j], -t->qvel_clip, t->qvel_clip)
-                                          : d->qvel[j]);
+      obs[k++] =
+          (float)(t->qvel_clip > 0 ? clipd(d->qvel[j], -t->qvel_clip, t->qvel_clip) : d->qvel[j]);
   if (t->obs_sensors)
     for (int j = 0; j < m->nsensordata; j++) obs[k++] = (float)d->sensordata[j];
 }
@@ -637,8 +641,8 @@ static tdm_status parse_terms(mj_task *t, const config_setting_t *list) {
   if (n > MAX_TERMS)
     return TDM_FAIL(TDM_ERR_CONFIG, "%s: at most %d reward terms", tdm_cfg_where(list, w, sizeof w),
                     MAX_TERMS);
-  static const char *const keys[] = {"term", "weight", "body", "target", "sensor", "joint", "norm",
-                                     NULL};
+  static const char *const keys[] = {"term",   "weight", "body", "target",
+                                     "sensor", "joint",  "norm", NULL};
   for (int i = 0; i < n; i++) {
     const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
     if (!config_setting_is_group(s))
@@ -657,10 +661,9 @@ static tdm_status parse_terms(mj_task *t, const config_setting_t *list) {
     TDM_TRY(tdm_cfg_str(s, "joint", &joint));
     TDM_TRY(tdm_cfg_str(s, "norm", &norm));
     if (!kind)
-      return TDM_FAIL(TDM_ERR_CONFIG, "%s: reward term %d has no key term", tdm_cfg_where(s, w, 300),
-                      i);
-    if (!strcmp(kind, "forward_velocity") || !strcmp(kind, "height") ||
-        !strcmp(kind, "upright")) {
+      return TDM_FAIL(TDM_ERR_CONFIG, "%s: reward term %d has no key term",
+                      tdm_cfg_where(s, w, 300), i);
+    if (!strcmp(kind, "forward_velocity") || !strcmp(kind, "height") || !strcmp(kind, "upright")) {
       q->kind = kind[0] == 'f' ? T_FORWARD : (kind[0] == 'h' ? T_HEIGHT : T_UPRIGHT);
       TDM_TRY(name_id(t, s, mjOBJ_BODY, body, "body", &q->body));
     } else if (!strcmp(kind, "control")) {
@@ -696,11 +699,24 @@ static tdm_status parse_terms(mj_task *t, const config_setting_t *list) {
   return TDM_OK;
 }
 
-static const char *const mj_keys[] = {
-    "task", "model", "frame_skip", "max_episode_steps", "reset_noise_scale",
-    "forward_reward_weight", "ctrl_cost_weight", "healthy_reward", "terminate_when_unhealthy",
-    "exclude_root", "obs_qpos", "obs_qvel", "obs_sensors", "qvel_clip", "reward", "terminate",
-    "reward_dist_weight", NULL};
+static const char *const mj_keys[] = {"task",
+                                      "model",
+                                      "frame_skip",
+                                      "max_episode_steps",
+                                      "reset_noise_scale",
+                                      "forward_reward_weight",
+                                      "ctrl_cost_weight",
+                                      "healthy_reward",
+                                      "terminate_when_unhealthy",
+                                      "exclude_root",
+                                      "obs_qpos",
+                                      "obs_qvel",
+                                      "obs_sensors",
+                                      "qvel_clip",
+                                      "reward",
+                                      "terminate",
+                                      "reward_dist_weight",
+                                      NULL};
 
 tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_task_made *out) {
   static int hook_set;
@@ -823,8 +839,10 @@ tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_
     O = (t->obs_qpos ? m->nq - t->exclude_root : 0) + (t->obs_qvel ? m->nv : 0) +
         (t->obs_sensors ? m->nsensordata : 0);
   if (O < 1) {
-    st = TDM_FAIL(TDM_ERR_CONFIG, "MuJoCo task %s: the observation is empty (enable obs_qpos, "
-                  "obs_qvel or obs_sensors)", name);
+    st = TDM_FAIL(TDM_ERR_CONFIG,
+                  "MuJoCo task %s: the observation is empty (enable obs_qpos, "
+                  "obs_qvel or obs_sensors)",
+                  name);
     goto fail;
   }
   t->obs_dim = O;
