@@ -15,6 +15,7 @@
 
 // ---- Pendulum-v1 -----------------------------------------------------------------------------
 // state (theta, theta_dot) in float64 as Gymnasium keeps it; obs (cos theta, sin theta, theta_dot)
+// in float32; the torque is a float32 (the action), mixed into float64 arithmetic as NumPy 1.x does
 #define TDM_PENDULUM_MAX_SPEED 8.0
 #define TDM_PENDULUM_MAX_TORQUE 2.0
 #define TDM_PENDULUM_DT 0.05
@@ -60,8 +61,9 @@ static inline TDM_HD void tdm_pendulum_obs(const double s[2], float obs[3]) {
 
 // ---- MountainCarContinuous-v0 ----------------------------------------------------------------
 // state (position, velocity); Gymnasium stores it as float32 after every step (the reset state is
-// float64 until the first step). Arithmetic is done in float64 and rounded on store, as NumPy's
-// scalar promotion of float32 with Python floats does.
+// float64 until the first step). Arithmetic is done in float64 and rounded on store, as NumPy 1.x
+// promotes float32 scalars mixed with Python floats (NumPy 2 keeps a few of those products in
+// float32, which can move the last float32 bit of the stored state).
 #define TDM_MC_MIN_ACTION -1.0
 #define TDM_MC_MAX_ACTION 1.0
 #define TDM_MC_MIN_POSITION -1.2
