@@ -131,11 +131,14 @@ bundle:
 	mkdir -p bundle/bin bundle/tests bundle/lib
 	cp $(BIN) bundle/bin/
 	cp $(TEST_BIN) bundle/tests/
+	strip --strip-debug bundle/bin/* bundle/tests/*
 	bash scripts/bundle_libs.sh bundle/lib $(BIN) $(TEST_BIN)
+	mkdir -p pack && tar czf pack/tandem-bundle.tar.gz bundle
 	@echo "bundle ready: run with LD_LIBRARY_PATH=bundle/lib:\$$LD_LIBRARY_PATH"
+	@echo "pack/tandem-bundle.tar.gz holds the same folder compressed (to carry to a GPU machine)"
 
 clean:
-	rm -rf $(BUILD) bundle
+	rm -rf $(BUILD) bundle pack
 
 format:
 	clang-format -i $(wildcard include/tandem/*.h src/*/*.c src/*/*.h kernels/*.cu kernels/*.h tests/*.c tests/*.h bench/*.c)
