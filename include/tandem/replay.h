@@ -5,10 +5,11 @@
 // lives in device memory too (an int32), so uniform sampling (tdm_fill_randint) and the gathers
 // (tdm_gather_rows) run on the device and can sit inside a CUDA graph.
 //
-// Transitions arrive as one host batch per env step (N envs), are packed into a pinned staging
-// buffer and copied with one asynchronous h2d per array (two when the ring wraps). Truncated
-// transitions are stored with terminated = 0, so they bootstrap, but they end the episode for
-// sequence sampling.
+// Transitions arrive as one host batch per env step (N envs), are packed row by row into a pinned
+// staging buffer, copied with one asynchronous h2d and scattered into the ring (wrapping) by one
+// kernel that also stores the new size. A batch is gathered from all arrays by one kernel.
+// Truncated transitions are stored with terminated = 0, so they bootstrap, but they end the
+// episode for sequence sampling.
 //
 // Episode links for sequence sampling are kept on the host: each row knows the row that holds the
 // next transition of the same env stream (or -1 when the episode ended there, the next one is not
