@@ -13,25 +13,27 @@
 #include "tandem/ops.h"
 
 // Return TDM_ERR_CUDA with the call's text and CUDA's message when a runtime call fails.
-#define TDM_CUDA_CHECK(call)                                                              \
-  do {                                                                                    \
-    cudaError_t tdm_e_ = (call);                                                          \
-    if (tdm_e_ != cudaSuccess)                                                            \
-      return tdm_seterr(TDM_ERR_CUDA, __FILE__, __LINE__, "%s failed: %s (%s)", #call,    \
-                        cudaGetErrorString(tdm_e_), cudaGetErrorName(tdm_e_));            \
+#define TDM_CUDA_CHECK(call)                                                           \
+  do {                                                                                 \
+    cudaError_t tdm_e_ = (call);                                                       \
+    if (tdm_e_ != cudaSuccess)                                                         \
+      return tdm_seterr(TDM_ERR_CUDA, __FILE__, __LINE__, "%s failed: %s (%s)", #call, \
+                        cudaGetErrorString(tdm_e_), cudaGetErrorName(tdm_e_));         \
   } while (0)
 
 // Return TDM_ERR_CUDA with the call's text and cuBLAS's message when a cuBLAS call fails.
-#define TDM_CUBLAS_CHECK(call)                                                            \
-  do {                                                                                    \
-    cublasStatus_t tdm_cs_ = (call);                                                      \
-    if (tdm_cs_ != CUBLAS_STATUS_SUCCESS)                                                 \
-      return tdm_seterr(TDM_ERR_CUDA, __FILE__, __LINE__, "%s failed: %s (%s)", #call,    \
-                        cublasGetStatusString(tdm_cs_), cublasGetStatusName(tdm_cs_));    \
+#define TDM_CUBLAS_CHECK(call)                                                         \
+  do {                                                                                 \
+    cublasStatus_t tdm_cs_ = (call);                                                   \
+    if (tdm_cs_ != CUBLAS_STATUS_SUCCESS)                                              \
+      return tdm_seterr(TDM_ERR_CUDA, __FILE__, __LINE__, "%s failed: %s (%s)", #call, \
+                        cublasGetStatusString(tdm_cs_), cublasGetStatusName(tdm_cs_)); \
   } while (0)
 
 // The device's stream.
-static inline cudaStream_t tdm_stream_of(const tdm_dev *dev) { return (cudaStream_t)dev->stream; }
+static inline cudaStream_t tdm_stream_of(const tdm_dev *dev) {
+  return (cudaStream_t)dev->stream;
+}
 
 // Blocks for a grid-stride loop over `work` items with `threads` threads per block: enough to
 // cover the work, capped at 32 blocks per SM (the loop takes the rest).
@@ -45,8 +47,8 @@ static inline unsigned tdm_grid_for(const tdm_dev *dev, size_t work, int threads
 }
 
 // Grid-stride loop over [0, n) with 64-bit indices.
-#define TDM_GRID_LOOP(i, n)                                                             \
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(n);      \
+#define TDM_GRID_LOOP(i, n)                                                       \
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(n); \
        i += (size_t)gridDim.x * blockDim.x)
 
 // Butterfly sum over a warp: every lane gets the same, order-fixed result.

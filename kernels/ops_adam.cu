@@ -19,7 +19,9 @@ static size_t adam_partials(size_t n) {
   return b;
 }
 
-extern "C" size_t tdm_cuda_adam_scratch_floats(size_t n) { return 1 + adam_partials(n); }
+extern "C" size_t tdm_cuda_adam_scratch_floats(size_t n) {
+  return 1 + adam_partials(n);
+}
 
 // partial[b] = sum of g^2 over the elements block b strides over (double inside the block)
 static __global__ void adam_sumsq_partial_kernel(const float *g, size_t n, float *partial) {
@@ -71,9 +73,9 @@ static __global__ void adam_step_incr_kernel(int32_t *step) {
   if (threadIdx.x == 0 && blockIdx.x == 0) *step += 1;
 }
 
-extern "C" tdm_status tdm_cuda_adam_step(tdm_dev *dev, float *p, const float *g, float *m,
-                                         float *v, size_t n, const tdm_adam_cfg *cfg,
-                                         int32_t *step, float *scratch) {
+extern "C" tdm_status tdm_cuda_adam_step(tdm_dev *dev, float *p, const float *g, float *m, float *v,
+                                         size_t n, const tdm_adam_cfg *cfg, int32_t *step,
+                                         float *scratch) {
   cudaStream_t st = tdm_stream_of(dev);
   const float *clip = NULL;
   if (cfg->max_grad_norm > 0.0f) {

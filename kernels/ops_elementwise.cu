@@ -31,7 +31,7 @@ extern "C" tdm_status tdm_cuda_bias_add(tdm_dev *dev, float *Y, const float *b, 
 // db (E, N) = beta * db + sum_m dY (E, M, N). Block (32, 16): threadIdx.x picks a column,
 // threadIdx.y a strided subset of rows; the 16 partial sums are added in a fixed order.
 static __global__ void bias_grad_kernel(float *db, const float *dY, int E, int M, int N,
-                                       float beta) {
+                                        float beta) {
   __shared__ float sh[BG_ROWS][BG_COLS + 1];
   int tx = threadIdx.x, ty = threadIdx.y;
   int col = blockIdx.x * BG_COLS + tx;
@@ -116,42 +116,53 @@ static __global__ void act_backward_kernel(const float *x, const float *y, const
 
 template <int ACT>
 static tdm_status act_forward_launch(tdm_dev *dev, const float *x, float *y, size_t n) {
-  act_forward_kernel<ACT><<<tdm_grid_for(dev, n, EW_THREADS), EW_THREADS, 0,
-                            tdm_stream_of(dev)>>>(x, y, n);
+  act_forward_kernel<ACT>
+      <<<tdm_grid_for(dev, n, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(x, y, n);
   return TDM_LAUNCH_CHECK("act_forward_kernel");
 }
 
 template <int ACT>
-static tdm_status act_backward_launch(tdm_dev *dev, const float *x, const float *y,
-                                      const float *dy, float *dx, size_t n) {
-  act_backward_kernel<ACT><<<tdm_grid_for(dev, n, EW_THREADS), EW_THREADS, 0,
-                             tdm_stream_of(dev)>>>(x, y, dy, dx, n);
+static tdm_status act_backward_launch(tdm_dev *dev, const float *x, const float *y, const float *dy,
+                                      float *dx, size_t n) {
+  act_backward_kernel<ACT>
+      <<<tdm_grid_for(dev, n, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(x, y, dy, dx, n);
   return TDM_LAUNCH_CHECK("act_backward_kernel");
 }
 
 extern "C" tdm_status tdm_cuda_act_forward(tdm_dev *dev, tdm_act act, const float *x, float *y,
                                            size_t n) {
   switch (act) {
-    case TDM_ACT_NONE: return act_forward_launch<TDM_ACT_NONE>(dev, x, y, n);
-    case TDM_ACT_RELU: return act_forward_launch<TDM_ACT_RELU>(dev, x, y, n);
-    case TDM_ACT_TANH: return act_forward_launch<TDM_ACT_TANH>(dev, x, y, n);
-    case TDM_ACT_SILU: return act_forward_launch<TDM_ACT_SILU>(dev, x, y, n);
-    case TDM_ACT_MISH: return act_forward_launch<TDM_ACT_MISH>(dev, x, y, n);
-    case TDM_ACT_ELU: return act_forward_launch<TDM_ACT_ELU>(dev, x, y, n);
+    case TDM_ACT_NONE:
+      return act_forward_launch<TDM_ACT_NONE>(dev, x, y, n);
+    case TDM_ACT_RELU:
+      return act_forward_launch<TDM_ACT_RELU>(dev, x, y, n);
+    case TDM_ACT_TANH:
+      return act_forward_launch<TDM_ACT_TANH>(dev, x, y, n);
+    case TDM_ACT_SILU:
+      return act_forward_launch<TDM_ACT_SILU>(dev, x, y, n);
+    case TDM_ACT_MISH:
+      return act_forward_launch<TDM_ACT_MISH>(dev, x, y, n);
+    case TDM_ACT_ELU:
+      return act_forward_launch<TDM_ACT_ELU>(dev, x, y, n);
   }
   return TDM_FAIL(TDM_ERR_ARG, "act_forward: unknown activation %d", (int)act);
 }
 
 extern "C" tdm_status tdm_cuda_act_backward(tdm_dev *dev, tdm_act act, const float *x,
-                                            const float *y, const float *dy, float *dx,
-                                            size_t n) {
+                                            const float *y, const float *dy, float *dx, size_t n) {
   switch (act) {
-    case TDM_ACT_NONE: return act_backward_launch<TDM_ACT_NONE>(dev, x, y, dy, dx, n);
-    case TDM_ACT_RELU: return act_backward_launch<TDM_ACT_RELU>(dev, x, y, dy, dx, n);
-    case TDM_ACT_TANH: return act_backward_launch<TDM_ACT_TANH>(dev, x, y, dy, dx, n);
-    case TDM_ACT_SILU: return act_backward_launch<TDM_ACT_SILU>(dev, x, y, dy, dx, n);
-    case TDM_ACT_MISH: return act_backward_launch<TDM_ACT_MISH>(dev, x, y, dy, dx, n);
-    case TDM_ACT_ELU: return act_backward_launch<TDM_ACT_ELU>(dev, x, y, dy, dx, n);
+    case TDM_ACT_NONE:
+      return act_backward_launch<TDM_ACT_NONE>(dev, x, y, dy, dx, n);
+    case TDM_ACT_RELU:
+      return act_backward_launch<TDM_ACT_RELU>(dev, x, y, dy, dx, n);
+    case TDM_ACT_TANH:
+      return act_backward_launch<TDM_ACT_TANH>(dev, x, y, dy, dx, n);
+    case TDM_ACT_SILU:
+      return act_backward_launch<TDM_ACT_SILU>(dev, x, y, dy, dx, n);
+    case TDM_ACT_MISH:
+      return act_backward_launch<TDM_ACT_MISH>(dev, x, y, dy, dx, n);
+    case TDM_ACT_ELU:
+      return act_backward_launch<TDM_ACT_ELU>(dev, x, y, dy, dx, n);
   }
   return TDM_FAIL(TDM_ERR_ARG, "act_backward: unknown activation %d", (int)act);
 }
@@ -164,8 +175,7 @@ static __global__ void fill_kernel(float *x, size_t n, float value) {
 }
 
 extern "C" tdm_status tdm_cuda_fill(tdm_dev *dev, float *x, size_t n, float value) {
-  fill_kernel<<<tdm_grid_for(dev, n, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(x, n,
-                                                                                       value);
+  fill_kernel<<<tdm_grid_for(dev, n, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(x, n, value);
   return TDM_LAUNCH_CHECK("fill_kernel");
 }
 
@@ -180,8 +190,8 @@ static __global__ void axpby_kernel(size_t n, float a, const float *x, float b, 
 
 extern "C" tdm_status tdm_cuda_axpby(tdm_dev *dev, size_t n, float a, const float *x, float b,
                                      float *y) {
-  axpby_kernel<<<tdm_grid_for(dev, n, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(n, a, x,
-                                                                                        b, y);
+  axpby_kernel<<<tdm_grid_for(dev, n, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(n, a, x, b,
+                                                                                        y);
   return TDM_LAUNCH_CHECK("axpby_kernel");
 }
 
@@ -226,8 +236,8 @@ static __global__ void gather_rows_kernel(const float *src, const int32_t *idx, 
 extern "C" tdm_status tdm_cuda_gather_rows(tdm_dev *dev, const float *src, const int32_t *idx,
                                            float *dst, size_t nidx, int D) {
   size_t total = nidx * (size_t)D;
-  gather_rows_kernel<<<tdm_grid_for(dev, total, EW_THREADS), EW_THREADS, 0,
-                       tdm_stream_of(dev)>>>(src, idx, dst, total, D);
+  gather_rows_kernel<<<tdm_grid_for(dev, total, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(
+      src, idx, dst, total, D);
   return TDM_LAUNCH_CHECK("gather_rows_kernel");
 }
 
@@ -247,8 +257,12 @@ extern "C" tdm_status tdm_cuda_polyak(tdm_dev *dev, float *target, const float *
 // ---------------------------------------------------------------------------------------------
 // symlog / symexp / two-hot
 
-static __device__ __forceinline__ float symlogf_(float x) { return copysignf(log1pf(fabsf(x)), x); }
-static __device__ __forceinline__ float symexpf_(float x) { return copysignf(expm1f(fabsf(x)), x); }
+static __device__ __forceinline__ float symlogf_(float x) {
+  return copysignf(log1pf(fabsf(x)), x);
+}
+static __device__ __forceinline__ float symexpf_(float x) {
+  return copysignf(expm1f(fabsf(x)), x);
+}
 
 static __global__ void symlog_kernel(const float *x, float *y, size_t n) {
   TDM_GRID_LOOP(i, n) y[i] = symlogf_(x[i]);
@@ -294,7 +308,7 @@ extern "C" tdm_status tdm_cuda_twohot_encode(tdm_dev *dev, const float *x, float
                                              int nbins, float vmin, float vmax) {
   size_t total = n * (size_t)nbins;
   float delta = (vmax - vmin) / (float)(nbins - 1);
-  twohot_encode_kernel<<<tdm_grid_for(dev, total, EW_THREADS), EW_THREADS, 0,
-                         tdm_stream_of(dev)>>>(x, out, total, nbins, vmin, vmax, delta);
+  twohot_encode_kernel<<<tdm_grid_for(dev, total, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(
+      x, out, total, nbins, vmin, vmax, delta);
   return TDM_LAUNCH_CHECK("twohot_encode_kernel");
 }

@@ -6,7 +6,9 @@
 // which never uses TF32 whatever the handle's math mode).
 #include "cuda_common.cuh"
 
-static cublasOperation_t to_op(tdm_trans t) { return t == TDM_TRANS ? CUBLAS_OP_T : CUBLAS_OP_N; }
+static cublasOperation_t to_op(tdm_trans t) {
+  return t == TDM_TRANS ? CUBLAS_OP_T : CUBLAS_OP_N;
+}
 
 static cublasComputeType_t compute_of(const tdm_dev *dev) {
   return dev->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -33,9 +35,8 @@ extern "C" tdm_status tdm_cuda_gemm_batched(tdm_dev *dev, tdm_trans ta, tdm_tran
   cublasHandle_t h = (cublasHandle_t)dev->cublas;
   TDM_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
   // same swap as tdm_cuda_gemm, per batch member; a zero stride shares one matrix
-  TDM_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, to_op(tb), to_op(ta), N, M, K, &alpha, B,
-                                              CUDA_R_32F, ldb, sB, A, CUDA_R_32F, lda, sA, &beta,
-                                              C, CUDA_R_32F, ldc, sC, batch, compute_of(dev),
-                                              CUBLAS_GEMM_DEFAULT));
+  TDM_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      h, to_op(tb), to_op(ta), N, M, K, &alpha, B, CUDA_R_32F, ldb, sB, A, CUDA_R_32F, lda, sA,
+      &beta, C, CUDA_R_32F, ldc, sC, batch, compute_of(dev), CUBLAS_GEMM_DEFAULT));
   return TDM_LAUNCH_CHECK("cublasGemmStridedBatchedEx");
 }

@@ -13,8 +13,8 @@ static unsigned row_grid(const tdm_dev *dev, size_t rows) {
 }
 
 // Loop over rows, one warp each: `row` is this warp's current row, `lane` its lane.
-#define TDM_ROW_LOOP(row, rows)                                                            \
-  for (size_t row = (size_t)blockIdx.x * ROW_WARPS + (threadIdx.x >> 5); row < (rows);    \
+#define TDM_ROW_LOOP(row, rows)                                                        \
+  for (size_t row = (size_t)blockIdx.x * ROW_WARPS + (threadIdx.x >> 5); row < (rows); \
        row += (size_t)gridDim.x * ROW_WARPS)
 
 // ---------------------------------------------------------------------------------------------
@@ -23,8 +23,7 @@ static unsigned row_grid(const tdm_dev *dev, size_t rows) {
 // x, y (E*R, D); gamma, beta (E, D); mean, rstd (E*R) or NULL
 static __global__ void layernorm_forward_kernel(const float *x, const float *gamma,
                                                 const float *beta, float *y, float *mean,
-                                                float *rstd, size_t rows, int R, int D,
-                                                float eps) {
+                                                float *rstd, size_t rows, int R, int D, float eps) {
   int lane = threadIdx.x & 31;
   TDM_ROW_LOOP(row, rows) {
     const float *xr = x + row * (size_t)D;
@@ -61,8 +60,8 @@ extern "C" tdm_status tdm_cuda_layernorm_forward(tdm_dev *dev, const float *x, c
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma, per row
 static __global__ void layernorm_backward_dx_kernel(const float *x, const float *gamma,
                                                     const float *mean, const float *rstd,
-                                                    const float *dy, float *dx, size_t rows,
-                                                    int R, int D) {
+                                                    const float *dy, float *dx, size_t rows, int R,
+                                                    int D) {
   int lane = threadIdx.x & 31;
   TDM_ROW_LOOP(row, rows) {
     const float *xr = x + row * (size_t)D, *dyr = dy + row * (size_t)D;
@@ -126,15 +125,15 @@ static __global__ void layernorm_backward_params_kernel(const float *x, const fl
   }
 }
 
-extern "C" tdm_status tdm_cuda_layernorm_backward(tdm_dev *dev, const float *x,
-                                                  const float *gamma, const float *mean,
-                                                  const float *rstd, const float *dy, float *dx,
-                                                  float *dgamma, float *dbeta, int E, int R,
-                                                  int D, float beta_acc) {
+extern "C" tdm_status tdm_cuda_layernorm_backward(tdm_dev *dev, const float *x, const float *gamma,
+                                                  const float *mean, const float *rstd,
+                                                  const float *dy, float *dx, float *dgamma,
+                                                  float *dbeta, int E, int R, int D,
+                                                  float beta_acc) {
   size_t rows = (size_t)E * (size_t)R;
   cudaStream_t st = tdm_stream_of(dev);
   layernorm_backward_dx_kernel<<<row_grid(dev, rows), ROW_THREADS, 0, st>>>(x, gamma, mean, rstd,
-                                                                           dy, dx, rows, R, D);
+                                                                            dy, dx, rows, R, D);
   TDM_TRY(TDM_LAUNCH_CHECK("layernorm_backward_dx_kernel"));
   dim3 block(CP_COLS, CP_ROWS);
   dim3 grid((unsigned)((D + CP_COLS - 1) / CP_COLS), (unsigned)(E < 65535 ? E : 65535));
@@ -168,8 +167,8 @@ static __global__ void simnorm_backward_kernel(const float *y, const float *dy, 
   }
 }
 
-extern "C" tdm_status tdm_cuda_simnorm_forward(tdm_dev *dev, const float *x, float *y,
-                                               size_t rows, int D, int V) {
+extern "C" tdm_status tdm_cuda_simnorm_forward(tdm_dev *dev, const float *x, float *y, size_t rows,
+                                               int D, int V) {
   size_t groups = rows * (size_t)(D / V);
   simnorm_forward_kernel<<<tdm_grid_for(dev, groups, ROW_THREADS), ROW_THREADS, 0,
                            tdm_stream_of(dev)>>>(x, y, groups, V);
@@ -209,8 +208,7 @@ static __global__ void softmax_kernel(const float *x, float *y, size_t rows, int
   }
 }
 
-extern "C" tdm_status tdm_cuda_softmax(tdm_dev *dev, const float *x, float *y, size_t rows,
-                                       int D) {
+extern "C" tdm_status tdm_cuda_softmax(tdm_dev *dev, const float *x, float *y, size_t rows, int D) {
   softmax_kernel<0><<<row_grid(dev, rows), ROW_THREADS, 0, tdm_stream_of(dev)>>>(x, y, rows, D);
   return TDM_LAUNCH_CHECK("softmax_kernel");
 }
@@ -244,8 +242,8 @@ extern "C" tdm_status tdm_cuda_log_softmax_backward(tdm_dev *dev, const float *y
 // ---------------------------------------------------------------------------------------------
 // two-hot decode: out = symexp(sum_j softmax(logits)_j * bin_j), bin_j = vmin + j * delta
 
-static __global__ void twohot_decode_kernel(const float *logits, float *out, size_t rows,
-                                            int nbins, float vmin, float delta) {
+static __global__ void twohot_decode_kernel(const float *logits, float *out, size_t rows, int nbins,
+                                            float vmin, float delta) {
   int lane = threadIdx.x & 31;
   TDM_ROW_LOOP(row, rows) {
     const float *lr = logits + row * (size_t)nbins;
@@ -296,8 +294,8 @@ static __global__ void reduce_rows_kernel(int op, const float *x, float *out, si
   }
 }
 
-extern "C" tdm_status tdm_cuda_reduce_rows(tdm_dev *dev, tdm_reduce op, const float *x,
-                                           float *out, size_t rows, int D) {
+extern "C" tdm_status tdm_cuda_reduce_rows(tdm_dev *dev, tdm_reduce op, const float *x, float *out,
+                                           size_t rows, int D) {
   reduce_rows_kernel<<<row_grid(dev, rows), ROW_THREADS, 0, tdm_stream_of(dev)>>>((int)op, x, out,
                                                                                   rows, D);
   return TDM_LAUNCH_CHECK("reduce_rows_kernel");

@@ -12,8 +12,7 @@
 
 // Philox state for block g of the op's sub-stream.
 static __device__ __forceinline__ void rng_block_init(const tdm_rng_ctr *rng, uint32_t stream,
-                                                      size_t g,
-                                                      curandStatePhilox4_32_10_t *st) {
+                                                      size_t g, curandStatePhilox4_32_10_t *st) {
   unsigned long long seed = rng->seed, calls = rng->calls;
   unsigned long long sub = calls * 256ull + (unsigned long long)(stream & 255u);
   curand_init(seed, sub, 4ull * (unsigned long long)g, st);
@@ -33,8 +32,8 @@ static __device__ __forceinline__ float lane_f(float4 v, int k) {
 }
 
 // Elements [4 g, min(4 g + 4, n)) of block g.
-#define RNG_BLOCK_LOOP(g, n)                                                                \
-  for (size_t g = (size_t)blockIdx.x * blockDim.x + threadIdx.x; g < ((n) + 3) / 4;        \
+#define RNG_BLOCK_LOOP(g, n)                                                        \
+  for (size_t g = (size_t)blockIdx.x * blockDim.x + threadIdx.x; g < ((n) + 3) / 4; \
        g += (size_t)gridDim.x * blockDim.x)
 
 static unsigned rng_grid(const tdm_dev *dev, size_t n) {
@@ -77,10 +76,10 @@ static __global__ void fill_normal_kernel(float *x, size_t n, float mean, float 
   }
 }
 
-extern "C" tdm_status tdm_cuda_fill_normal(tdm_dev *dev, float *x, size_t n, float mean,
-                                           float std, const tdm_rng_ctr *rng, uint32_t stream) {
-  fill_normal_kernel<<<rng_grid(dev, n), RNG_THREADS, 0, tdm_stream_of(dev)>>>(x, n, mean, std,
-                                                                               rng, stream);
+extern "C" tdm_status tdm_cuda_fill_normal(tdm_dev *dev, float *x, size_t n, float mean, float std,
+                                           const tdm_rng_ctr *rng, uint32_t stream) {
+  fill_normal_kernel<<<rng_grid(dev, n), RNG_THREADS, 0, tdm_stream_of(dev)>>>(x, n, mean, std, rng,
+                                                                               stream);
   return TDM_LAUNCH_CHECK("fill_normal_kernel");
 }
 
@@ -130,13 +129,12 @@ static __global__ void dropout_kernel(const float *x, float *y, float *mask, siz
   }
 }
 
-extern "C" tdm_status tdm_cuda_dropout_forward(tdm_dev *dev, const float *x, float *y,
-                                               float *mask, size_t n, float p,
-                                               const tdm_rng_ctr *rng, uint32_t stream) {
+extern "C" tdm_status tdm_cuda_dropout_forward(tdm_dev *dev, const float *x, float *y, float *mask,
+                                               size_t n, float p, const tdm_rng_ctr *rng,
+                                               uint32_t stream) {
   float keep_scale = 1.0f / (1.0f - p);  // host float division, as the CPU twin
   dropout_kernel<<<rng_grid(dev, n), RNG_THREADS, 0, tdm_stream_of(dev)>>>(x, y, mask, n, p,
-                                                                           keep_scale, rng,
-                                                                           stream);
+                                                                           keep_scale, rng, stream);
   return TDM_LAUNCH_CHECK("dropout_kernel");
 }
 

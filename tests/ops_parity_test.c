@@ -40,8 +40,10 @@ static void release_all(void) {
 static void *track(tdm_dev *dev, void *p) {
   if (!p) return NULL;
   if (nbufs == MAX_BUFS) {
-    if (dev) tdm_dev_free(dev, p);
-    else free(p);
+    if (dev)
+      tdm_dev_free(dev, p);
+    else
+      free(p);
     return NULL;
   }
   bufs[nbufs].dev = dev;
@@ -51,7 +53,9 @@ static void *track(tdm_dev *dev, void *p) {
 }
 
 // Host floats (uninitialised).
-static float *hbuf(size_t n) { return track(NULL, malloc((n ? n : 1) * sizeof(float))); }
+static float *hbuf(size_t n) {
+  return track(NULL, malloc((n ? n : 1) * sizeof(float)));
+}
 
 // Host floats, uniform in [lo, hi) from seed.
 static float *hrand(size_t n, float lo, float hi, uint64_t seed) {
@@ -86,8 +90,12 @@ static void *gup(tdm_dev *g, const void *h, size_t bytes) {
 }
 
 // Device floats copied from host floats.
-static float *gupf(tdm_dev *g, const float *h, size_t n) { return gup(g, h, n * sizeof(float)); }
-static float *gpoisonf(tdm_dev *g, size_t n) { return gpoison(g, n * sizeof(float)); }
+static float *gupf(tdm_dev *g, const float *h, size_t n) {
+  return gup(g, h, n * sizeof(float));
+}
+static float *gpoisonf(tdm_dev *g, size_t n) {
+  return gpoison(g, n * sizeof(float));
+}
 
 // Copy device bytes to a host buffer and wait.
 static tdm_status down(tdm_dev *g, void *h, const void *d, size_t bytes) {
@@ -118,28 +126,28 @@ static float *pack(const float *x, int M, int N, int ld) {
 }
 
 // Every GPU element written (no NaN) and relative error under tol against the CPU.
-#define CHECK_CLOSE(what, gpu_h, cpu_h, n, tol)                                             \
-  do {                                                                                      \
-    const float *g_ = (gpu_h), *c_ = (cpu_h);                                               \
-    size_t n_ = (n);                                                                        \
-    CHECKF(g_ != NULL && c_ != NULL, "%s: no host copy", (what));                           \
-    long nan_at_ = first_nan(g_, n_);                                                       \
+#define CHECK_CLOSE(what, gpu_h, cpu_h, n, tol)                                               \
+  do {                                                                                        \
+    const float *g_ = (gpu_h), *c_ = (cpu_h);                                                 \
+    size_t n_ = (n);                                                                          \
+    CHECKF(g_ != NULL && c_ != NULL, "%s: no host copy", (what));                             \
+    long nan_at_ = first_nan(g_, n_);                                                         \
     CHECKF(nan_at_ < 0, "%s: GPU element %ld of %zu not written (NaN)", (what), nan_at_, n_); \
-    double re_ = tdm_t_relerr(g_, c_, n_);                                                  \
-    CHECKF(re_ < (tol), "%s: relative error %.3g >= %.3g", (what), re_, (double)(tol));     \
+    double re_ = tdm_t_relerr(g_, c_, n_);                                                    \
+    CHECKF(re_ < (tol), "%s: relative error %.3g >= %.3g", (what), re_, (double)(tol));       \
   } while (0)
 
 // Download a device float array and CHECK_CLOSE it.
-#define CHECK_GPU(what, g, dptr, cpu_h, n, tol)           \
-  do {                                                    \
-    float *h_ = gdownf((g), (dptr), (n));                 \
+#define CHECK_GPU(what, g, dptr, cpu_h, n, tol)                           \
+  do {                                                                    \
+    float *h_ = gdownf((g), (dptr), (n));                                 \
     CHECKF(h_ != NULL, "%s: copy back failed: %s", (what), tdm_errmsg()); \
-    CHECK_CLOSE((what), h_, (cpu_h), (n), (tol));         \
+    CHECK_CLOSE((what), h_, (cpu_h), (n), (tol));                         \
   } while (0)
 
-#define OPEN_BOTH(cpu, gpu)                                          \
-  NEED_GPU(gpu);                                                     \
-  tdm_dev *cpu = cpu_dev();                                          \
+#define OPEN_BOTH(cpu, gpu) \
+  NEED_GPU(gpu);            \
+  tdm_dev *cpu = cpu_dev(); \
   CHECKF(cpu != NULL, "opening the CPU device: %s", tdm_errmsg())
 
 // ---------------------------------------------------------------------------------------------
@@ -511,8 +519,8 @@ static void test_reductions(void) {
       CHECK_OK(down(gpu, &a, go, sizeof a));
       CHECK_OK(tdm_reduce_all(gpu, (tdm_reduce)op, gx, go, n));
       CHECK_OK(down(gpu, &b, go, sizeof b));
-      CHECKF(memcmp(&a, &b, sizeof a) == 0, "reduce_all %s n=%zu: %.9g then %.9g", names[op], n,
-             a, b);
+      CHECKF(memcmp(&a, &b, sizeof a) == 0, "reduce_all %s n=%zu: %.9g then %.9g", names[op], n, a,
+             b);
     }
   }
 }
@@ -615,7 +623,8 @@ static void test_random(void) {
   float *hu = gdownf(gpu, gu, n);
   CHECK(hu);
   CHECKF(memcmp(hu, u, n * sizeof(float)) == 0, "fill_uniform: GPU and CPU differ in bits");
-  for (size_t i = 0; i < n; i++) CHECKF(u[i] >= -2.0f && u[i] <= 3.0f, "uniform[%zu] = %g", i, u[i]);
+  for (size_t i = 0; i < n; i++)
+    CHECKF(u[i] >= -2.0f && u[i] <= 3.0f, "uniform[%zu] = %g", i, u[i]);
 
   float *z = hbuf(n), *gz = gpoisonf(gpu, n);
   CHECK(z && gz);
@@ -816,11 +825,11 @@ static void test_graph_rng(void) {
   }
 }
 
-#define RUN(fn)     \
-  do {              \
-    release_all();  \
-    TDM_RUN(fn);    \
-    release_all();  \
+#define RUN(fn)    \
+  do {             \
+    release_all(); \
+    TDM_RUN(fn);   \
+    release_all(); \
   } while (0)
 
 int main(void) {
