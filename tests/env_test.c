@@ -686,6 +686,63 @@ static void test_mj_config_task(void) {
   CHECKF(strstr(tdm_errmsg(), "nose"), "message: %s", tdm_errmsg());
 }
 
+static void test_mj_config_sensors(void) {
+  NEED_MUJOCO;
+  char path[] = "/tmp/tandem_env_sens_XXXXXX.xml";
+  int fd = mkstemps(path, 4);
+  CHECK(fd >= 0);
+  const char *xml =
+      "<mujoco>\n"
+      "  <option timestep=\"0.01\"/>\n"
+      "  <worldbody>\n"
+      "    <body name=\"arm\" pos=\"0 0 1\">\n"
+      "      <joint name=\"hinge\" type=\"hinge\" axis=\"0 1 0\" damping=\"0.1\"/>\n"
+      "      <geom type=\"capsule\" fromto=\"0 0 0 0.5 0 0\" size=\"0.05\"/>\n"
+      "      <site name=\"tip\" pos=\"0.5 0 0\"/>\n"
+      "    </body>\n"
+      "  </worldbody>\n"
+      "  <actuator><motor joint=\"hinge\" gear=\"1\" ctrllimited=\"true\" "
+      "ctrlrange=\"-2 2\"/></actuator>\n"
+      "  <sensor>\n"
+      "    <jointpos name=\"angle\" joint=\"hinge\"/>\n"
+      "    <framepos name=\"tip_pos\" objtype=\"site\" objname=\"tip\"/>\n"
+      "  </sensor>\n"
+      "</mujoco>\n";
+  CHECK(write(fd, xml, strlen(xml)) == (ssize_t)strlen(xml));
+  close(fd);
+  char text[1024];
+  snprintf(text, sizeof text,
+           "model = \"%s\";\nframe_skip = 2;\nmax_episode_steps = 30;\nobs_qpos = false;\n"
+           "obs_sensors = true;\nreward = ( { term = \"residual\"; sensor = \"tip_pos\"; "
+           "target = 0.5; weight = 3.0; } );\n",
+           path);
+  const config_setting_t *c = cfg_of(text);
+  tdm_env *e = NULL;
+  tdm_status st = tdm_env_create("mujoco", 1, c, NULL, &e);
+  unlink(path);
+  CHECK_OK(st);
+  const tdm_env_spec *sp = tdm_env_get_spec(e);
+  CHECK(sp->obs_dim == 1 + 1 + 3 && sp->act_dim == 1);  // qvel, angle sensor, tip position
+  CHECK(sp->act_low[0] == -2.0f && sp->act_high[0] == 2.0f);
+  float obs[5], a = 0.5f, r;
+  uint8_t te, tr;
+  double x[4];
+  CHECK_OK(tdm_env_reset(e, 3, NULL, obs));
+  for (int k = 0; k < 30; k++) {
+    CHECK_OK(tdm_env_step(e, &a, obs, &r, &te, &tr));
+    CHECK_OK(tdm_env_get_state(e, 0, x));
+    // sensors of the final state: angle, tip = (0.5 cos q, 0, 1 - 0.5 sin q) for rotation about y
+    double q = x[0];
+    double tx = 0.5 * cos(q), tz = 1.0 - 0.5 * sin(q);
+    CHECKF(fabs(obs[1] - q) < 1e-6 && fabs(obs[2] - tx) < 1e-6 && fabs(obs[4] - tz) < 1e-6,
+           "step %d sensors %g %g %g want %g %g %g", k, obs[1], obs[2], obs[4], q, tx, tz);
+    double want = -3.0 * sqrt((tx - 0.5) * (tx - 0.5) + 0.25 + (tz - 0.5) * (tz - 0.5));
+    CHECKF(close_to(r, want, 1e-5), "step %d reward %g want %g", k, r, want);
+    CHECK(tr == (k == 29));
+  }
+  tdm_env_destroy(e);
+}
+
 int main(void) {
   tdm_log_set_level(TDM_LOG_ERROR);  // instability tests warn on purpose
   TDM_RUN(test_registry_and_unknown_task);
@@ -706,6 +763,7 @@ int main(void) {
   TDM_RUN(test_mj_bad_mjcf);
   TDM_RUN(test_mj_instability_reset);
   TDM_RUN(test_mj_config_task);
+  TDM_RUN(test_mj_config_sensors);
   if (t_cfg_live) config_destroy(&t_cfg);
   return tdm_test_end();
 }
