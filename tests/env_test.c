@@ -73,6 +73,15 @@ static void test_config_keys_and_errors(void) {
   CHECKF(strstr(tdm_errmsg(), "g must be a number"), "message: %s", tdm_errmsg());
   c = cfg_of("max_episode_steps = 0;\n");
   CHECK(tdm_env_create("mountain_car", 1, c, NULL, &e) == TDM_ERR_CONFIG);
+  c = cfg_of("max_episode_steps = 1.5;\n");
+  CHECK(tdm_env_create("mountain_car", 1, c, NULL, &e) == TDM_ERR_CONFIG);
+  c = cfg_of("max_episode_steps = 1e2;\ngoal_velocity = 0;\n");  // integral float, int float key
+  CHECK_OK(tdm_env_create("mountain_car", 1, c, NULL, &e));
+  CHECK(tdm_env_get_spec(e)->max_episode_steps == 100);
+  tdm_env_destroy(e);
+  c = cfg_of("task = \"pendulum\";\n");
+  CHECK(tdm_env_create("mountain_car", 1, c, NULL, &e) == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "contradicts"), "message: %s", tdm_errmsg());
 }
 
 // ---- classic control: pinned trajectories -------------------------------------------------------

@@ -132,11 +132,11 @@ tdm_status tdm_classic_create(const char *name, const config_setting_t *cfg, tdm
   tdm_status st;
   if (!strcmp(name, "pendulum")) {
     static const char *const keys[] = {"task", "g", "max_episode_steps", NULL};
-    TDM_TRYG(tdm_cfg_check_keys(cfg, name, keys));
+    TDM_TRYG(tdm_envcfg_check_keys(cfg, name, keys));
     t->kind = CLASSIC_PENDULUM;
     t->g = TDM_PENDULUM_G;
     sp->max_episode_steps = 200;
-    TDM_TRYG(tdm_cfg_num(cfg, "g", 0.0, 1e3, &t->g));
+    TDM_TRYG(tdm_envcfg_num(cfg, "g", 0.0, 1e3, &t->g));
     sp->obs_dim = 3;
     const float hi[3] = {1.0f, 1.0f, (float)TDM_PENDULUM_MAX_SPEED};
     for (int k = 0; k < 3; k++) t->obs_low[k] = -hi[k], t->obs_high[k] = hi[k];
@@ -146,11 +146,11 @@ tdm_status tdm_classic_create(const char *name, const config_setting_t *cfg, tdm
     sp->name = "pendulum";
   } else if (!strcmp(name, "mountain_car")) {
     static const char *const keys[] = {"task", "goal_velocity", "max_episode_steps", NULL};
-    TDM_TRYG(tdm_cfg_check_keys(cfg, name, keys));
+    TDM_TRYG(tdm_envcfg_check_keys(cfg, name, keys));
     t->kind = CLASSIC_MOUNTAIN_CAR;
     t->goal_velocity = 0.0;
     sp->max_episode_steps = 999;
-    TDM_TRYG(tdm_cfg_num(cfg, "goal_velocity", -1.0, 1.0, &t->goal_velocity));
+    TDM_TRYG(tdm_envcfg_num(cfg, "goal_velocity", -1.0, 1.0, &t->goal_velocity));
     sp->obs_dim = 2;
     t->obs_low[0] = (float)TDM_MC_MIN_POSITION, t->obs_high[0] = (float)TDM_MC_MAX_POSITION;
     t->obs_low[1] = (float)-TDM_MC_MAX_SPEED, t->obs_high[1] = (float)TDM_MC_MAX_SPEED;
@@ -162,7 +162,7 @@ tdm_status tdm_classic_create(const char *name, const config_setting_t *cfg, tdm
     st = TDM_FAIL(TDM_ERR_ARG, "unknown classic task \"%s\"", name);
     goto fail;
   }
-  TDM_TRYG(tdm_cfg_int(cfg, "max_episode_steps", 1, 100000000L, &sp->max_episode_steps));
+  TDM_TRYG(tdm_envcfg_int(cfg, "max_episode_steps", 1, 100000000L, &sp->max_episode_steps));
   sp->act_dim = 1;
   sp->obs_low = t->obs_low;
   sp->obs_high = t->obs_high;

@@ -52,7 +52,7 @@ const char *tdm_env_describe(const char *task) {
 // ---------------------------------------------------------------------------------------------
 // config helpers
 
-const char *tdm_cfg_where(const config_setting_t *s, char *buf, size_t n) {
+const char *tdm_envcfg_where(const config_setting_t *s, char *buf, size_t n) {
   const char *f = s ? config_setting_source_file(s) : NULL;
   int line = s ? (int)config_setting_source_line(s) : 0;
   if (f)
@@ -68,63 +68,70 @@ static const config_setting_t *member(const config_setting_t *cfg, const char *k
   return cfg ? config_setting_get_member(cfg, key) : NULL;
 }
 
-tdm_status tdm_cfg_num(const config_setting_t *cfg, const char *key, double lo, double hi,
-                       double *v) {
+tdm_status tdm_envcfg_num(const config_setting_t *cfg, const char *key, double lo, double hi,
+                          double *v) {
   const config_setting_t *s = member(cfg, key);
   if (!s) return TDM_OK;
   char w[300];
   if (!config_setting_is_number(s))
-    return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s must be a number", tdm_cfg_where(s, w, sizeof w),
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s must be a number", tdm_envcfg_where(s, w, sizeof w),
                     key);
   double x = config_setting_type(s) == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
                                                          : (double)config_setting_get_int64(s);
   if (!(x >= lo && x <= hi))
     return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s = %g is out of range [%g, %g]",
-                    tdm_cfg_where(s, w, sizeof w), key, x, lo, hi);
+                    tdm_envcfg_where(s, w, sizeof w), key, x, lo, hi);
   *v = x;
   return TDM_OK;
 }
 
-tdm_status tdm_cfg_int(const config_setting_t *cfg, const char *key, long lo, long hi, int *v) {
+tdm_status tdm_envcfg_int(const config_setting_t *cfg, const char *key, long lo, long hi, int *v) {
   const config_setting_t *s = member(cfg, key);
   if (!s) return TDM_OK;
   char w[300];
   int t = config_setting_type(s);
-  if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
-    return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s must be an integer", tdm_cfg_where(s, w, sizeof w),
-                    key);
-  long long x = config_setting_get_int64(s);
+  long long x;
+  if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) {
+    x = config_setting_get_int64(s);
+  } else if (t == CONFIG_TYPE_FLOAT &&
+             config_setting_get_float(s) == floor(config_setting_get_float(s)) &&
+             fabs(config_setting_get_float(s)) < 9e18) {
+    x = (long long)config_setting_get_float(s);  // 1e6 is a valid integer
+  } else {
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s must be an integer",
+                    tdm_envcfg_where(s, w, sizeof w), key);
+  }
   if (x < lo || x > hi)
     return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s = %lld is out of range [%ld, %ld]",
-                    tdm_cfg_where(s, w, sizeof w), key, x, lo, hi);
+                    tdm_envcfg_where(s, w, sizeof w), key, x, lo, hi);
   *v = (int)x;
   return TDM_OK;
 }
 
-tdm_status tdm_cfg_bool(const config_setting_t *cfg, const char *key, bool *v) {
+tdm_status tdm_envcfg_bool(const config_setting_t *cfg, const char *key, bool *v) {
   const config_setting_t *s = member(cfg, key);
   if (!s) return TDM_OK;
   char w[300];
   if (config_setting_type(s) != CONFIG_TYPE_BOOL)
     return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s must be true or false",
-                    tdm_cfg_where(s, w, sizeof w), key);
+                    tdm_envcfg_where(s, w, sizeof w), key);
   *v = config_setting_get_bool(s) != 0;
   return TDM_OK;
 }
 
-tdm_status tdm_cfg_str(const config_setting_t *cfg, const char *key, const char **v) {
+tdm_status tdm_envcfg_str(const config_setting_t *cfg, const char *key, const char **v) {
   const config_setting_t *s = member(cfg, key);
   if (!s) return TDM_OK;
   char w[300];
   if (config_setting_type(s) != CONFIG_TYPE_STRING)
-    return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s must be a string", tdm_cfg_where(s, w, sizeof w),
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s: key %s must be a string", tdm_envcfg_where(s, w, sizeof w),
                     key);
   *v = config_setting_get_string(s);
   return TDM_OK;
 }
 
-tdm_status tdm_cfg_check_keys(const config_setting_t *cfg, const char *what,
-                              const char *const *allowed) {
+tdm_status tdm_envcfg_check_keys(const config_setting_t *cfg, const char *what,
+                                 const char *const *allowed) {
   if (!cfg) return TDM_OK;
   int n = config_setting_length(cfg);
   for (int i = 0; i < n; i++) {
@@ -139,7 +146,7 @@ tdm_status tdm_cfg_check_keys(const config_setting_t *cfg, const char *what,
       for (int k = 0; allowed[k] && len < sizeof list - 40; k++)
         len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "", allowed[k]);
       return TDM_FAIL(TDM_ERR_CONFIG, "%s: unknown key \"%s\" for env %s; valid keys: %s",
-                      tdm_cfg_where(s, w, sizeof w), name, what, list);
+                      tdm_envcfg_where(s, w, sizeof w), name, what, list);
     }
   }
   return TDM_OK;
@@ -201,9 +208,18 @@ tdm_status tdm_env_create(const char *task, int n, const struct config_setting_t
   *out = NULL;
   if (!task) {
     const char *t = NULL;
-    TDM_TRY(tdm_cfg_str(cfg, "task", &t));
+    TDM_TRY(tdm_envcfg_str(cfg, "task", &t));
     if (!t) return TDM_FAIL(TDM_ERR_CONFIG, "env: no task given (set key task = \"pendulum\"...)");
     task = t;
+  } else {
+    const char *t = NULL;
+    TDM_TRY(tdm_envcfg_str(cfg, "task", &t));
+    if (t && strcmp(t, task)) {
+      char w[300];
+      return TDM_FAIL(
+          TDM_ERR_CONFIG, "%s: env key task = \"%s\" contradicts the task \"%s\" asked for",
+          tdm_envcfg_where(config_setting_get_member(cfg, "task"), w, sizeof w), t, task);
+    }
   }
   if (n < 1) return TDM_FAIL(TDM_ERR_ARG, "env %s: number of instances %d must be >= 1", task, n);
   tdm_task_made made;

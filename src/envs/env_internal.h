@@ -47,15 +47,15 @@ typedef struct {
 } tdm_task_info;
 
 // config helpers: absent keys keep *v; wrong type or range -> TDM_ERR_CONFIG with file:line
-tdm_status tdm_cfg_num(const config_setting_t *cfg, const char *key, double lo, double hi,
+tdm_status tdm_envcfg_num(const config_setting_t *cfg, const char *key, double lo, double hi,
                        double *v);
-tdm_status tdm_cfg_int(const config_setting_t *cfg, const char *key, long lo, long hi, int *v);
-tdm_status tdm_cfg_bool(const config_setting_t *cfg, const char *key, bool *v);
-tdm_status tdm_cfg_str(const config_setting_t *cfg, const char *key, const char **v);
+tdm_status tdm_envcfg_int(const config_setting_t *cfg, const char *key, long lo, long hi, int *v);
+tdm_status tdm_envcfg_bool(const config_setting_t *cfg, const char *key, bool *v);
+tdm_status tdm_envcfg_str(const config_setting_t *cfg, const char *key, const char **v);
 // Fail on a member of cfg that is not in the NULL-terminated list of allowed keys.
-tdm_status tdm_cfg_check_keys(const config_setting_t *cfg, const char *what,
+tdm_status tdm_envcfg_check_keys(const config_setting_t *cfg, const char *what,
                               const char *const *allowed);
 // "file:line" of a setting (or "config" when unknown), for messages.
-const char *tdm_cfg_where(const config_setting_t *s, char *buf, size_t n);
+const char *tdm_envcfg_where(const config_setting_t *s, char *buf, size_t n);
 
 #endif

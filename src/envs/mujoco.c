@@ -628,7 +628,7 @@ static tdm_status name_id(const mj_task *t, const config_setting_t *s, int type,
   *id = nm ? mj_name2id(t->m, type, nm) : -1;
   if (*id < 0)
     return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s \"%s\" not found in MJCF %s",
-                    tdm_cfg_where(s, w, sizeof w), what, nm ? nm : "(missing)", t->path);
+                    tdm_envcfg_where(s, w, sizeof w), what, nm ? nm : "(missing)", t->path);
   return TDM_OK;
 }
 
@@ -636,10 +636,10 @@ static tdm_status parse_terms(mj_task *t, const config_setting_t *list) {
   char w[300];
   if (!config_setting_is_list(list) && !config_setting_is_array(list))
     return TDM_FAIL(TDM_ERR_CONFIG, "%s: key reward must be a list of groups ( {term = ...;}, ...)",
-                    tdm_cfg_where(list, w, sizeof w));
+                    tdm_envcfg_where(list, w, sizeof w));
   int n = config_setting_length(list);
   if (n > MAX_TERMS)
-    return TDM_FAIL(TDM_ERR_CONFIG, "%s: at most %d reward terms", tdm_cfg_where(list, w, sizeof w),
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s: at most %d reward terms", tdm_envcfg_where(list, w, sizeof w),
                     MAX_TERMS);
   static const char *const keys[] = {"term",   "weight", "body", "target",
                                      "sensor", "joint",  "norm", NULL};
@@ -647,22 +647,22 @@ static tdm_status parse_terms(mj_task *t, const config_setting_t *list) {
     const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
     if (!config_setting_is_group(s))
       return TDM_FAIL(TDM_ERR_CONFIG, "%s: reward term %d must be a group { term = ...; }",
-                      tdm_cfg_where(s, w, sizeof w), i);
-    TDM_TRY(tdm_cfg_check_keys(s, "reward term", keys));
+                      tdm_envcfg_where(s, w, sizeof w), i);
+    TDM_TRY(tdm_envcfg_check_keys(s, "reward term", keys));
     reward_term *q = &t->terms[i];
     memset(q, 0, sizeof *q);
     const char *kind = NULL, *body = NULL, *sensor = NULL, *joint = NULL, *norm = "l2";
     q->weight = 1.0;
-    TDM_TRY(tdm_cfg_str(s, "term", &kind));
-    TDM_TRY(tdm_cfg_num(s, "weight", -1e9, 1e9, &q->weight));
-    TDM_TRY(tdm_cfg_str(s, "body", &body));
-    TDM_TRY(tdm_cfg_num(s, "target", -1e9, 1e9, &q->target));
-    TDM_TRY(tdm_cfg_str(s, "sensor", &sensor));
-    TDM_TRY(tdm_cfg_str(s, "joint", &joint));
-    TDM_TRY(tdm_cfg_str(s, "norm", &norm));
+    TDM_TRY(tdm_envcfg_str(s, "term", &kind));
+    TDM_TRY(tdm_envcfg_num(s, "weight", -1e9, 1e9, &q->weight));
+    TDM_TRY(tdm_envcfg_str(s, "body", &body));
+    TDM_TRY(tdm_envcfg_num(s, "target", -1e9, 1e9, &q->target));
+    TDM_TRY(tdm_envcfg_str(s, "sensor", &sensor));
+    TDM_TRY(tdm_envcfg_str(s, "joint", &joint));
+    TDM_TRY(tdm_envcfg_str(s, "norm", &norm));
     if (!kind)
       return TDM_FAIL(TDM_ERR_CONFIG, "%s: reward term %d has no key term",
-                      tdm_cfg_where(s, w, 300), i);
+                      tdm_envcfg_where(s, w, 300), i);
     if (!strcmp(kind, "forward_velocity") || !strcmp(kind, "height") || !strcmp(kind, "upright")) {
       q->kind = kind[0] == 'f' ? T_FORWARD : (kind[0] == 'h' ? T_HEIGHT : T_UPRIGHT);
       TDM_TRY(name_id(t, s, mjOBJ_BODY, body, "body", &q->body));
@@ -674,7 +674,7 @@ static tdm_status parse_terms(mj_task *t, const config_setting_t *list) {
       q->kind = T_RESIDUAL;
       if (strcmp(norm, "l2") && strcmp(norm, "quadratic"))
         return TDM_FAIL(TDM_ERR_CONFIG, "%s: norm \"%s\": valid norms: l2, quadratic",
-                        tdm_cfg_where(s, w, 300), norm);
+                        tdm_envcfg_where(s, w, 300), norm);
       q->quadratic = !strcmp(norm, "quadratic");
       int id;
       if (sensor) {
@@ -692,7 +692,7 @@ static tdm_status parse_terms(mj_task *t, const config_setting_t *list) {
       return TDM_FAIL(TDM_ERR_CONFIG,
                       "%s: unknown reward term \"%s\"; valid terms: forward_velocity, control, "
                       "height, upright, alive, residual",
-                      tdm_cfg_where(s, w, 300), kind);
+                      tdm_envcfg_where(s, w, 300), kind);
     }
   }
   t->nterms = n;
@@ -729,7 +729,7 @@ tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_
   if (!t) return TDM_FAIL(TDM_ERR_OOM, "MuJoCo task %s: out of memory", name);
   tdm_status st;
   snprintf(t->name, sizeof t->name, "%s", name);
-  TDM_TRYG(tdm_cfg_check_keys(cfg, name, mj_keys));
+  TDM_TRYG(tdm_envcfg_check_keys(cfg, name, mj_keys));
   const char *file = NULL;
   int max_steps = 1000;
   t->obs_qpos = t->obs_qvel = true;
@@ -763,7 +763,7 @@ tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_
   }
   // model path: config key model overrides the built-in asset
   const char *model = NULL;
-  TDM_TRYG(tdm_cfg_str(cfg, "model", &model));
+  TDM_TRYG(tdm_envcfg_str(cfg, "model", &model));
   char path[1024];
   if (model) {
     snprintf(path, sizeof path, "%s", model);
@@ -778,34 +778,34 @@ tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_
   const mjModel *m = t->m;
   // overrides
   double noise = t->reset_noise;
-  TDM_TRYG(tdm_cfg_int(cfg, "frame_skip", 1, 1000, &t->frame_skip));
-  TDM_TRYG(tdm_cfg_int(cfg, "max_episode_steps", 1, 100000000L, &max_steps));
-  TDM_TRYG(tdm_cfg_num(cfg, "reset_noise_scale", 0.0, 1e3, &noise));
+  TDM_TRYG(tdm_envcfg_int(cfg, "frame_skip", 1, 1000, &t->frame_skip));
+  TDM_TRYG(tdm_envcfg_int(cfg, "max_episode_steps", 1, 100000000L, &max_steps));
+  TDM_TRYG(tdm_envcfg_num(cfg, "reset_noise_scale", 0.0, 1e3, &noise));
   t->reset_noise = noise;
-  TDM_TRYG(tdm_cfg_num(cfg, "forward_reward_weight", -1e6, 1e6, &t->fwd_w));
-  TDM_TRYG(tdm_cfg_num(cfg, "ctrl_cost_weight", 0.0, 1e6, &t->ctrl_w));
-  TDM_TRYG(tdm_cfg_num(cfg, "healthy_reward", -1e6, 1e6, &t->healthy_reward));
-  TDM_TRYG(tdm_cfg_bool(cfg, "terminate_when_unhealthy", &t->terminate_unhealthy));
-  TDM_TRYG(tdm_cfg_num(cfg, "reward_dist_weight", 0.0, 1e6, &t->dist_w));
+  TDM_TRYG(tdm_envcfg_num(cfg, "forward_reward_weight", -1e6, 1e6, &t->fwd_w));
+  TDM_TRYG(tdm_envcfg_num(cfg, "ctrl_cost_weight", 0.0, 1e6, &t->ctrl_w));
+  TDM_TRYG(tdm_envcfg_num(cfg, "healthy_reward", -1e6, 1e6, &t->healthy_reward));
+  TDM_TRYG(tdm_envcfg_bool(cfg, "terminate_when_unhealthy", &t->terminate_unhealthy));
+  TDM_TRYG(tdm_envcfg_num(cfg, "reward_dist_weight", 0.0, 1e6, &t->dist_w));
   if (t->kind == MJ_CUSTOM) {
-    TDM_TRYG(tdm_cfg_int(cfg, "exclude_root", 0, m->nq, &t->exclude_root));
-    TDM_TRYG(tdm_cfg_bool(cfg, "obs_qpos", &t->obs_qpos));
-    TDM_TRYG(tdm_cfg_bool(cfg, "obs_qvel", &t->obs_qvel));
-    TDM_TRYG(tdm_cfg_bool(cfg, "obs_sensors", &t->obs_sensors));
-    TDM_TRYG(tdm_cfg_num(cfg, "qvel_clip", 0.0, 1e9, &t->qvel_clip));
+    TDM_TRYG(tdm_envcfg_int(cfg, "exclude_root", 0, m->nq, &t->exclude_root));
+    TDM_TRYG(tdm_envcfg_bool(cfg, "obs_qpos", &t->obs_qpos));
+    TDM_TRYG(tdm_envcfg_bool(cfg, "obs_qvel", &t->obs_qvel));
+    TDM_TRYG(tdm_envcfg_bool(cfg, "obs_sensors", &t->obs_sensors));
+    TDM_TRYG(tdm_envcfg_num(cfg, "qvel_clip", 0.0, 1e9, &t->qvel_clip));
     const config_setting_t *rw = config_setting_get_member(cfg, "reward");
     if (rw) TDM_TRYG(parse_terms(t, rw));
     const config_setting_t *tm = config_setting_get_member(cfg, "terminate");
     if (tm) {
       static const char *const tkeys[] = {"body", "min_height", "max_height", "max_tilt", NULL};
-      TDM_TRYG(tdm_cfg_check_keys(tm, "terminate", tkeys));
+      TDM_TRYG(tdm_envcfg_check_keys(tm, "terminate", tkeys));
       const char *body = NULL;
-      TDM_TRYG(tdm_cfg_str(tm, "body", &body));
+      TDM_TRYG(tdm_envcfg_str(tm, "body", &body));
       TDM_TRYG(name_id(t, tm, mjOBJ_BODY, body, "terminate body", &t->term_body));
       t->term_min_h = -INFINITY, t->term_max_h = INFINITY, t->term_max_tilt = INFINITY;
-      TDM_TRYG(tdm_cfg_num(tm, "min_height", -1e9, 1e9, &t->term_min_h));
-      TDM_TRYG(tdm_cfg_num(tm, "max_height", -1e9, 1e9, &t->term_max_h));
-      TDM_TRYG(tdm_cfg_num(tm, "max_tilt", 0.0, 4.0, &t->term_max_tilt));
+      TDM_TRYG(tdm_envcfg_num(tm, "min_height", -1e9, 1e9, &t->term_min_h));
+      TDM_TRYG(tdm_envcfg_num(tm, "max_height", -1e9, 1e9, &t->term_max_h));
+      TDM_TRYG(tdm_envcfg_num(tm, "max_tilt", 0.0, 4.0, &t->term_max_tilt));
     }
   }
   t->needs_sensors = t->obs_sensors;
