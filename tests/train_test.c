@@ -155,6 +155,11 @@ static void test_config_overrides(void) {
   int ms = 0;
   CHECK(config_setting_lookup_int(g, "max_steps", &ms) && ms == 50);
   tdm_config_free(&c);
+  // "task" is shorthand for env.task
+  const char *ov_task[] = {"task=\"hopper\""};
+  CHECK_OK(load_text("ovt.cfg", "env = { task = \"pendulum\"; };\n", ov_task, 1, &c));
+  CHECK(!strcmp(c.v.env_task, "hopper"));
+  tdm_config_free(&c);
   // bad overrides: unknown key, unparsable value, wrong type, missing '='
   const char *bad1[] = {"agent.lrr=1"};
   CHECK(load_text("ov2.cfg", "", bad1, 1, &c) == TDM_ERR_CONFIG);

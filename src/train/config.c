@@ -257,6 +257,8 @@ static tdm_status apply_override(config_t *lc, const char *text) {
   if (kn >= sizeof key) return TDM_FAIL(TDM_ERR_CONFIG, "override -s %s: key too long", text);
   memcpy(key, text, kn);
   key[kn] = 0;
+  if (!strcmp(key, "task")) snprintf(key, sizeof key, "env.task");  // shorthand: -s task="hopper"
+  kn = strlen(key);
   for (size_t i = 0; i < kn; i++) {
     char c = key[i];
     if (!(isalnum((unsigned char)c) || c == '_' || c == '.' || c == '-' || c == '*') ||
@@ -431,8 +433,12 @@ static tdm_status resolve_key(const config_t *lc, const tdm_cfg_key *k, tdm_trai
                         type_name(t), got, exp, k->help);
       }
       if (!(x >= k->min && x <= k->max))
-        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s = %.0f is out of range; expected %s (%s)", loc,
-                        k->path, x, exp, k->help);
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s = %.0f is out of range; expected %s (%s)%s", loc,
+                        k->path, x, exp, k->help,
+                        k->type == TDM_KEY_I64 && x < 0 && k->min >= 0
+                            ? "; integers above 2147483647 need an L suffix (3000000000L) or "
+                              "float notation (3e9)"
+                            : "");
       if (k->type == TDM_KEY_INT)
         *(int *)p = (int)x;
       else

@@ -206,6 +206,21 @@ static double recent_mean(const trainer_state *s) {
 
 static double wall_now(const tdm_trainer *t) { return t->s.wall_s + (tdm_now() - t->t_start); }
 
+// s as a JSON string (quotes, backslashes and control characters escaped).
+static void put_json(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      fprintf(f, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(f, "\\u%04x", c);
+    else
+      fputc(c, f);
+  }
+  fputc('"', f);
+}
+
 static tdm_status write_summary(tdm_trainer *t, bool interrupted) {
   char path[700];
   snprintf(path, sizeof path, "%s/summary.json", t->run_dir);
@@ -214,10 +229,16 @@ static tdm_status write_summary(tdm_trainer *t, bool interrupted) {
   const tdm_train_cfg *v = &t->cfg->v;
   double wall = wall_now(t);
   FILE *f = a.f;
-  fprintf(f, "{\n  \"name\": \"%s\",\n  \"seed\": %lld,\n  \"task\": \"%s\",\n  \"agent\": \"%s\",\n",
-          v->name, (long long)v->seed, v->env_task, v->agent_name);
-  fprintf(f, "  \"device\": \"%s\",\n  \"steps\": %lld,\n  \"total_steps\": %lld,\n", t->dev->name,
-          (long long)t->s.step, (long long)v->total_steps);
+  fprintf(f, "{\n  \"name\": ");
+  put_json(f, v->name);
+  fprintf(f, ",\n  \"seed\": %lld,\n  \"task\": ", (long long)v->seed);
+  put_json(f, v->env_task);
+  fprintf(f, ",\n  \"agent\": ");
+  put_json(f, v->agent_name);
+  fprintf(f, ",\n  \"device\": ");
+  put_json(f, t->dev->name);
+  fprintf(f, ",\n  \"steps\": %lld,\n  \"total_steps\": %lld,\n", (long long)t->s.step,
+          (long long)v->total_steps);
   fprintf(f, "  \"episodes\": %lld,\n  \"updates\": %lld,\n  \"wall_s\": %.3f,\n",
           (long long)t->s.episodes, (long long)t->agent->n_updates, wall);
   fprintf(f, "  \"steps_per_s\": %.1f,\n  \"interrupted\": %s,\n", wall > 0 ? t->s.step / wall : 0.0,
@@ -228,7 +249,9 @@ static tdm_status write_summary(tdm_trainer *t, bool interrupted) {
             v->eval_episodes);
   else
     fprintf(f, "  \"final_eval\": null,\n");
-  fprintf(f, "  \"checkpoint\": \"%s\"\n}\n", t->last_ckpt);
+  fprintf(f, "  \"checkpoint\": ");
+  put_json(f, t->last_ckpt);
+  fprintf(f, "\n}\n");
   return tdm_afile_commit(&a);
 }
 
@@ -276,7 +299,21 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
   char *text = NULL;
   void *blob = NULL;
   size_t blob_n = 0;
-  TDM_TRY(tdm_ckpt_read(path, &info, &text, &blob, &blob_n, NULL));
+  tdm_status rs = tdm_ckpt_read(path, &info, &text, &blob, &blob_n, NULL);
+  if (rs != TDM_OK) {
+    long long *steps = NULL;
+    int n = 0;
+    if (tdm_ckpt_list(t->ckpt_dir, &steps, &n) == TDM_OK && n > 1) {
+      char older[700];
+      tdm_ckpt_path(t->ckpt_dir, steps[n - 2], older, sizeof older);
+      free(steps);
+      return tdm_adderr(rs, "(nothing was changed; %d older checkpoint(s) exist, the newest is %s: "
+                            "move the refused file away to resume from it) ",
+                        n - 1, older);
+    }
+    free(steps);
+    return rs;
+  }
   tdm_status st = TDM_OK;
   if (info.config_hash != t->cfg_hash) {
     tdm_config old;
