@@ -481,6 +481,70 @@ static void read_text(const char *path, char *buf, size_t n) {
   if (f) fclose(f);
 }
 
+// Straight run vs the same run split in two halves with a checkpoint and resume in between.
+static const char *straight_vs_split(const char *tag, const char *extra1, const char *extra2,
+                                     const char *extra3, tdm_run_result *ra, tdm_run_result *rb) {
+  static char why[1200];
+  char na[64], nb[64];
+  snprintf(na, sizeof na, "straight%s", tag);
+  snprintf(nb, sizeof nb, "split%s", tag);
+  tdm_config a, b1, b2;
+  const char *ov_a[] = {"total_steps=800", extra1, extra2, extra3};
+  const char *ov_half[] = {"total_steps=400", extra1, extra2, extra3};
+  int ne = 1 + (extra1 != NULL) + (extra2 != NULL) + (extra3 != NULL);
+  tdm_status st = tiny_cfg(&a, na, ov_a, ne);
+  if (st == TDM_OK) st = tiny_cfg(&b1, nb, ov_half, ne);
+  if (st == TDM_OK) st = tiny_cfg(&b2, nb, ov_a, ne);
+  tdm_trainer *ta = NULL, *tb = NULL;
+  if (st == TDM_OK) st = train(&a, NULL, NULL, ra, &ta);
+  if (st == TDM_OK) st = train(&b1, NULL, NULL, rb, NULL);
+  if (st == TDM_OK) st = train(&b2, rb->run_dir, NULL, rb, &tb);
+  const char *w = NULL;
+  if (st != TDM_OK) {
+    snprintf(why, sizeof why, "%s: %s", tdm_status_name(st), tdm_errmsg());
+    w = why;
+  } else {
+    w = compare_agents(tdm_trainer_agent(ta), tdm_trainer_agent(tb));
+  }
+  tdm_trainer_destroy(ta);
+  tdm_trainer_destroy(tb);
+  tdm_config_free(&a);
+  tdm_config_free(&b1);
+  tdm_config_free(&b2);
+  return w;
+}
+
+static void test_resume_exact_envs_utd(void) {
+  // 2 envs (episodes of both end together every 400 env steps), 1.5 updates per env step, so
+  // half an update of credit is carried across the checkpoint (151 iterations x 1.5 before it)
+  tdm_run_result ra, rb;
+  const char *why = straight_vs_split("2", "num_envs=2", "agent.utd=0.75",
+                                      "agent.learning_starts=99", &ra, &rb);
+  CHECKF(!why, "%s", why);
+  CHECK(ra.updates == rb.updates && ra.updates > 0 && rb.steps == 800);
+  CHECK(ra.eval_mean == rb.eval_mean);
+}
+
+static void test_eval_does_not_perturb_training(void) {
+  // the same run evaluated at other steps ends with the same parameters
+  tdm_config a, b;
+  const char *ov_b[] = {"eval_every=100", "eval_episodes=3"};
+  CHECK_OK(tiny_cfg(&a, "evalA", NULL, 0));
+  CHECK_OK(tiny_cfg(&b, "evalB", ov_b, 2));
+  tdm_run_result ra, rb;
+  tdm_trainer *ta = NULL, *tb = NULL;
+  tdm_status st = train(&a, NULL, NULL, &ra, &ta);
+  if (st == TDM_OK) st = train(&b, NULL, NULL, &rb, &tb);
+  const char *why = st == TDM_OK ? compare_agents(tdm_trainer_agent(ta), tdm_trainer_agent(tb))
+                                 : "run failed";
+  tdm_trainer_destroy(ta);
+  tdm_trainer_destroy(tb);
+  tdm_config_free(&a);
+  tdm_config_free(&b);
+  CHECK_OK(st);
+  CHECKF(!why, "%s", why);
+}
+
 static void test_resume_exact(void) {
   // straight: 800 steps; split: 400, checkpoint, resume to 800 (episodes end at 200, 400, ...)
   tdm_config a, b1, b2;
@@ -570,6 +634,8 @@ int main(void) {
   TDM_RUN(test_run_dir_and_checkpoints);
   TDM_RUN(test_checkpoint_refusals);
   TDM_RUN(test_resume_exact);
+  TDM_RUN(test_resume_exact_envs_utd);
+  TDM_RUN(test_eval_does_not_perturb_training);
   TDM_RUN(test_learning_pendulum);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
