@@ -545,6 +545,35 @@ static void test_eval_does_not_perturb_training(void) {
   CHECKF(!why, "%s", why);
 }
 
+static void test_eval_from_checkpoint(void) {
+  // what `tandem eval` does: a fresh agent loaded from the final checkpoint acts as the trained one
+  tdm_config c;
+  const char *ov[] = {"total_steps=400"};
+  CHECK_OK(tiny_cfg(&c, "evck", ov, 1));
+  tdm_run_result r;
+  tdm_trainer *t = NULL;
+  CHECK_OK(train(&c, NULL, NULL, &r, &t));
+  tdm_dev *dev = NULL;
+  tdm_env *env = NULL;
+  tdm_agent *ag = NULL;
+  double m1 = 0, s1 = 0, m2 = 1, s2 = 1;
+  tdm_status st = tdm_dev_open("cpu", 1, &dev);
+  if (st == TDM_OK) st = tdm_run_make_env(&c, 1, NULL, &env);
+  if (st == TDM_OK) st = tdm_run_make_agent(&c, dev, tdm_env_get_spec(env), &ag);
+  if (st == TDM_OK) st = tdm_checkpoint_load_agent(r.checkpoint, ag);
+  const char *why = st == TDM_OK ? compare_agents(ag, tdm_trainer_agent(t)) : "load failed";
+  if (st == TDM_OK) st = tdm_evaluate(ag, &c, NULL, 3, 42, &m1, &s1);
+  if (st == TDM_OK) st = tdm_evaluate(tdm_trainer_agent(t), &c, NULL, 3, 42, &m2, &s2);
+  tdm_agent_destroy(ag);
+  tdm_env_destroy(env);
+  tdm_dev_close(dev);
+  tdm_trainer_destroy(t);
+  tdm_config_free(&c);
+  CHECK_OK(st);
+  CHECKF(!why, "%s", why);
+  CHECK(m1 == m2 && s1 == s2);
+}
+
 static void test_resume_exact(void) {
   // straight: 800 steps; split: 400, checkpoint, resume to 800 (episodes end at 200, 400, ...)
   tdm_config a, b1, b2;
@@ -636,6 +665,7 @@ int main(void) {
   TDM_RUN(test_resume_exact);
   TDM_RUN(test_resume_exact_envs_utd);
   TDM_RUN(test_eval_does_not_perturb_training);
+  TDM_RUN(test_eval_from_checkpoint);
   TDM_RUN(test_learning_pendulum);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

@@ -109,7 +109,8 @@ tdm_status tdm_checkpoint_inspect(const char *path, tdm_ckpt_info *info, char **
 // Path of the newest checkpoint in run_dir/checkpoints (TDM_ERR_IO when there is none).
 tdm_status tdm_checkpoint_latest(const char *run_dir, char *path, size_t n);
 
-// Load a checkpoint's agent section into agent (after tdm_checkpoint_inspect's checks).
+// Load a checkpoint's agent section (networks, optimiser and RNG state; not the replay buffer)
+// into agent, after tdm_checkpoint_inspect's checks.
 tdm_status tdm_checkpoint_load_agent(const char *path, tdm_agent *agent);
 
 #ifdef __cplusplus

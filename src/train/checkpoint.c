@@ -168,7 +168,7 @@ static void info_from(const ckpt_header *h, tdm_ckpt_info *info) {
 }
 
 tdm_status tdm_ckpt_read(const char *path, tdm_ckpt_info *info, char **config_text, void **state,
-                         size_t *state_len, tdm_agent *agent) {
+                         size_t *state_len, tdm_agent *agent, bool load_replay) {
   if (config_text) *config_text = NULL;
   if (state) *state = NULL;
   FILE *f = fopen(path, "rb");
@@ -195,7 +195,7 @@ tdm_status tdm_ckpt_read(const char *path, tdm_ckpt_info *info, char **config_te
                     "checkpoint %s is for obs_dim %d, act_dim %d; this agent has %d, %d "
                     "(different task?)",
                     path, h.obs_dim, h.act_dim, agent->dims.obs_dim, agent->dims.act_dim);
-    if (st == TDM_OK) st = tdm_agent_read(agent, f, h.with_replay != 0, path);
+    if (st == TDM_OK) st = tdm_agent_read(agent, f, load_replay && h.with_replay, path);
     if (st == TDM_OK && ftell(f) != size - (long)sizeof(ckpt_trailer))
       st = TDM_FAIL(TDM_ERR_FORMAT,
                     "checkpoint %s: the agent section ends at byte %ld, the file at %ld (written "
@@ -223,12 +223,12 @@ tdm_status tdm_ckpt_read(const char *path, tdm_ckpt_info *info, char **config_te
 }
 
 tdm_status tdm_checkpoint_inspect(const char *path, tdm_ckpt_info *info, char **config_text) {
-  return tdm_ckpt_read(path, info, config_text, NULL, NULL, NULL);
+  return tdm_ckpt_read(path, info, config_text, NULL, NULL, NULL, false);
 }
 
 tdm_status tdm_checkpoint_load_agent(const char *path, tdm_agent *agent) {
   tdm_ckpt_info info;
-  return tdm_ckpt_read(path, &info, NULL, NULL, NULL, agent);
+  return tdm_ckpt_read(path, &info, NULL, NULL, NULL, agent, false);
 }
 
 // ---------------------------------------------------------------------------------------------

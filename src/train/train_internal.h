@@ -37,9 +37,11 @@ tdm_status tdm_ckpt_write(const char *path, const struct tdm_ckpt_info_s *info,
                           struct tdm_agent *agent);
 
 // Check and read a checkpoint: header into info, config text and state blob (malloc'd, may be
-// NULL to skip), and the agent section into agent (NULL to skip).
+// NULL to skip), and the agent section into agent (NULL to skip), with its replay buffer when
+// load_replay and the file has one (else the replay section is skipped).
 tdm_status tdm_ckpt_read(const char *path, struct tdm_ckpt_info_s *info, char **config_text,
-                         void **state, size_t *state_len, struct tdm_agent *agent);
+                         void **state, size_t *state_len, struct tdm_agent *agent,
+                         bool load_replay);
 
 // Steps of the checkpoints ckpt_<step>.tdm in dir, ascending (malloc'd).
 tdm_status tdm_ckpt_list(const char *dir, long long **steps, int *n);

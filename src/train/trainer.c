@@ -299,7 +299,7 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
   char *text = NULL;
   void *blob = NULL;
   size_t blob_n = 0;
-  tdm_status rs = tdm_ckpt_read(path, &info, &text, &blob, &blob_n, NULL);
+  tdm_status rs = tdm_ckpt_read(path, &info, &text, &blob, &blob_n, NULL, false);
   if (rs != TDM_OK) {
     long long *steps = NULL;
     int n = 0;
@@ -335,7 +335,7 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
                   path, info.obs_dim, info.act_dim, info.num_envs, blob_n, t->O, t->A, t->N,
                   state_bytes(t));
   }
-  if (st == TDM_OK) st = tdm_ckpt_read(path, &info, NULL, NULL, NULL, t->agent);
+  if (st == TDM_OK) st = tdm_ckpt_read(path, &info, NULL, NULL, NULL, t->agent, true);
   if (st == TDM_OK) {
     memcpy(&t->s, blob, sizeof t->s);
     memcpy(t->ep_num, (uint8_t *)blob + sizeof t->s, sizeof(int64_t) * (size_t)t->N);
