@@ -59,8 +59,8 @@ static void test_config_defaults_and_values(void) {
 
 static void test_config_unknown_key(void) {
   tdm_config c;
-  tdm_status st = load_text("unk.cfg", "seed = 1;\nagent = {\n  lr = 1e-3;\n  lrr = 2e-3;\n};\n",
-                            NULL, 0, &c);
+  tdm_status st =
+      load_text("unk.cfg", "seed = 1;\nagent = {\n  lr = 1e-3;\n  lrr = 2e-3;\n};\n", NULL, 0, &c);
   CHECK(st == TDM_ERR_CONFIG);
   const char *m = tdm_errmsg();
   CHECKF(strstr(m, "unk.cfg:4") && strstr(m, "agent.lrr") && strstr(m, "did you mean \"agent.lr\""),
@@ -83,8 +83,8 @@ static void test_config_unknown_key(void) {
 
 static void test_config_wrong_type_and_range(void) {
   tdm_config c;
-  tdm_status st = load_text("type.cfg", "seed = 1;\nagent = {\n  batch_size = \"big\";\n};\n", NULL,
-                            0, &c);
+  tdm_status st =
+      load_text("type.cfg", "seed = 1;\nagent = {\n  batch_size = \"big\";\n};\n", NULL, 0, &c);
   CHECK(st == TDM_ERR_CONFIG);
   CHECKF(strstr(tdm_errmsg(), "type.cfg:3") && strstr(tdm_errmsg(), "agent.batch_size") &&
              strstr(tdm_errmsg(), "expected an integer"),
@@ -92,8 +92,8 @@ static void test_config_wrong_type_and_range(void) {
   tdm_config_free(&c);
   st = load_text("type2.cfg", "save_replay = 1;\n", NULL, 0, &c);
   CHECK(st == TDM_ERR_CONFIG);
-  CHECKF(strstr(tdm_errmsg(), "type2.cfg:1") && strstr(tdm_errmsg(), "true or false"), "message: %s",
-         tdm_errmsg());
+  CHECKF(strstr(tdm_errmsg(), "type2.cfg:1") && strstr(tdm_errmsg(), "true or false"),
+         "message: %s", tdm_errmsg());
   tdm_config_free(&c);
   st = load_text("type3.cfg", "num_envs = 2.5;\n", NULL, 0, &c);
   CHECK(st == TDM_ERR_CONFIG);
@@ -127,8 +127,8 @@ static void test_config_wrong_type_and_range(void) {
 
 static void test_config_parse_error_line(void) {
   tdm_config c;
-  tdm_status st = load_text("parse.cfg", "seed = 1;\nname = \"x\";\nagent = { lr = ; };\n", NULL, 0,
-                            &c);
+  tdm_status st =
+      load_text("parse.cfg", "seed = 1;\nname = \"x\";\nagent = { lr = ; };\n", NULL, 0, &c);
   CHECK(st == TDM_ERR_CONFIG);
   CHECKF(strstr(tdm_errmsg(), "parse.cfg:3 - "), "message: %s", tdm_errmsg());
   tdm_config_free(&c);
@@ -139,9 +139,9 @@ static void test_config_parse_error_line(void) {
 
 static void test_config_overrides(void) {
   tdm_config c;
-  const char *ov[] = {"agent.lr=1e-3", "env.task=\"mountain_car\"", "save_replay=true",
-                      "agent.hidden = 64", "total_steps=2000", "agent.target_entropy=\"auto\"",
-                      "env.max_steps=50"};
+  const char *ov[] = {
+      "agent.lr=1e-3",    "env.task=\"mountain_car\"",     "save_replay=true", "agent.hidden = 64",
+      "total_steps=2000", "agent.target_entropy=\"auto\"", "env.max_steps=50"};
   CHECK_OK(load_text("ov.cfg", "agent = { lr = 5e-4; target_entropy = -1.0; };\n", ov, 7, &c));
   CHECK(c.v.lr == 1e-3);
   CHECK(!strcmp(c.v.env_task, "mountain_car"));
@@ -224,7 +224,6 @@ static void test_config_resolved_round_trip(void) {
   tdm_config_free(&a);
   tdm_config_free(&b);
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // runs, checkpoints, resume
@@ -518,8 +517,8 @@ static void test_resume_exact_envs_utd(void) {
   // 2 envs (episodes of both end together every 400 env steps), 1.5 updates per env step, so
   // half an update of credit is carried across the checkpoint (151 iterations x 1.5 before it)
   tdm_run_result ra, rb;
-  const char *why = straight_vs_split("2", "num_envs=2", "agent.utd=0.75",
-                                      "agent.learning_starts=99", &ra, &rb);
+  const char *why =
+      straight_vs_split("2", "num_envs=2", "agent.utd=0.75", "agent.learning_starts=99", &ra, &rb);
   CHECKF(!why, "%s", why);
   CHECK(ra.updates == rb.updates && ra.updates > 0 && rb.steps == 800);
   CHECK(ra.eval_mean == rb.eval_mean);
@@ -535,8 +534,8 @@ static void test_eval_does_not_perturb_training(void) {
   tdm_trainer *ta = NULL, *tb = NULL;
   tdm_status st = train(&a, NULL, NULL, &ra, &ta);
   if (st == TDM_OK) st = train(&b, NULL, NULL, &rb, &tb);
-  const char *why = st == TDM_OK ? compare_agents(tdm_trainer_agent(ta), tdm_trainer_agent(tb))
-                                 : "run failed";
+  const char *why =
+      st == TDM_OK ? compare_agents(tdm_trainer_agent(ta), tdm_trainer_agent(tb)) : "run failed";
   tdm_trainer_destroy(ta);
   tdm_trainer_destroy(tb);
   tdm_config_free(&a);
@@ -588,8 +587,8 @@ static void test_resume_exact(void) {
   CHECK_OK(train(&b1, NULL, NULL, &rb, NULL));
   CHECK(rb.steps == 400);
   tdm_status st = train(&b2, rb.run_dir, NULL, &rb, &tb);
-  const char *why = st == TDM_OK ? compare_agents(tdm_trainer_agent(ta), tdm_trainer_agent(tb))
-                                 : "resume failed";
+  const char *why =
+      st == TDM_OK ? compare_agents(tdm_trainer_agent(ta), tdm_trainer_agent(tb)) : "resume failed";
   tdm_trainer_destroy(ta);
   tdm_trainer_destroy(tb);
   CHECK_OK(st);
@@ -618,8 +617,8 @@ static void test_resume_exact(void) {
 }
 
 // SAC on Pendulum reaches a mean evaluation return >= -200 by 20k env steps on the CPU (the
-// Stable-Baselines3 zoo reports -157 at 20k). A 64 x 2 network instead of 256 x 2 keeps it to about a
-// minute on two cores; the rest is the zoo's setting (configs/sac_pendulum.cfg).
+// Stable-Baselines3 zoo reports -157 at 20k). A 64 x 2 network instead of 256 x 2 keeps it to about
+// a minute on two cores; the rest is the zoo's setting (configs/sac_pendulum.cfg).
 static void test_learning_pendulum(void) {
   if (getenv("TDM_SKIP_SLOW")) SKIP("TDM_SKIP_SLOW is set");
   char path[600];
@@ -627,8 +626,9 @@ static void test_learning_pendulum(void) {
   if (access(path, R_OK) != 0) snprintf(path, sizeof path, "configs/sac_pendulum.cfg");
   char rd[400];
   snprintf(rd, sizeof rd, "run_dir=\"%s/runs\"", tmpdir);
-  const char *ov[] = {"device=\"cpu\"", "threads=1", "agent.hidden=64", "eval_every=5000",
-                      "checkpoint_every=0", "save_replay=false", "name=\"learn\"", rd};
+  const char *ov[] = {
+      "device=\"cpu\"",     "threads=1",         "agent.hidden=64", "eval_every=5000",
+      "checkpoint_every=0", "save_replay=false", "name=\"learn\"",  rd};
   tdm_config c;
   tdm_clearerr();
   CHECK_OK(tdm_config_load(&c, path, ov, 8));

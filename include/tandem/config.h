@@ -22,10 +22,10 @@ extern "C" {
 // The resolved training configuration (all keys, final values).
 typedef struct {
   // top level
-  char name[64];             // run name: runs/<name>/<seed>/
+  char name[64];  // run name: runs/<name>/<seed>/
   int64_t seed;
-  char device[32];           // "auto" | "cpu" | "cuda" | "cuda:N"
-  int64_t total_steps;       // env steps summed over all envs
+  char device[32];      // "auto" | "cpu" | "cuda" | "cuda:N"
+  int64_t total_steps;  // env steps summed over all envs
   int num_envs;
   int64_t eval_every;        // env steps between evaluations (0 = only at the end)
   int eval_episodes;         // K deterministic episodes per evaluation
@@ -38,11 +38,11 @@ typedef struct {
   // env { }
   char env_task[64];
   // agent { }
-  char agent_name[32];       // "sac"
+  char agent_name[32];  // "sac"
   double lr;
   int batch_size;
   double tau, gamma;
-  int hidden, layers;        // hidden width, number of hidden layers
+  int hidden, layers;  // hidden width, number of hidden layers
   int64_t buffer_size;
   int64_t learning_starts;   // env steps of uniform random actions before learning
   double utd;                // gradient updates per env step (summed over envs)
@@ -74,13 +74,13 @@ typedef enum {
 
 // One entry of the schema that drives defaults, validation, the resolved file and --help.
 typedef struct {
-  const char *path;     // "agent.lr"
+  const char *path;  // "agent.lr"
   tdm_key_type type;
-  size_t offset;        // into tdm_train_cfg
-  size_t size;          // bytes of a string field
-  double def, min, max; // default and inclusive range of a number
-  const char *def_str;  // default of a string
-  const char *choices;  // "a|b|c" for strings with a fixed set, or NULL
+  size_t offset;           // into tdm_train_cfg
+  size_t size;             // bytes of a string field
+  double def, min, max;    // default and inclusive range of a number
+  const char *def_str;     // default of a string
+  const char *choices;     // "a|b|c" for strings with a fixed set, or NULL
   bool resume_may_change;  // not part of the configuration hash (checked on resume)
   const char *help;
 } tdm_cfg_key;

@@ -40,20 +40,20 @@ extern "C" {
 #define TDM_CKPT_VERSION 1
 
 typedef struct {
-  bool quiet;                         // no progress line (batch jobs)
-  const char *resume_dir;             // continue this run directory; NULL = a new run
-  volatile sig_atomic_t *stop;        // set nonzero (by a signal handler) to checkpoint and stop
-  FILE *progress;                     // where the progress line goes (NULL = stderr)
+  bool quiet;                   // no progress line (batch jobs)
+  const char *resume_dir;       // continue this run directory; NULL = a new run
+  volatile sig_atomic_t *stop;  // set nonzero (by a signal handler) to checkpoint and stop
+  FILE *progress;               // where the progress line goes (NULL = stderr)
 } tdm_run_opts;
 
 typedef struct {
-  char run_dir[600];        // the run directory
-  char checkpoint[700];     // the last checkpoint written ("" when none)
+  char run_dir[600];     // the run directory
+  char checkpoint[700];  // the last checkpoint written ("" when none)
   int64_t steps, episodes, updates;
-  double wall_s;            // training wall time over all sessions of the run
+  double wall_s;               // training wall time over all sessions of the run
   double eval_mean, eval_std;  // last evaluation (NAN when none ran)
-  int64_t eval_step;        // env step of the last evaluation (-1 when none ran)
-  bool interrupted;         // stopped by opts->stop before total_steps
+  int64_t eval_step;           // env step of the last evaluation (-1 when none ran)
+  bool interrupted;            // stopped by opts->stop before total_steps
 } tdm_run_result;
 
 typedef struct tdm_trainer tdm_trainer;

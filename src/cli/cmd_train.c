@@ -13,7 +13,9 @@
 
 static volatile sig_atomic_t g_stop = 0;
 
-static void on_signal(int sig) { g_stop = sig; }
+static void on_signal(int sig) {
+  g_stop = sig;
+}
 
 static void install_signals(void) {
   struct sigaction sa;
@@ -35,21 +37,22 @@ static void list_tasks(FILE *f) {
 }
 
 static void train_usage(FILE *f) {
-  fprintf(f,
-          "usage: tandem train CONFIG [-s key=value ...] [--quiet] [--device D]\n"
-          "       tandem train --resume RUN_DIR [-s key=value ...] [--quiet] [--device D]\n\n"
-          "  Train an agent as configured by the libconfig file CONFIG (see configs/). The run\n"
-          "  directory <run_dir>/<name>/<seed>/ gets config.cfg (resolved), metrics.csv,\n"
-          "  eval.csv, summary.json and checkpoints/. Ctrl-C or SIGTERM writes a checkpoint and\n"
-          "  stops (exit code 130); --resume continues from the newest checkpoint.\n\n"
-          "options:\n"
-          "  -s, --set key=value  override a key; the value uses libconfig syntax:\n"
-          "                       -s agent.lr=1e-3  -s env.task=\\\"hopper\\\"  -s save_replay=true\n"
-          "  --device D           auto | cpu | cuda | cuda:N (same as -s device=\\\"D\\\")\n"
-          "  --resume RUN_DIR     continue RUN_DIR with its config.cfg (only device, total_steps,\n"
-          "                       intervals, threads, run_dir, use_graph, tf32 may change)\n"
-          "  --quiet              no progress line (batch jobs)\n\n"
-          "keys (default, meaning, allowed values):\n");
+  fprintf(
+      f,
+      "usage: tandem train CONFIG [-s key=value ...] [--quiet] [--device D]\n"
+      "       tandem train --resume RUN_DIR [-s key=value ...] [--quiet] [--device D]\n\n"
+      "  Train an agent as configured by the libconfig file CONFIG (see configs/). The run\n"
+      "  directory <run_dir>/<name>/<seed>/ gets config.cfg (resolved), metrics.csv,\n"
+      "  eval.csv, summary.json and checkpoints/. Ctrl-C or SIGTERM writes a checkpoint and\n"
+      "  stops (exit code 130); --resume continues from the newest checkpoint.\n\n"
+      "options:\n"
+      "  -s, --set key=value  override a key; the value uses libconfig syntax:\n"
+      "                       -s agent.lr=1e-3  -s env.task=\\\"hopper\\\"  -s save_replay=true\n"
+      "  --device D           auto | cpu | cuda | cuda:N (same as -s device=\\\"D\\\")\n"
+      "  --resume RUN_DIR     continue RUN_DIR with its config.cfg (only device, total_steps,\n"
+      "                       intervals, threads, run_dir, use_graph, tf32 may change)\n"
+      "  --quiet              no progress line (batch jobs)\n\n"
+      "keys (default, meaning, allowed values):\n");
   tdm_config_print_schema(f);
   fprintf(f, "\n");
   list_tasks(f);

@@ -249,7 +249,9 @@ tdm_status tdm_ckpt_list(const char *dir, long long **steps, int *n) {
   *steps = NULL;
   *n = 0;
   DIR *d = opendir(dir);
-  if (!d) return errno == ENOENT ? TDM_OK : TDM_FAIL(TDM_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+  if (!d)
+    return errno == ENOENT ? TDM_OK
+                           : TDM_FAIL(TDM_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
   int cap = 0;
   struct dirent *e;
   while ((e = readdir(d))) {

@@ -63,8 +63,8 @@ static const tdm_cfg_key schema[] = {
      "number of hidden layers of actor and critics"},
     {"agent.buffer_size", TDM_KEY_I64, OFF(buffer_size), 0, 1000000, 1, BIG, NULL, NULL, false,
      "replay buffer capacity in transitions"},
-    {"agent.learning_starts", TDM_KEY_I64, OFF(learning_starts), 0, 100, 0, BIG, NULL, NULL,
-     false, "environment steps of uniform random actions before the first update"},
+    {"agent.learning_starts", TDM_KEY_I64, OFF(learning_starts), 0, 100, 0, BIG, NULL, NULL, false,
+     "environment steps of uniform random actions before the first update"},
     {"agent.utd", TDM_KEY_FLOAT, OFF(utd), 0, 1, 0, 1024, NULL, NULL, false,
      "gradient updates per environment step (update-to-data ratio)"},
     {"agent.policy_delay", TDM_KEY_INT, OFF(policy_delay), 0, 1, 1, 1000, NULL, NULL, false,
@@ -99,16 +99,27 @@ void tdm_train_cfg_defaults(tdm_train_cfg *v) {
     const tdm_cfg_key *k = &schema[i];
     char *p = (char *)v + k->offset;
     switch (k->type) {
-      case TDM_KEY_INT: *(int *)p = (int)k->def; break;
-      case TDM_KEY_I64: *(int64_t *)p = (int64_t)k->def; break;
-      case TDM_KEY_FLOAT: *(double *)p = k->def; break;
-      case TDM_KEY_BOOL: *(bool *)p = k->def != 0; break;
-      case TDM_KEY_STRING: snprintf(p, k->size, "%s", k->def_str); break;
+      case TDM_KEY_INT:
+        *(int *)p = (int)k->def;
+        break;
+      case TDM_KEY_I64:
+        *(int64_t *)p = (int64_t)k->def;
+        break;
+      case TDM_KEY_FLOAT:
+        *(double *)p = k->def;
+        break;
+      case TDM_KEY_BOOL:
+        *(bool *)p = k->def != 0;
+        break;
+      case TDM_KEY_STRING:
+        snprintf(p, k->size, "%s", k->def_str);
+        break;
       case TDM_KEY_ENTROPY:
         v->target_entropy_auto = true;
         v->target_entropy = 0;
         break;
-      case TDM_KEY_GROUP: break;
+      case TDM_KEY_GROUP:
+        break;
     }
   }
 }
@@ -133,15 +144,23 @@ static void where(const config_setting_t *s, const char *fallback, char *buf, si
 
 static const char *type_name(int t) {
   switch (t) {
-    case CONFIG_TYPE_GROUP: return "a group";
+    case CONFIG_TYPE_GROUP:
+      return "a group";
     case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64: return "an integer";
-    case CONFIG_TYPE_FLOAT: return "a float";
-    case CONFIG_TYPE_STRING: return "a string";
-    case CONFIG_TYPE_BOOL: return "a boolean";
-    case CONFIG_TYPE_ARRAY: return "an array";
-    case CONFIG_TYPE_LIST: return "a list";
-    default: return "nothing";
+    case CONFIG_TYPE_INT64:
+      return "an integer";
+    case CONFIG_TYPE_FLOAT:
+      return "a float";
+    case CONFIG_TYPE_STRING:
+      return "a string";
+    case CONFIG_TYPE_BOOL:
+      return "a boolean";
+    case CONFIG_TYPE_ARRAY:
+      return "an array";
+    case CONFIG_TYPE_LIST:
+      return "a list";
+    default:
+      return "nothing";
   }
 }
 
@@ -165,17 +184,27 @@ static void expected(const tdm_cfg_key *k, char *buf, size_t n) {
   if (k->max >= BIG) snprintf(hi, sizeof hi, "inf");
   switch (k->type) {
     case TDM_KEY_INT:
-    case TDM_KEY_I64: snprintf(buf, n, "an integer in [%s, %s]", lo, hi); break;
-    case TDM_KEY_FLOAT: snprintf(buf, n, "a number in [%s, %s]", lo, hi); break;
-    case TDM_KEY_BOOL: snprintf(buf, n, "true or false"); break;
+    case TDM_KEY_I64:
+      snprintf(buf, n, "an integer in [%s, %s]", lo, hi);
+      break;
+    case TDM_KEY_FLOAT:
+      snprintf(buf, n, "a number in [%s, %s]", lo, hi);
+      break;
+    case TDM_KEY_BOOL:
+      snprintf(buf, n, "true or false");
+      break;
     case TDM_KEY_STRING:
       if (k->choices)
         snprintf(buf, n, "one of \"%s\"", k->choices);
       else
         snprintf(buf, n, "a string of at most %zu characters", k->size - 1);
       break;
-    case TDM_KEY_ENTROPY: snprintf(buf, n, "\"auto\" or a number in [%s, %s]", lo, hi); break;
-    case TDM_KEY_GROUP: snprintf(buf, n, "a group { ... }"); break;
+    case TDM_KEY_ENTROPY:
+      snprintf(buf, n, "\"auto\" or a number in [%s, %s]", lo, hi);
+      break;
+    case TDM_KEY_GROUP:
+      snprintf(buf, n, "a group { ... }");
+      break;
   }
 }
 
@@ -187,7 +216,8 @@ static size_t levenshtein(const char *a, const char *b) {
   for (size_t j = 0; j <= nb; j++) d[0][j] = j;
   for (size_t i = 1; i <= na; i++)
     for (size_t j = 1; j <= nb; j++) {
-      size_t c = d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+      size_t c =
+          d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
       if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
       if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
       d[i][j] = c;
@@ -217,22 +247,28 @@ static const char *did_you_mean(const char *path) {
 // ---------------------------------------------------------------------------------------------
 // overrides
 
-static int copy_setting(config_setting_t *dst_parent, const char *name, const config_setting_t *src);
+static int copy_setting(config_setting_t *dst_parent, const char *name,
+                        const config_setting_t *src);
 
 static int copy_value(config_setting_t *d, const config_setting_t *src) {
   switch (config_setting_type(src)) {
-    case CONFIG_TYPE_INT: return config_setting_set_int(d, config_setting_get_int(src));
-    case CONFIG_TYPE_INT64: return config_setting_set_int64(d, config_setting_get_int64(src));
-    case CONFIG_TYPE_FLOAT: return config_setting_set_float(d, config_setting_get_float(src));
-    case CONFIG_TYPE_BOOL: return config_setting_set_bool(d, config_setting_get_bool(src));
-    case CONFIG_TYPE_STRING: return config_setting_set_string(d, config_setting_get_string(src));
+    case CONFIG_TYPE_INT:
+      return config_setting_set_int(d, config_setting_get_int(src));
+    case CONFIG_TYPE_INT64:
+      return config_setting_set_int64(d, config_setting_get_int64(src));
+    case CONFIG_TYPE_FLOAT:
+      return config_setting_set_float(d, config_setting_get_float(src));
+    case CONFIG_TYPE_BOOL:
+      return config_setting_set_bool(d, config_setting_get_bool(src));
+    case CONFIG_TYPE_STRING:
+      return config_setting_set_string(d, config_setting_get_string(src));
     default: {
       int n = config_setting_length(src);
       for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(src, (unsigned)i);
-        if (!copy_setting(d, config_setting_type(src) == CONFIG_TYPE_GROUP ? config_setting_name(e)
-                                                                           : NULL,
-                          e))
+        if (!copy_setting(
+                d, config_setting_type(src) == CONFIG_TYPE_GROUP ? config_setting_name(e) : NULL,
+                e))
           return CONFIG_FALSE;
       }
       return CONFIG_TRUE;
@@ -240,7 +276,8 @@ static int copy_value(config_setting_t *d, const config_setting_t *src) {
   }
 }
 
-static int copy_setting(config_setting_t *dst_parent, const char *name, const config_setting_t *src) {
+static int copy_setting(config_setting_t *dst_parent, const char *name,
+                        const config_setting_t *src) {
   config_setting_t *d = config_setting_add(dst_parent, name, config_setting_type(src));
   if (!d) return CONFIG_FALSE;
   return copy_value(d, src);
@@ -424,7 +461,8 @@ static tdm_status resolve_key(const config_t *lc, const tdm_cfg_key *k, tdm_trai
       double x;
       if (is_int) {
         x = (double)config_setting_get_int64(s);
-      } else if (t == CONFIG_TYPE_FLOAT && config_setting_get_float(s) == floor(config_setting_get_float(s))) {
+      } else if (t == CONFIG_TYPE_FLOAT &&
+                 config_setting_get_float(s) == floor(config_setting_get_float(s))) {
         x = config_setting_get_float(s);  // 1e6 is a fine step count
       } else {
         char got[64] = "";
@@ -492,14 +530,16 @@ static tdm_status resolve_key(const config_t *lc, const tdm_cfg_key *k, tdm_trai
         v->target_entropy = 0;
         return TDM_OK;
       }
-      if (!is_num || !(config_setting_get_float(s) >= k->min && config_setting_get_float(s) <= k->max))
+      if (!is_num ||
+          !(config_setting_get_float(s) >= k->min && config_setting_get_float(s) <= k->max))
         return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s is not valid; expected %s (%s)", loc, k->path, exp,
                         k->help);
       v->target_entropy_auto = false;
       v->target_entropy = config_setting_get_float(s);
       return TDM_OK;
     }
-    case TDM_KEY_GROUP: return TDM_OK;
+    case TDM_KEY_GROUP:
+      return TDM_OK;
   }
   return TDM_OK;
 }
@@ -538,8 +578,7 @@ tdm_status tdm_config_load(tdm_config *cfg, const char *path, const char *const 
   if (path) {
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     FILE *f = fopen(path, "r");
-    if (!f)
-      return TDM_FAIL(TDM_ERR_IO, "cannot open config %s: %s", path, strerror(errno));
+    if (!f) return TDM_FAIL(TDM_ERR_IO, "cannot open config %s: %s", path, strerror(errno));
     fclose(f);
     if (!config_read_file(&cfg->lc, path)) {
       const char *ef = config_error_file(&cfg->lc);
@@ -617,10 +656,18 @@ static void put_setting_value(FILE *f, const config_setting_t *s, int indent) {
   int t = config_setting_type(s);
   switch (t) {
     case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64: put_int64(f, config_setting_get_int64(s)); break;
-    case CONFIG_TYPE_FLOAT: put_float(f, config_setting_get_float(s)); break;
-    case CONFIG_TYPE_BOOL: fputs(config_setting_get_bool(s) ? "true" : "false", f); break;
-    case CONFIG_TYPE_STRING: put_string(f, config_setting_get_string(s)); break;
+    case CONFIG_TYPE_INT64:
+      put_int64(f, config_setting_get_int64(s));
+      break;
+    case CONFIG_TYPE_FLOAT:
+      put_float(f, config_setting_get_float(s));
+      break;
+    case CONFIG_TYPE_BOOL:
+      fputs(config_setting_get_bool(s) ? "true" : "false", f);
+      break;
+    case CONFIG_TYPE_STRING:
+      put_string(f, config_setting_get_string(s));
+      break;
     case CONFIG_TYPE_GROUP: {
       fputs("{\n", f);
       for (int i = 0; i < config_setting_length(s); i++)
@@ -645,18 +692,29 @@ static void put_key(FILE *f, const tdm_cfg_key *k, const tdm_train_cfg *v, int i
   const char *p = (const char *)v + k->offset;
   fprintf(f, "%*s%s = ", indent, "", leaf);
   switch (k->type) {
-    case TDM_KEY_INT: fprintf(f, "%d", *(const int *)p); break;
-    case TDM_KEY_I64: put_int64(f, (long long)*(const int64_t *)p); break;
-    case TDM_KEY_FLOAT: put_float(f, *(const double *)p); break;
-    case TDM_KEY_BOOL: fputs(*(const bool *)p ? "true" : "false", f); break;
-    case TDM_KEY_STRING: put_string(f, p); break;
+    case TDM_KEY_INT:
+      fprintf(f, "%d", *(const int *)p);
+      break;
+    case TDM_KEY_I64:
+      put_int64(f, (long long)*(const int64_t *)p);
+      break;
+    case TDM_KEY_FLOAT:
+      put_float(f, *(const double *)p);
+      break;
+    case TDM_KEY_BOOL:
+      fputs(*(const bool *)p ? "true" : "false", f);
+      break;
+    case TDM_KEY_STRING:
+      put_string(f, p);
+      break;
     case TDM_KEY_ENTROPY:
       if (v->target_entropy_auto)
         fputs("\"auto\"", f);
       else
         put_float(f, v->target_entropy);
       break;
-    case TDM_KEY_GROUP: break;
+    case TDM_KEY_GROUP:
+      break;
   }
   fprintf(f, ";  # %s\n", k->help);
 }
@@ -747,7 +805,8 @@ bool tdm_config_first_diff(const tdm_config *a, const tdm_config *b, char *buf, 
       size_t la = ea ? (size_t)(ea - pa) : strlen(pa), lb = eb ? (size_t)(eb - pb) : strlen(pb);
       if (la != lb || memcmp(pa, pb, la)) {
         const char *hash_a = memchr(pa, '#', la), *hash_b = memchr(pb, '#', lb);
-        int ka = (int)(hash_a ? (size_t)(hash_a - pa) : la), kb = (int)(hash_b ? (size_t)(hash_b - pb) : lb);
+        int ka = (int)(hash_a ? (size_t)(hash_a - pa) : la),
+            kb = (int)(hash_b ? (size_t)(hash_b - pb) : lb);
         while (ka > 0 && (pa[ka - 1] == ' ' || pa[ka - 1] == ';')) ka--;
         while (kb > 0 && (pb[kb - 1] == ' ' || pb[kb - 1] == ';')) kb--;
         snprintf(buf, n, "%.*s%s\"%.*s\" vs \"%.*s\"", (int)gl, group, gl ? ": " : "", ka, pa, kb,
@@ -775,9 +834,14 @@ void tdm_config_print_schema(FILE *f) {
     char def[64], exp[160];
     switch (k->type) {
       case TDM_KEY_STRING:
-      case TDM_KEY_ENTROPY: snprintf(def, sizeof def, "\"%s\"", k->def_str); break;
-      case TDM_KEY_BOOL: snprintf(def, sizeof def, "%s", k->def ? "true" : "false"); break;
-      default: fmt_num(k->def, def, sizeof def);
+      case TDM_KEY_ENTROPY:
+        snprintf(def, sizeof def, "\"%s\"", k->def_str);
+        break;
+      case TDM_KEY_BOOL:
+        snprintf(def, sizeof def, "%s", k->def ? "true" : "false");
+        break;
+      default:
+        fmt_num(k->def, def, sizeof def);
     }
     expected(k, exp, sizeof exp);
     fprintf(f, "  %-24s = %-10s %s; %s\n", k->path, def, k->help, exp);

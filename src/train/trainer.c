@@ -111,7 +111,8 @@ tdm_status tdm_run_make_env(const tdm_config *cfg, int n, tdm_pool *pool, tdm_en
 
 tdm_status tdm_evaluate(tdm_agent *agent, const tdm_config *cfg, tdm_pool *pool, int episodes,
                         uint64_t seed, double *mean, double *std) {
-  if (episodes < 1) return TDM_FAIL(TDM_ERR_ARG, "evaluate: episodes = %d, expected >= 1", episodes);
+  if (episodes < 1)
+    return TDM_FAIL(TDM_ERR_ARG, "evaluate: episodes = %d, expected >= 1", episodes);
   int n = episodes < agent->dims.num_envs ? episodes : agent->dims.num_envs;
   tdm_env *env = NULL;
   TDM_TRY(tdm_run_make_env(cfg, n, pool, &env));
@@ -204,7 +205,9 @@ static double recent_mean(const trainer_state *s) {
   return m / s->n_recent;
 }
 
-static double wall_now(const tdm_trainer *t) { return t->s.wall_s + (tdm_now() - t->t_start); }
+static double wall_now(const tdm_trainer *t) {
+  return t->s.wall_s + (tdm_now() - t->t_start);
+}
 
 // s as a JSON string (quotes, backslashes and control characters escaped).
 static void put_json(FILE *f, const char *s) {
@@ -241,12 +244,12 @@ static tdm_status write_summary(tdm_trainer *t, bool interrupted) {
           (long long)v->total_steps);
   fprintf(f, "  \"episodes\": %lld,\n  \"updates\": %lld,\n  \"wall_s\": %.3f,\n",
           (long long)t->s.episodes, (long long)t->agent->n_updates, wall);
-  fprintf(f, "  \"steps_per_s\": %.1f,\n  \"interrupted\": %s,\n", wall > 0 ? t->s.step / wall : 0.0,
-          interrupted ? "true" : "false");
+  fprintf(f, "  \"steps_per_s\": %.1f,\n  \"interrupted\": %s,\n",
+          wall > 0 ? t->s.step / wall : 0.0, interrupted ? "true" : "false");
   if (t->s.last_eval_step >= 0)
-    fprintf(f, "  \"final_eval\": {\"step\": %lld, \"mean\": %.6g, \"std\": %.6g, \"episodes\": %d},\n",
-            (long long)t->s.last_eval_step, t->s.last_eval_mean, t->s.last_eval_std,
-            v->eval_episodes);
+    fprintf(
+        f, "  \"final_eval\": {\"step\": %lld, \"mean\": %.6g, \"std\": %.6g, \"episodes\": %d},\n",
+        (long long)t->s.last_eval_step, t->s.last_eval_mean, t->s.last_eval_std, v->eval_episodes);
   else
     fprintf(f, "  \"final_eval\": null,\n");
   fprintf(f, "  \"checkpoint\": ");
@@ -307,8 +310,9 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
       char older[700];
       tdm_ckpt_path(t->ckpt_dir, steps[n - 2], older, sizeof older);
       free(steps);
-      return tdm_adderr(rs, "(nothing was changed; %d older checkpoint(s) exist, the newest is %s: "
-                            "move the refused file away to resume from it) ",
+      return tdm_adderr(rs,
+                        "(nothing was changed; %d older checkpoint(s) exist, the newest is %s: "
+                        "move the refused file away to resume from it) ",
                         n - 1, older);
     }
     free(steps);
@@ -362,7 +366,9 @@ void tdm_trainer_destroy(tdm_trainer *t) {
   free(t);
 }
 
-tdm_agent *tdm_trainer_agent(tdm_trainer *t) { return t->agent; }
+tdm_agent *tdm_trainer_agent(tdm_trainer *t) {
+  return t->agent;
+}
 
 tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, tdm_trainer **out) {
   *out = NULL;
@@ -421,8 +427,8 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
   t->need_reset = calloc(N, 1);
   t->mask = calloc(N, 1);
   t->ep_num = calloc(N, sizeof(int64_t));
-  if (!t->obs || !t->next_obs || !t->act || !t->reward || !t->term || !t->trunc ||
-      !t->need_reset || !t->mask || !t->ep_num) {
+  if (!t->obs || !t->next_obs || !t->act || !t->reward || !t->term || !t->trunc || !t->need_reset ||
+      !t->mask || !t->ep_num) {
     st = TDM_FAIL(TDM_ERR_OOM, "trainer: out of host memory for %d envs", t->N);
     goto fail;
   }
@@ -438,10 +444,12 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
   if (t->opts.resume_dir) {
     TDM_TRYG(load_checkpoint(t));
     // intervals may have changed on resume: schedule from the current step
-    if (v->eval_every <= 0) t->s.next_eval = INT64_MAX;
+    if (v->eval_every <= 0)
+      t->s.next_eval = INT64_MAX;
     else if (t->s.next_eval == INT64_MAX || t->s.next_eval - t->s.step > v->eval_every)
       t->s.next_eval = (t->s.step / v->eval_every + 1) * v->eval_every;
-    if (v->checkpoint_every <= 0) t->s.next_ckpt = INT64_MAX;
+    if (v->checkpoint_every <= 0)
+      t->s.next_ckpt = INT64_MAX;
     else if (t->s.next_ckpt == INT64_MAX || t->s.next_ckpt - t->s.step > v->checkpoint_every)
       t->s.next_ckpt = (t->s.step / v->checkpoint_every + 1) * v->checkpoint_every;
     if (t->s.next_log - t->s.step > v->log_every)
@@ -490,7 +498,8 @@ static void progress(tdm_trainer *t, bool final, bool logged) {
   FILE *f = t->opts.progress ? t->opts.progress : stderr;
   bool tty = isatty(fileno(f));
   double now = tdm_now();
-  // a terminal gets a line rewritten twice a second; a log file one line per log_every (from do_log)
+  // a terminal gets a line rewritten twice a second; a log file one line per log_every (from
+  // do_log)
   if (!final && (tty ? now - t->t_progress < 0.5 : !logged)) return;
   t->t_progress = now;
   double el = now - t->t_start;
@@ -549,8 +558,8 @@ static tdm_status reset_finished(tdm_trainer *t) {
     if (!t->need_reset[i]) continue;
     memset(t->mask, 0, (size_t)t->N);
     t->mask[i] = 1;
-    TDM_TRY(tdm_env_reset(t->env, episode_seed((uint64_t)v->seed, i, t->ep_num[i]), t->mask,
-                          t->obs));
+    TDM_TRY(
+        tdm_env_reset(t->env, episode_seed((uint64_t)v->seed, i, t->ep_num[i]), t->mask, t->obs));
     t->ep_num[i]++;
     t->need_reset[i] = 0;
   }
@@ -578,8 +587,8 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
       TDM_TRYG(tdm_agent_act(t->agent, t->obs, t->N, true, t->act));
     }
     TDM_TRYG(tdm_env_step(t->env, t->act, t->next_obs, t->reward, t->term, t->trunc));
-    tdm_transition_batch b = {t->N, t->obs, t->act, t->reward, t->next_obs, t->term, t->trunc,
-                              NULL, TDM_SRC_REAL};
+    tdm_transition_batch b = {t->N,    t->obs,   t->act, t->reward,   t->next_obs,
+                              t->term, t->trunc, NULL,   TDM_SRC_REAL};
     TDM_TRYG(tdm_agent_observe(t->agent, &b));
     t->s.step += t->N;
     const double *er = tdm_env_episode_return(t->env);
