@@ -97,7 +97,8 @@ tdm_status tdm_run_make_agent(const tdm_config *cfg, tdm_dev *dev, const tdm_env
 // Env group of cfg with a task checked against the registry.
 tdm_status tdm_run_make_env(const tdm_config *cfg, int n, tdm_pool *pool, tdm_env **out) {
   tdm_status st = tdm_env_create(cfg->v.env_task, n, tdm_config_env_group(cfg), pool, out);
-  if (st != TDM_OK) {
+  // name the task's line when the task itself was refused (a bad task key names its own line)
+  if (st == TDM_ERR_ARG || st == TDM_ERR_UNSUPPORTED) {
     const config_setting_t *t = config_lookup(&cfg->lc, "env.task");
     if (t && config_setting_source_file(t))
       return tdm_adderr(st, "%s:%u: env.task = \"%s\": ", config_setting_source_file(t),
