@@ -152,11 +152,16 @@ int tdm_bench_sac(int argc, char **argv) {
     }
     const char *v = argv[++i];
     int rc = 0;
-    if (!strcmp(a, "--device")) device = v;
-    else if (!strcmp(a, "--json")) json = v;
-    else if (!strcmp(a, "--updates")) rc = parse_int(a, v, 1, 10000000, &updates);
-    else if (!strcmp(a, "--prefill")) rc = parse_int(a, v, 1, 1000000, &fill);
-    else rc = parse_int(a, v, 0, 4096, &threads);
+    if (!strcmp(a, "--device"))
+      device = v;
+    else if (!strcmp(a, "--json"))
+      json = v;
+    else if (!strcmp(a, "--updates"))
+      rc = parse_int(a, v, 1, 10000000, &updates);
+    else if (!strcmp(a, "--prefill"))
+      rc = parse_int(a, v, 1, 1000000, &fill);
+    else
+      rc = parse_int(a, v, 0, 4096, &threads);
     if (rc) return rc;
   }
   bool want_cpu = false, want_gpu = false;
@@ -180,8 +185,8 @@ int tdm_bench_sac(int argc, char **argv) {
   sac_row rows[3];
   int nrows = 0;
   char cpu_name[160] = "", gpu_name[160] = "";
-  fprintf(stderr, "tandem bench sac: batch 256, 256x2 relu, obs %d, act %d, %ld prefilled\n",
-          kObs, kAct, fill);
+  fprintf(stderr, "tandem bench sac: batch 256, 256x2 relu, obs %d, act %d, %ld prefilled\n", kObs,
+          kAct, fill);
   if (want_gpu) {
     tdm_dev *dev;
     if (tdm_dev_open(gpu_spec, 1, &dev) != TDM_OK) {
@@ -229,8 +234,8 @@ int tdm_bench_sac(int argc, char **argv) {
   }
 
   // the table, last
-  printf("\nSAC updates (batch 256, 256x2 relu, obs %d, act %d), median of %d blocks\n", kObs,
-         kAct, kBlocks);
+  printf("\nSAC updates (batch 256, 256x2 relu, obs %d, act %d), median of %d blocks\n", kObs, kAct,
+         kBlocks);
   if (gpu_name[0]) printf("gpu: %s%s\n", gpu_name, tf32 ? " (TF32 allowed)" : " (fp32)");
   if (cpu_name[0]) printf("cpu: %s\n", cpu_name);
   printf("%-4s %-6s %10s %12s %12s\n", "dev", "mode", "updates", "us/update", "updates/s");
@@ -245,14 +250,16 @@ int tdm_bench_sac(int argc, char **argv) {
       perror(json);
       return 1;
     }
-    fprintf(f, "{\n  \"bench\": \"sac\",\n  \"version\": \"%s\",\n  \"batch\": 256,\n  "
-               "\"hidden\": [256, 256],\n  \"obs_dim\": %d,\n  \"act_dim\": %d,\n  "
-               "\"prefill\": %ld,\n  \"blocks\": %d,\n  \"tf32\": %s,\n",
+    fprintf(f,
+            "{\n  \"bench\": \"sac\",\n  \"version\": \"%s\",\n  \"batch\": 256,\n  "
+            "\"hidden\": [256, 256],\n  \"obs_dim\": %d,\n  \"act_dim\": %d,\n  "
+            "\"prefill\": %ld,\n  \"blocks\": %d,\n  \"tf32\": %s,\n",
             TDM_VERSION, kObs, kAct, fill, kBlocks, tf32 ? "true" : "false");
     fprintf(f, "  \"cpu\": \"%s\",\n  \"gpu\": \"%s\",\n  \"rows\": [\n", cpu_name, gpu_name);
     for (int i = 0; i < nrows; i++)
-      fprintf(f, "    {\"device\": \"%s\", \"mode\": \"%s\", \"updates_per_block\": %d, "
-                 "\"us_per_update\": %.3f, \"updates_per_s\": %.1f}%s\n",
+      fprintf(f,
+              "    {\"device\": \"%s\", \"mode\": \"%s\", \"updates_per_block\": %d, "
+              "\"us_per_update\": %.3f, \"updates_per_s\": %.1f}%s\n",
               rows[i].backend, rows[i].mode, rows[i].updates, rows[i].us, rows[i].per_s,
               i + 1 < nrows ? "," : "");
     fprintf(f, "  ]\n}\n");

@@ -49,7 +49,7 @@ static __global__ void gather_cols_kernel(tdm_replay_cols cols, const int32_t *_
 extern "C" tdm_status tdm_replay_cuda_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols,
                                                   const int32_t *idx, int n) {
   size_t total = (size_t)n * cols->total_width;
-  gather_cols_kernel<<<tdm_grid_for(dev, total, RP_THREADS), RP_THREADS, 0,
-                       tdm_stream_of(dev)>>>(*cols, idx, n);
+  gather_cols_kernel<<<tdm_grid_for(dev, total, RP_THREADS), RP_THREADS, 0, tdm_stream_of(dev)>>>(
+      *cols, idx, n);
   return TDM_LAUNCH_CHECK("replay gather_cols_kernel");
 }

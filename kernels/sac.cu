@@ -64,9 +64,8 @@ static __global__ void squash_bwd_kernel(const float *__restrict__ head,
                                          const float *__restrict__ eps,
                                          const float *__restrict__ act,
                                          const float *__restrict__ dact, int ld_dact,
-                                         const float *__restrict__ dlogp,
-                                         float *__restrict__ dhead, int B, int A, float lo,
-                                         float hi) {
+                                         const float *__restrict__ dlogp, float *__restrict__ dhead,
+                                         int B, int A, float lo, float hi) {
   TDM_GRID_LOOP(i, (size_t)B * A) {
     size_t b = i / A;
     int j = (int)(i % A);
@@ -110,13 +109,12 @@ static __global__ void target_kernel(const float *__restrict__ qt,
 extern "C" tdm_status tdm_sac_cuda_target(tdm_dev *dev, const float *qt, const float *logp_next,
                                           const float *reward, const float *term,
                                           const float *log_alpha, float gamma, float *y, int B) {
-  target_kernel<<<tdm_grid_for(dev, (size_t)B, SAC_THREADS), SAC_THREADS, 0,
-                  tdm_stream_of(dev)>>>(qt, logp_next, reward, term, log_alpha, gamma, y, B);
+  target_kernel<<<tdm_grid_for(dev, (size_t)B, SAC_THREADS), SAC_THREADS, 0, tdm_stream_of(dev)>>>(
+      qt, logp_next, reward, term, log_alpha, gamma, y, B);
   return TDM_LAUNCH_CHECK("sac target_kernel");
 }
 
-static __global__ void critic_loss_kernel(const float *__restrict__ q,
-                                          const float *__restrict__ y,
+static __global__ void critic_loss_kernel(const float *__restrict__ q, const float *__restrict__ y,
                                           const float *__restrict__ log_alpha,
                                           float *__restrict__ dq, float *__restrict__ stats,
                                           int B) {
@@ -142,18 +140,16 @@ static __global__ void critic_loss_kernel(const float *__restrict__ q,
 extern "C" tdm_status tdm_sac_cuda_critic_loss(tdm_dev *dev, const float *q, const float *y,
                                                const float *log_alpha, float *dq, float *stats,
                                                int B) {
-  critic_loss_kernel<<<1, SAC_RED_THREADS, 0, tdm_stream_of(dev)>>>(q, y, log_alpha, dq, stats,
-                                                                     B);
+  critic_loss_kernel<<<1, SAC_RED_THREADS, 0, tdm_stream_of(dev)>>>(q, y, log_alpha, dq, stats, B);
   return TDM_LAUNCH_CHECK("sac critic_loss_kernel");
 }
 
 static __global__ void actor_loss_kernel(const float *__restrict__ q,
                                          const float *__restrict__ logp,
-                                         const float *__restrict__ log_alpha,
-                                         float target_entropy, float *__restrict__ dq,
-                                         float *__restrict__ dlogp,
-                                         float *__restrict__ g_log_alpha,
-                                         float *__restrict__ stats, int B) {
+                                         const float *__restrict__ log_alpha, float target_entropy,
+                                         float *__restrict__ dq, float *__restrict__ dlogp,
+                                         float *__restrict__ g_log_alpha, float *__restrict__ stats,
+                                         int B) {
   __shared__ double sh[32];
   float alpha = expf(log_alpha[0]);
   float inv = 1.0f / (float)B;

@@ -30,8 +30,8 @@ static void test_sac_kernels_parity(void) {
   NEED_GPU(g);
   tdm_dev *c = cpu();
   enum { B = 300, A = 6, O = 17 };
-  static float head[B * 2 * A], eps[B * A], obs[B * O], act[B * A], dact[B * (O + A)],
-      dlogp[B], q[2 * B], y[B], rew[B], term[B], la[1] = {-0.7f};
+  static float head[B * 2 * A], eps[B * A], obs[B * O], act[B * A], dact[B * (O + A)], dlogp[B],
+      q[2 * B], y[B], rew[B], term[B], la[1] = {-0.7f};
   tdm_t_rand(head, B * 2 * A, -3.0f, 2.5f, 1);
   tdm_t_rand(eps, B * A, -2.5f, 2.5f, 2);
   tdm_t_rand(obs, B * O, -1.0f, 1.0f, 3);
@@ -73,8 +73,8 @@ static void test_sac_kernels_parity(void) {
   // squash backward from the sampled forward (r2 holds the CPU actions of the last, det, pass)
   CHECK_OK(tdm_sac_squash_fwd(c, head, eps, r2, r3, B, A, lo, hi));
   CHECK_OK(tdm_sac_squash_fwd(g, d_head, d_eps, d_act, d_o3, B, A, lo, hi));
-  CHECK_OK(tdm_sac_squash_bwd(g, d_head, d_eps, d_act, d_dact + O, O + A, d_dlogp, d_o2, B, A, lo,
-                              hi));
+  CHECK_OK(
+      tdm_sac_squash_bwd(g, d_head, d_eps, d_act, d_dact + O, O + A, d_dlogp, d_o2, B, A, lo, hi));
   static float ract[B * A];
   memcpy(ract, r2, sizeof ract);
   CHECK_OK(tdm_sac_squash_bwd(c, head, eps, ract, dact + O, O + A, dlogp, r2, B, A, lo, hi));
@@ -107,8 +107,8 @@ static void test_sac_kernels_parity(void) {
   CHECK(tdm_t_relerr(h2, r2, B) < 1e-6 && fabsf(hg - rg) < 1e-5f);
   CHECK(fabsf(st[TDM_SAC_ST_ACTOR] - rst[TDM_SAC_ST_ACTOR]) < 1e-5f * fmaxf(1, fabsf(rst[1])));
   CHECK(fabsf(st[TDM_SAC_ST_ENTROPY] - rst[TDM_SAC_ST_ENTROPY]) < 1e-5f);
-  float *all[] = {d_head, d_eps, d_obs, d_act, d_dact, d_dlogp, d_q, d_y,
-                  d_rew, d_term, d_la, d_o1, d_o2, d_o3, d_st};
+  float *all[] = {d_head, d_eps,  d_obs, d_act, d_dact, d_dlogp, d_q, d_y,
+                  d_rew,  d_term, d_la,  d_o1,  d_o2,   d_o3,    d_st};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tdm_dev_free(g, all[i]);
 }
 

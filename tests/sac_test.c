@@ -39,8 +39,8 @@ static tdm_transition_batch fill_batch(tb_buf *w, int n, const int *t, const int
     w->trunc[i] = trunc[i];
     w->stream[i] = s[i];
   }
-  tdm_transition_batch b = {n, w->obs, w->act, w->rew, w->next, w->term, w->trunc, w->stream,
-                            TDM_SRC_REAL};
+  tdm_transition_batch b = {n,       w->obs,   w->act,    w->rew,      w->next,
+                            w->term, w->trunc, w->stream, TDM_SRC_REAL};
   return b;
 }
 
@@ -108,8 +108,8 @@ static void test_replay_sample_and_gather(void) {
     }
   }
   // 1500 uniform draws over 37 rows: every row appears, none dominates
-  for (int i = 0; i < 37; i++) CHECKF(seen[i] > 10 && seen[i] < 90, "row %d drawn %d times", i,
-                                      seen[i]);
+  for (int i = 0; i < 37; i++)
+    CHECKF(seen[i] > 10 && seen[i] < 90, "row %d drawn %d times", i, seen[i]);
   tdm_replay_batch_destroy(r, &bt);
   tdm_replay_destroy(r);
 }
@@ -155,8 +155,8 @@ static void test_replay_sequences_stay_in_episodes(void) {
       for (int t = 0; t < L; t++) {
         const float *o = bt.obs + ((size_t)t * B + b) * 4;
         CHECKF(o[1] == o0[1], "sequence %d changes stream at step %d", b, t);
-        CHECKF(o[0] == o0[0] + t, "sequence %d not contiguous at step %d (%g after %g)", b, t,
-               o[0], o0[0]);
+        CHECKF(o[0] == o0[0] + t, "sequence %d not contiguous at step %d (%g after %g)", b, t, o[0],
+               o0[0]);
         if (t < L - 1) CHECKF(o[2] == 0.0f, "sequence %d crosses an episode end at step %d", b, t);
       }
       ends_last += bt.obs[((size_t)(L - 1) * B + b) * 4 + 2] != 0.0f;
@@ -285,7 +285,7 @@ static void test_squash_logprob_vs_float64(void) {
   float head[B * 2 * A], eps[B * A], act[B * A], logp[B];
   tdm_t_rand(head, B * 2 * A, -3.0f, 3.0f, 11);
   tdm_t_rand(eps, B * A, -2.5f, 2.5f, 12);
-  head[A] = -25.0f;  // below the clamp
+  head[A] = -25.0f;            // below the clamp
   head[2 * A + A + 1] = 4.0f;  // above it
   CHECK_OK(tdm_sac_squash_fwd(d, head, eps, act, logp, B, A, -20.0f, 2.0f));
   double max_rel = 0;
@@ -308,8 +308,7 @@ static void test_squash_logprob_vs_float64(void) {
 static void test_squash_gradient_finite_differences(void) {
   tdm_dev *d = cpu();
   enum { B = 16, A = 3 };
-  float head[B * 2 * A], eps[B * A], act[B * A], logp[B], dact[B * 5], dlogp[B],
-      dhead[B * 2 * A];
+  float head[B * 2 * A], eps[B * A], act[B * A], logp[B], dact[B * 5], dlogp[B], dhead[B * 2 * A];
   tdm_t_rand(head, B * 2 * A, -1.5f, 1.0f, 21);
   tdm_t_rand(eps, B * A, -2.0f, 2.0f, 22);
   tdm_t_rand(dact, B * 5, -1.0f, 1.0f, 23);  // row stride 5: dL/da sits in columns 2..4
@@ -330,7 +329,10 @@ static void test_squash_gradient_finite_differences(void) {
         h[k] += dir ? -step : step;
         double lp = ref_logp(h, e, A, lo, hi, a), L = dlogp[b] * lp;
         for (int j = 0; j < A; j++) L += dact[b * 5 + 2 + j] * a[j];
-        if (dir) Lm = L; else Lp = L;
+        if (dir)
+          Lm = L;
+        else
+          Lp = L;
       }
       double fd = (Lp - Lm) / (2 * step);
       double err = fabs(fd - dhead[b * 2 * A + k]);
@@ -485,8 +487,8 @@ static void test_temperature_direction(void) {
     tdm_agent_stats s;
     CHECK_OK(tdm_agent_update(a, 3, &s));
     float la1 = *tdm_sac_log_alpha(a);
-    CHECKF(dir == 0 ? la1 > la0 : la1 < la0, "target %g: log_alpha %g -> %g",
-           c.target_entropy, la0, la1);
+    CHECKF(dir == 0 ? la1 > la0 : la1 < la0, "target %g: log_alpha %g -> %g", c.target_entropy, la0,
+           la1);
     // Adam's first steps move by about lr each
     CHECK(fabsf(la1 - la0) > 2.0f * c.lr && fabsf(la1 - la0) < 4.0f * c.lr);
     tdm_agent_destroy(a);
@@ -502,6 +504,51 @@ static void test_temperature_direction(void) {
   tdm_agent_stats s;
   CHECK_OK(tdm_agent_update(a, 3, &s));
   CHECK(*tdm_sac_log_alpha(a) == logf(0.2f) && fabsf(s.alpha - 0.2f) < 1e-6f);
+  tdm_agent_destroy(a);
+}
+
+static bool net_same(tdm_mlp *m, const float *saved) {
+  return !memcmp(m->params, saved, m->n_params * sizeof(float));
+}
+
+// policy_delay and target_update_interval skip the actor / temperature and the Polyak step on
+// the updates in between; a batch smaller than batch_size works too.
+static void test_policy_delay_and_target_interval(void) {
+  tdm_dev *d = cpu();
+  tdm_sac_cfg c = small_cfg();
+  c.policy_delay = 2;
+  c.target_update_interval = 3;
+  tdm_agent_dims dims = {3, 2, 2};
+  tdm_agent *a;
+  CHECK_OK(tdm_sac_create(d, &c, &dims, 31, &a));
+  CHECK_OK(feed(a, 40, 5));
+  tdm_mlp *ms[3] = {tdm_sac_actor(a), tdm_sac_critic(a), tdm_sac_critic_target(a)};
+  float *saved[3];
+  for (int i = 0; i < 3; i++) {
+    saved[i] = malloc(ms[i]->n_params * sizeof(float));
+    CHECK(saved[i]);
+  }
+  tdm_replay_batch bt;
+  CHECK_OK(tdm_replay_batch_create(tdm_sac_replay(a), 20, &bt));
+  tdm_rng_ctr ctr = {1, 0};
+  CHECK_OK(tdm_replay_sample(tdm_sac_replay(a), &bt, 20, &ctr, 0));
+  for (int k = 0; k < 7; k++) {
+    for (int i = 0; i < 3; i++) memcpy(saved[i], ms[i]->params, ms[i]->n_params * sizeof(float));
+    float la = *tdm_sac_log_alpha(a);
+    if (k % 2)
+      CHECK_OK(tdm_agent_update(a, 1, NULL));
+    else
+      CHECK_OK(tdm_sac_update_on_batch(a, &bt, 1));  // 20 rows < batch_size 32
+    bool actor_step = k % 2 == 0, polyak_step = k % 3 == 0;
+    CHECKF(net_same(ms[0], saved[0]) != actor_step, "update %d: actor moved %d", k, !actor_step);
+    CHECKF((*tdm_sac_log_alpha(a) == la) != actor_step, "update %d: temperature", k);
+    CHECKF(!net_same(ms[1], saved[1]), "update %d: the critic did not move", k);
+    CHECKF(net_same(ms[2], saved[2]) != polyak_step, "update %d: target", k);
+    for (size_t j = 0; j < ms[0]->n_params; j++) CHECK(isfinite(ms[0]->params[j]));
+  }
+  CHECK(a->n_updates == 7);
+  for (int i = 0; i < 3; i++) free(saved[i]);
+  tdm_replay_batch_destroy(tdm_sac_replay(a), &bt);
   tdm_agent_destroy(a);
 }
 
@@ -626,9 +673,10 @@ static void test_toy_learns_target_action(void) {
   CHECK_OK(tdm_agent_update(a, 1, &s));
   CHECK_OK(tdm_agent_act(a, obs, 4, false, act));
   for (int i = 0; i < 4; i++)
-    CHECKF(fabsf(act[i] - 0.5f) < 0.1f, "deterministic action %g (obs %g %g), expected 0.5; "
-           "critic loss %g alpha %g entropy %g", act[i], obs[2 * i], obs[2 * i + 1],
-           s.critic_loss, s.alpha, s.entropy);
+    CHECKF(fabsf(act[i] - 0.5f) < 0.1f,
+           "deterministic action %g (obs %g %g), expected 0.5; "
+           "critic loss %g alpha %g entropy %g",
+           act[i], obs[2 * i], obs[2 * i + 1], s.critic_loss, s.alpha, s.entropy);
   CHECK(isfinite(s.critic_loss) && s.q_mean < 0.0f && s.q_mean > -0.5f);
   tdm_agent_destroy(a);
 }
@@ -644,6 +692,7 @@ int main(void) {
   TDM_RUN(test_agent_registry);
   TDM_RUN(test_critic_loss_vs_float64);
   TDM_RUN(test_temperature_direction);
+  TDM_RUN(test_policy_delay_and_target_interval);
   TDM_RUN(test_determinism);
   TDM_RUN(test_checkpoint_resume_exact);
   TDM_RUN(test_toy_learns_target_action);

@@ -35,9 +35,9 @@ typedef struct {
   bool target_entropy_auto;    // true: target entropy = -act_dim
   float target_entropy;        // used when not auto
   float log_std_min, log_std_max;  // -20, 2 (SB3 LOG_STD_MIN / LOG_STD_MAX)
-  bool use_graph;              // true: one update = one CUDA graph replay (ignored on the CPU)
-  bool tf32;                   // false: sets dev->tf32 for this agent's GEMMs when true
-  int max_seq_rows;            // replay sequence sampling rows (0 = off; world models set it)
+  bool use_graph;                  // true: one update = one CUDA graph replay (ignored on the CPU)
+  bool tf32;                       // false: sets dev->tf32 for this agent's GEMMs when true
+  int max_seq_rows;                // replay sequence sampling rows (0 = off; world models set it)
 } tdm_sac_cfg;
 
 // Stable-Baselines3 defaults (above).
@@ -88,9 +88,9 @@ struct tdm_agent {
   const tdm_agent_ops *ops;
   tdm_dev *dev;
   tdm_agent_dims dims;
-  int64_t n_updates;  // updates done
-  int64_t n_observed; // transitions observed
-  void *impl;         // agent's own state
+  int64_t n_updates;   // updates done
+  int64_t n_observed;  // transitions observed
+  void *impl;          // agent's own state
 };
 
 // Comma-separated names of the registered agents ("sac").

@@ -1,11 +1,11 @@
 // Agent registry and the thin wrappers the trainer calls.
+#include "tandem/agent.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-#include "tandem/agent.h"
-
-typedef tdm_status (*agent_ctor)(tdm_dev *dev, const tdm_agent_cfg *cfg,
-                                 const tdm_agent_dims *dims, uint64_t seed, tdm_agent **out);
+typedef tdm_status (*agent_ctor)(tdm_dev *dev, const tdm_agent_cfg *cfg, const tdm_agent_dims *dims,
+                                 uint64_t seed, tdm_agent **out);
 
 static tdm_status make_sac(tdm_dev *dev, const tdm_agent_cfg *cfg, const tdm_agent_dims *dims,
                            uint64_t seed, tdm_agent **out) {
@@ -17,7 +17,9 @@ static const struct {
   agent_ctor ctor;
 } REGISTRY[] = {{"sac", make_sac}};
 
-const char *tdm_agent_names(void) { return "sac"; }
+const char *tdm_agent_names(void) {
+  return "sac";
+}
 
 tdm_agent_cfg tdm_agent_cfg_defaults(void) {
   tdm_agent_cfg c;

@@ -17,17 +17,17 @@ struct tdm_replay {
   tdm_replay_cfg cfg;
   // device arrays (one allocation)
   void *mem;
-  float *obs;       // (C, O)
-  float *act;       // (C, A)
-  float *reward;    // (C)
-  float *next_obs;  // (C, O)
-  float *term;      // (C)
-  float *source;    // (C)
-  int32_t *size_dev;  // (1)
-  float *d_stage;     // (max_add, W) device staging of one add (GPU only), W = 2O + A + 3
+  float *obs;            // (C, O)
+  float *act;            // (C, A)
+  float *reward;         // (C)
+  float *next_obs;       // (C, O)
+  float *term;           // (C)
+  float *source;         // (C)
+  int32_t *size_dev;     // (1)
+  float *d_stage;        // (max_add, W) device staging of one add (GPU only), W = 2O + A + 3
   tdm_replay_cols cols;  // ring arrays and widths
   // pinned staging: one add's rows packed, then the size
-  float *stage;       // (max_add * W + 16)
+  float *stage;  // (max_add * W + 16)
   int32_t *stage_size;
   int32_t *seq_stage;  // (max_seq_rows) pinned
   // counters (host)
@@ -40,7 +40,9 @@ struct tdm_replay {
   int32_t *last_row;   // (max_streams) last row written by each stream, -1 = none
 };
 
-static size_t align64(size_t b) { return (b + 63) & ~(size_t)63; }
+static size_t align64(size_t b) {
+  return (b + 63) & ~(size_t)63;
+}
 
 size_t tdm_replay_bytes(const tdm_replay_cfg *c) {
   size_t C = (size_t)(c->capacity > 0 ? c->capacity : 0);
@@ -49,10 +51,18 @@ size_t tdm_replay_bytes(const tdm_replay_cfg *c) {
   return align64(C * O * 4) * 2 + align64(C * A * 4) + align64(C * 4) * 3 + 64 + align64(stage);
 }
 
-const tdm_replay_cfg *tdm_replay_get_cfg(const tdm_replay *r) { return &r->cfg; }
-int64_t tdm_replay_size(const tdm_replay *r) { return r->size; }
-int64_t tdm_replay_total(const tdm_replay *r) { return r->total; }
-const int32_t *tdm_replay_size_dev(const tdm_replay *r) { return r->size_dev; }
+const tdm_replay_cfg *tdm_replay_get_cfg(const tdm_replay *r) {
+  return &r->cfg;
+}
+int64_t tdm_replay_size(const tdm_replay *r) {
+  return r->size;
+}
+int64_t tdm_replay_total(const tdm_replay *r) {
+  return r->total;
+}
+const int32_t *tdm_replay_size_dev(const tdm_replay *r) {
+  return r->size_dev;
+}
 
 static size_t stage_floats(const tdm_replay_cfg *c) {
   return (size_t)c->max_add * (size_t)(2 * c->obs_dim + c->act_dim + 3) + 16;
@@ -79,12 +89,13 @@ tdm_status tdm_replay_create(tdm_dev *dev, const tdm_replay_cfg *cfg_in, tdm_rep
     return TDM_FAIL(TDM_ERR_ARG, "replay: obs_dim %d and act_dim %d must be >= 1", c.obs_dim,
                     c.act_dim);
   if (c.capacity < 1 || c.capacity > INT32_MAX)
-    return TDM_FAIL(TDM_ERR_ARG, "replay: capacity %lld must be in [1, %d]",
-                    (long long)c.capacity, INT32_MAX);
+    return TDM_FAIL(TDM_ERR_ARG, "replay: capacity %lld must be in [1, %d]", (long long)c.capacity,
+                    INT32_MAX);
   if (c.max_add < 1 || c.max_add > c.capacity)
     return TDM_FAIL(TDM_ERR_ARG,
                     "replay: max_add %d (transitions per add, the number of envs) must be in "
-                    "[1, capacity %lld]", c.max_add, (long long)c.capacity);
+                    "[1, capacity %lld]",
+                    c.max_add, (long long)c.capacity);
   if (c.max_streams < c.max_add)
     return TDM_FAIL(TDM_ERR_ARG, "replay: max_streams %d must be >= max_add %d", c.max_streams,
                     c.max_add);
@@ -168,13 +179,14 @@ tdm_status tdm_replay_add(tdm_replay *r, const tdm_transition_batch *b) {
     return TDM_FAIL(TDM_ERR_ARG, "replay add: n = %d transitions, expected 1..%d (max_add)", n,
                     c->max_add);
   if (!b->obs || !b->act || !b->reward || !b->next_obs || !b->terminated)
-    return TDM_FAIL(TDM_ERR_ARG, "replay add: obs, act, reward, next_obs and terminated are "
-                                 "required (only truncated and stream may be NULL)");
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "replay add: obs, act, reward, next_obs and terminated are "
+                    "required (only truncated and stream may be NULL)");
   if (b->stream)
     for (int i = 0; i < n; i++)
       if (b->stream[i] < 0 || b->stream[i] >= c->max_streams)
-        return TDM_FAIL(TDM_ERR_ARG, "replay add: stream[%d] = %d outside [0, %d)", i,
-                        b->stream[i], c->max_streams);
+        return TDM_FAIL(TDM_ERR_ARG, "replay add: stream[%d] = %d outside [0, %d)", i, b->stream[i],
+                        c->max_streams);
   // the staging buffer may still be read by an earlier asynchronous copy
   if (r->dev->kind == TDM_DEV_CUDA) TDM_TRY(tdm_dev_sync(r->dev));
   const int W = r->cols.total_width;
@@ -194,8 +206,7 @@ tdm_status tdm_replay_add(tdm_replay *r, const tdm_transition_batch *b) {
     TDM_TRY(tdm_dev_h2d(r->dev, r->d_stage, r->stage, (size_t)n * W * 4));
     src = r->d_stage;
   }
-  TDM_TRY(tdm_replay_put(r->dev, &r->cols, src, n, pos, c->capacity, r->size_dev,
-                         (int32_t)size));
+  TDM_TRY(tdm_replay_put(r->dev, &r->cols, src, n, pos, c->capacity, r->size_dev, (int32_t)size));
   r->total += n;
   r->size = size;
   r->pos = (pos + n) % c->capacity;
@@ -245,8 +256,7 @@ tdm_status tdm_replay_gather(tdm_replay *r, tdm_replay_batch *b, int n) {
   if (n < 1 || n > b->max_rows)
     return TDM_FAIL(TDM_ERR_ARG, "replay gather: %d rows, batch holds 1..%d", n, b->max_rows);
   tdm_replay_cols cols = r->cols;
-  float *dst[TDM_REPLAY_NCOLS] = {b->obs, b->act, b->reward, b->next_obs, b->terminated,
-                                  b->source};
+  float *dst[TDM_REPLAY_NCOLS] = {b->obs, b->act, b->reward, b->next_obs, b->terminated, b->source};
   for (int k = 0; k < TDM_REPLAY_NCOLS; k++) cols.batch[k] = dst[k];
   TDM_TRY(tdm_replay_gather_cols(r->dev, &cols, b->idx, n));
   b->rows = n;
@@ -260,8 +270,9 @@ tdm_status tdm_replay_sample(tdm_replay *r, tdm_replay_batch *b, int B, const td
                     b->max_rows);
   // the host mirror is exact outside graph capture; during capture the size is read on replay
   if (r->size == 0 && !r->dev->capturing)
-    return TDM_FAIL(TDM_ERR_ARG, "replay sample: the buffer is empty (add transitions first, "
-                                 "or raise learning_starts)");
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "replay sample: the buffer is empty (add transitions first, "
+                    "or raise learning_starts)");
   TDM_TRY(tdm_fill_randint(r->dev, b->idx, (size_t)B, r->size_dev, rng, stream));
   return tdm_replay_gather(r, b, B);
 }
@@ -281,7 +292,8 @@ tdm_status tdm_replay_sample_seq(tdm_replay *r, tdm_replay_batch *b, int L, int 
   if (L < 1 || B < 1 || (int64_t)L * B > r->cfg.max_seq_rows || L * B > b->max_rows)
     return TDM_FAIL(TDM_ERR_ARG,
                     "replay sample_seq: L %d x B %d rows must be >= 1 and fit max_seq_rows %d "
-                    "and the batch (%d rows)", L, B, r->cfg.max_seq_rows, b->max_rows);
+                    "and the batch (%d rows)",
+                    L, B, r->cfg.max_seq_rows, b->max_rows);
   if (r->size == 0) return TDM_FAIL(TDM_ERR_ARG, "replay sample_seq: the buffer is empty");
   if (r->dev->kind == TDM_DEV_CUDA) TDM_TRY(tdm_dev_sync(r->dev));
   int32_t rows[4096];
@@ -362,8 +374,8 @@ tdm_status tdm_replay_write(tdm_replay *r, FILE *f) {
   if (!chunk) return TDM_FAIL(TDM_ERR_OOM, "replay write: out of host memory");
   tdm_status st;
   uint32_t crc = 0;
-  rp_header h = {RP_VERSION, r->cfg.obs_dim, r->cfg.act_dim, r->cfg.max_streams,
-                 r->cfg.capacity, r->pos, r->size, r->total};
+  rp_header h = {RP_VERSION,      r->cfg.obs_dim, r->cfg.act_dim, r->cfg.max_streams,
+                 r->cfg.capacity, r->pos,         r->size,        r->total};
   size_t C = (size_t)r->cfg.capacity;
   if (fwrite(RP_MAGIC, 1, 8, f) != 8) {
     st = TDM_FAIL(TDM_ERR_IO, "replay write: short write");
@@ -419,13 +431,13 @@ tdm_status tdm_replay_read(tdm_replay *r, FILE *f, const char *what) {
   if (h.version != RP_VERSION || magic[7] != RP_MAGIC[7])
     return TDM_FAIL(TDM_ERR_FORMAT, "%s: replay format version %u, this build reads %u", what,
                     h.version, RP_VERSION);
-  if (h.obs_dim != r->cfg.obs_dim || h.act_dim != r->cfg.act_dim ||
-      h.capacity != r->cfg.capacity || h.max_streams != r->cfg.max_streams)
+  if (h.obs_dim != r->cfg.obs_dim || h.act_dim != r->cfg.act_dim || h.capacity != r->cfg.capacity ||
+      h.max_streams != r->cfg.max_streams)
     return TDM_FAIL(TDM_ERR_FORMAT,
                     "%s: replay shape mismatch: file has obs %d act %d capacity %lld streams %d, "
-                    "this buffer obs %d act %d capacity %lld streams %d", what, h.obs_dim,
-                    h.act_dim, (long long)h.capacity, h.max_streams, r->cfg.obs_dim,
-                    r->cfg.act_dim, (long long)r->cfg.capacity, r->cfg.max_streams);
+                    "this buffer obs %d act %d capacity %lld streams %d",
+                    what, h.obs_dim, h.act_dim, (long long)h.capacity, h.max_streams,
+                    r->cfg.obs_dim, r->cfg.act_dim, (long long)r->cfg.capacity, r->cfg.max_streams);
   if (h.size < 0 || h.size > h.capacity || h.pos < 0 || h.pos >= h.capacity || h.total < h.size)
     return TDM_FAIL(TDM_ERR_FORMAT, "%s: replay counters out of range (size %lld pos %lld)", what,
                     (long long)h.size, (long long)h.pos);
@@ -464,8 +476,10 @@ tdm_status tdm_replay_read(tdm_replay *r, FILE *f, const char *what) {
       goto fail;
     }
     if (want != c2) {
-      st = TDM_FAIL(TDM_ERR_FORMAT, "%s: replay checksum mismatch (file %08x, computed %08x); "
-                                    "the file is corrupt", what, want, c2);
+      st = TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: replay checksum mismatch (file %08x, computed %08x); "
+                    "the file is corrupt",
+                    what, want, c2);
       goto fail;
     }
   }

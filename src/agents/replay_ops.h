@@ -28,14 +28,13 @@ tdm_status tdm_replay_put(tdm_dev *dev, const tdm_replay_cols *cols, const float
 tdm_status tdm_replay_cpu_put(tdm_dev *dev, const tdm_replay_cols *cols, const float *src, int n,
                               int64_t pos, int64_t capacity, int32_t *size_dev, int32_t new_size);
 tdm_status tdm_replay_cuda_put(tdm_dev *dev, const tdm_replay_cols *cols, const float *src, int n,
-                               int64_t pos, int64_t capacity, int32_t *size_dev,
-                               int32_t new_size);
+                               int64_t pos, int64_t capacity, int32_t *size_dev, int32_t new_size);
 
 // batch[k] (n, width[k]) = ring[k][idx[i], :] for every array k; idx (n) in device memory.
 tdm_status tdm_replay_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols, const int32_t *idx,
                                   int n);
-tdm_status tdm_replay_cpu_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols,
-                                      const int32_t *idx, int n);
+tdm_status tdm_replay_cpu_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols, const int32_t *idx,
+                                      int n);
 tdm_status tdm_replay_cuda_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols,
                                        const int32_t *idx, int n);
 

@@ -19,8 +19,8 @@ tdm_status tdm_replay_cpu_put(tdm_dev *dev, const tdm_replay_cols *cols, const f
   return TDM_OK;
 }
 
-tdm_status tdm_replay_cpu_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols,
-                                      const int32_t *idx, int n) {
+tdm_status tdm_replay_cpu_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols, const int32_t *idx,
+                                      int n) {
   (void)dev;
   for (int k = 0; k < TDM_REPLAY_NCOLS; k++) {
     int w = cols->width[k];

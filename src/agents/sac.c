@@ -39,32 +39,32 @@ typedef struct {
   tdm_replay_batch batch;
   // device scratch (one allocation)
   void *mem;
-  float *eps_next;    // (2, B, A): eps' then eps, one draw per update
-  float *a_next;      // (B, A)
-  float *logp_next;   // (B)
-  float *xq_next;     // (B, O + A)
-  float *y;           // (B)
-  float *xq;          // (B, O + A)
-  float *dq;          // (2, B)
-  float *a_pi;        // (B, A)
-  float *logp;        // (B)
-  float *dlogp;       // (B)
-  float *dxq;         // (B, O + A)
-  float *dhead;       // (B, 2A)
-  float *act_obs;     // (N, O)
-  float *act_eps;     // (N, A)
-  float *act_out;     // (N, A)
-  float *log_alpha;   // (1)
-  float *g_log_alpha; // (1)
+  float *eps_next;           // (2, B, A): eps' then eps, one draw per update
+  float *a_next;             // (B, A)
+  float *logp_next;          // (B)
+  float *xq_next;            // (B, O + A)
+  float *y;                  // (B)
+  float *xq;                 // (B, O + A)
+  float *dq;                 // (2, B)
+  float *a_pi;               // (B, A)
+  float *logp;               // (B)
+  float *dlogp;              // (B)
+  float *dxq;                // (B, O + A)
+  float *dhead;              // (B, 2A)
+  float *act_obs;            // (N, O)
+  float *act_eps;            // (N, A)
+  float *act_out;            // (N, A)
+  float *log_alpha;          // (1)
+  float *g_log_alpha;        // (1)
   float *alpha_m, *alpha_v;  // (1) Adam moments of log_alpha
   float *alpha_scratch;
-  float *stats;       // (TDM_SAC_ST_N)
+  float *stats;         // (TDM_SAC_ST_N)
   int32_t *alpha_step;  // (1)
   tdm_rng_ctr *rng;     // (2): update, act
   // pinned host
-  float *h_obs;    // (N, O)
-  float *h_act;    // (N, A)
-  float *h_stats;  // (TDM_SAC_ST_N)
+  float *h_obs;         // (N, O)
+  float *h_act;         // (N, A)
+  float *h_stats;       // (TDM_SAC_ST_N)
   tdm_graph *graph[4];  // by (actor step, Polyak step)
   uint64_t seed;
 } sac;
@@ -158,8 +158,7 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
                               bool actor_step, bool polyak_step) {
   const int B = bt->rows, O = s->O, A = s->A, L = s->cfg.layers + 1;
   const float lo = s->cfg.log_std_min, hi = s->cfg.log_std_max;
-  if (do_sample)
-    TDM_TRY(tdm_replay_sample(s->replay, &s->batch, B, &s->rng[0], RS_SAMPLE));
+  if (do_sample) TDM_TRY(tdm_replay_sample(s->replay, &s->batch, B, &s->rng[0], RS_SAMPLE));
   size_t nBA = (size_t)B * A;
   float *eps = s->eps_next + nBA;  // (B, A)
 
@@ -191,18 +190,17 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     TDM_TRY(tdm_sac_concat(dev, bt->obs, O, s->a_pi, A, A, s->xq, B));
     TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
     const float *qpi = s->acts_critic->a[L - 1];  // (2, B)
-    TDM_TRY(tdm_sac_actor_loss(dev, qpi, s->logp, s->log_alpha, s->target_entropy, s->dq,
-                               s->dlogp, s->cfg.ent_coef_auto ? s->g_log_alpha : NULL, s->stats,
-                               B));
+    TDM_TRY(tdm_sac_actor_loss(dev, qpi, s->logp, s->log_alpha, s->target_entropy, s->dq, s->dlogp,
+                               s->cfg.ent_coef_auto ? s->g_log_alpha : NULL, s->stats, B));
     // dL/da through the critic (its gradients untouched), then through the squashing
     TDM_TRY(tdm_mlp_backward(s->critic, s->acts_critic, s->dq, s->dxq, TDM_GRAD_NONE));
-    TDM_TRY(tdm_sac_squash_bwd(dev, head, eps, s->a_pi, s->dxq + O, O + A, s->dlogp, s->dhead, B,
-                               A, lo, hi));
+    TDM_TRY(tdm_sac_squash_bwd(dev, head, eps, s->a_pi, s->dxq + O, O + A, s->dlogp, s->dhead, B, A,
+                               lo, hi));
     TDM_TRY(tdm_mlp_backward(s->actor, s->acts_actor, s->dhead, NULL, TDM_GRAD_SET));
     TDM_TRY(tdm_mlp_adam(s->actor, &s->adam));
     if (s->cfg.ent_coef_auto)
-      TDM_TRY(tdm_adam_step(dev, s->log_alpha, s->g_log_alpha, s->alpha_m, s->alpha_v, 1,
-                            &s->adam, s->alpha_step, s->alpha_scratch));
+      TDM_TRY(tdm_adam_step(dev, s->log_alpha, s->g_log_alpha, s->alpha_m, s->alpha_v, 1, &s->adam,
+                            s->alpha_step, s->alpha_scratch));
   }
   if (polyak_step) TDM_TRY(tdm_mlp_polyak(s->target, s->critic, s->cfg.tau));
   return tdm_rng_advance(dev, &s->rng[0], 1);
@@ -226,8 +224,9 @@ static tdm_status sac_update(tdm_agent *a, int n, tdm_agent_stats *out) {
   tdm_dev *dev = a->dev;
   if (n < 0) return TDM_FAIL(TDM_ERR_ARG, "sac update: n = %d must be >= 0", n);
   if (n > 0 && tdm_replay_size(s->replay) == 0)
-    return TDM_FAIL(TDM_ERR_ARG, "sac update: the replay buffer is empty (observe transitions "
-                                 "first; learning_starts >= 1)");
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "sac update: the replay buffer is empty (observe transitions "
+                    "first; learning_starts >= 1)");
   s->batch.rows = s->B;
   bool graphs = dev->kind == TDM_DEV_CUDA && s->cfg.use_graph;
   for (int i = 0; i < n; i++) {
@@ -397,12 +396,14 @@ static tdm_status sac_read(tdm_agent *a, FILE *f, bool with_replay, const char *
       h.layers != s->cfg.layers || h.act != (int32_t)s->cfg.act)
     return TDM_FAIL(TDM_ERR_FORMAT,
                     "%s: SAC shape mismatch: file has obs %d act %d hidden %d x %d (%s), this "
-                    "agent obs %d act %d hidden %d x %d (%s)", what, h.obs_dim, h.act_dim,
-                    h.hidden, h.layers, tdm_act_name((tdm_act)h.act), s->O, s->A, s->cfg.hidden,
-                    s->cfg.layers, tdm_act_name(s->cfg.act));
+                    "agent obs %d act %d hidden %d x %d (%s)",
+                    what, h.obs_dim, h.act_dim, h.hidden, h.layers, tdm_act_name((tdm_act)h.act),
+                    s->O, s->A, s->cfg.hidden, s->cfg.layers, tdm_act_name(s->cfg.act));
   if (with_replay && !h.with_replay)
-    return TDM_FAIL(TDM_ERR_FORMAT, "%s: the checkpoint holds no replay buffer (it was written "
-                                    "with save_replay = false)", what);
+    return TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: the checkpoint holds no replay buffer (it was written "
+                    "with save_replay = false)",
+                    what);
   TDM_TRY(tdm_mlp_read(s->actor, f, true, what));
   TDM_TRY(tdm_mlp_read(s->critic, f, true, what));
   TDM_TRY(tdm_mlp_read(s->target, f, false, what));
@@ -434,7 +435,9 @@ static const tdm_agent_ops SAC_OPS = {"sac",     sac_act,  sac_observe, sac_upda
 // ---------------------------------------------------------------------------------------------
 // create
 
-static size_t a64(size_t floats) { return (floats * 4 + 63) / 64 * 16; }  // in floats
+static size_t a64(size_t floats) {
+  return (floats * 4 + 63) / 64 * 16;
+}  // in floats
 
 tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_dims *dims,
                           uint64_t seed, tdm_agent **out) {
@@ -483,25 +486,43 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
   // scratch: one allocation carved into 64-byte aligned pieces
   size_t nB = (size_t)B, nN = (size_t)N, W = (size_t)(O + A);
   size_t n_scr = tdm_adam_scratch_floats(dev, 1);
-  size_t sizes[] = {2 * nB * A, nB * A, nB, nB * W, nB, nB * W, 2 * nB, nB * A, nB, nB,
-                    nB * W, nB * 2 * A, nN * O, nN * A, nN * A, 1, 1, 1, 1,
-                    n_scr > 0 ? n_scr : 1, TDM_SAC_ST_N, 1, 8};
-  float **ptrs[] = {&s->eps_next, &s->a_next, &s->logp_next, &s->xq_next, &s->y, &s->xq,
-                    &s->dq, &s->a_pi, &s->logp, &s->dlogp, &s->dxq, &s->dhead,
-                    &s->act_obs, &s->act_eps, &s->act_out, &s->log_alpha, &s->g_log_alpha,
-                    &s->alpha_m, &s->alpha_v, &s->alpha_scratch, &s->stats,
-                    (float **)&s->alpha_step, (float **)&s->rng};
-  _Static_assert(sizeof sizes / sizeof sizes[0] == sizeof ptrs / sizeof ptrs[0],
-                 "one size per scratch pointer");
-  int np = (int)(sizeof sizes / sizeof sizes[0]);
+  struct {
+    float **p;
+    size_t n;  // floats
+  } piece[] = {
+      {&s->eps_next, 2 * nB * A},
+      {&s->a_next, nB * A},
+      {&s->logp_next, nB},
+      {&s->xq_next, nB * W},
+      {&s->y, nB},
+      {&s->xq, nB * W},
+      {&s->dq, 2 * nB},
+      {&s->a_pi, nB * A},
+      {&s->logp, nB},
+      {&s->dlogp, nB},
+      {&s->dxq, nB * W},
+      {&s->dhead, nB * 2 * A},
+      {&s->act_obs, nN * O},
+      {&s->act_eps, nN * A},
+      {&s->act_out, nN * A},
+      {&s->log_alpha, 1},
+      {&s->g_log_alpha, 1},
+      {&s->alpha_m, 1},
+      {&s->alpha_v, 1},
+      {&s->alpha_scratch, n_scr > 0 ? n_scr : 1},
+      {&s->stats, TDM_SAC_ST_N},
+      {(float **)&s->alpha_step, 1},
+      {(float **)&s->rng, 2 * sizeof(tdm_rng_ctr) / sizeof(float)},
+  };
+  const int np = (int)(sizeof piece / sizeof piece[0]);
   size_t total = 0;
-  for (int i = 0; i < np; i++) total += a64(sizes[i]);
+  for (int i = 0; i < np; i++) total += a64(piece[i].n);
   TDM_TRYG(tdm_dev_alloc(dev, total * 4, &s->mem));
   TDM_TRYG(tdm_dev_memset(dev, s->mem, 0, total * 4));
   float *p = s->mem;
   for (int i = 0; i < np; i++) {
-    *ptrs[i] = p;
-    p += a64(sizes[i]);
+    *piece[i].p = p;
+    p += a64(piece[i].n);
   }
   size_t hfl = a64(nN * O) + a64(nN * A) + a64(TDM_SAC_ST_N);
   TDM_TRYG(tdm_host_alloc(dev, hfl * 4, (void **)&s->h_obs));

@@ -2,8 +2,8 @@
 #include "sac_ops.h"
 
 #ifdef TDM_CUDA
-#define SAC_DISPATCH(name, ...)                                                   \
-  return dev->kind == TDM_DEV_CUDA ? tdm_sac_cuda_##name(__VA_ARGS__)             \
+#define SAC_DISPATCH(name, ...)                                       \
+  return dev->kind == TDM_DEV_CUDA ? tdm_sac_cuda_##name(__VA_ARGS__) \
                                    : tdm_sac_cpu_##name(__VA_ARGS__)
 #else
 #define SAC_DISPATCH(name, ...) return tdm_sac_cpu_##name(__VA_ARGS__)
@@ -35,15 +35,15 @@ tdm_status tdm_sac_target(tdm_dev *dev, const float *qt, const float *logp_next,
   SAC_DISPATCH(target, dev, qt, logp_next, reward, term, log_alpha, gamma, y, B);
 }
 
-tdm_status tdm_sac_critic_loss(tdm_dev *dev, const float *q, const float *y,
-                               const float *log_alpha, float *dq, float *stats, int B) {
+tdm_status tdm_sac_critic_loss(tdm_dev *dev, const float *q, const float *y, const float *log_alpha,
+                               float *dq, float *stats, int B) {
   if (B < 1) return TDM_OK;
   SAC_DISPATCH(critic_loss, dev, q, y, log_alpha, dq, stats, B);
 }
 
 tdm_status tdm_sac_actor_loss(tdm_dev *dev, const float *q, const float *logp,
-                              const float *log_alpha, float target_entropy, float *dq,
-                              float *dlogp, float *g_log_alpha, float *stats, int B) {
+                              const float *log_alpha, float target_entropy, float *dq, float *dlogp,
+                              float *g_log_alpha, float *stats, int B) {
   if (B < 1) return TDM_OK;
   SAC_DISPATCH(actor_loss, dev, q, logp, log_alpha, target_entropy, dq, dlogp, g_log_alpha, stats,
                B);

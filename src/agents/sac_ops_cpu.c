@@ -11,8 +11,8 @@ static inline float sech2(float u) {
   return 4.0f * e / ((1.0f + e) * (1.0f + e));
 }
 
-tdm_status tdm_sac_cpu_concat(tdm_dev *dev, const float *x, int dx, const float *y, int dy,
-                              int ldy, float *out, int B) {
+tdm_status tdm_sac_cpu_concat(tdm_dev *dev, const float *x, int dx, const float *y, int dy, int ldy,
+                              float *out, int B) {
   (void)dev;
   for (int b = 0; b < B; b++) {
     float *o = out + (size_t)b * (dx + dy);
