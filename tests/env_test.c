@@ -28,6 +28,20 @@ static const config_setting_t *cfg_of(const char *text) {
   return config_root_setting(&t_cfg);
 }
 
+// Path of a built-in asset: ./assets or next to the test binary (BUILD/tests/../../assets).
+static int asset_path(const char *file, char *out, size_t n) {
+  snprintf(out, n, "assets/%s", file);
+  if (access(out, R_OK) == 0) return 1;
+  char exe[700];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len <= 0) return 0;
+  exe[len] = 0;
+  char *slash = strrchr(exe, '/');
+  if (slash) *slash = 0;
+  snprintf(out, n, "%s/../../assets/%s", exe, file);
+  return access(out, R_OK) == 0;
+}
+
 static int close_to(double got, double want, double tol) {
   return fabs(got - want) <= tol * fmax(1.0, fabs(want));
 }
@@ -644,23 +658,26 @@ static void test_mj_instability_reset(void) {
 
 static void test_mj_config_task(void) {
   NEED_MUJOCO;
-  if (access("assets/hopper.xml", R_OK) != 0) SKIP("run from the repository root (assets/)");
-  const config_setting_t *c = cfg_of(
-      "task = \"mujoco\";\n"
-      "model = \"assets/hopper.xml\";\n"
-      "frame_skip = 4;\n"
-      "max_episode_steps = 300;\n"
-      "reset_noise_scale = 0.005;\n"
-      "exclude_root = 1;\n"
-      "reward = (\n"
-      "  { term = \"forward_velocity\"; body = \"torso\"; weight = 1.0; },\n"
-      "  { term = \"control\"; weight = 0.001; },\n"
-      "  { term = \"alive\"; weight = 1.0; },\n"
-      "  { term = \"upright\"; body = \"torso\"; weight = 0.5; },\n"
-      "  { term = \"residual\"; joint = \"foot_joint\"; target = 0.1; weight = 2.0;\n"
-      "    norm = \"quadratic\"; }\n"
-      ");\n"
-      "terminate = { body = \"torso\"; min_height = 0.7; max_tilt = 0.2; };\n");
+  char hop[800], text[2400];
+  if (!asset_path("hopper.xml", hop, sizeof hop)) SKIP("assets/hopper.xml not found");
+  snprintf(text, sizeof text,
+           "task = \"mujoco\";\n"
+           "model = \"%s\";\n"
+           "frame_skip = 4;\n"
+           "max_episode_steps = 300;\n"
+           "reset_noise_scale = 0.005;\n"
+           "exclude_root = 1;\n"
+           "reward = (\n"
+           "  { term = \"forward_velocity\"; body = \"torso\"; weight = 1.0; },\n"
+           "  { term = \"control\"; weight = 0.001; },\n"
+           "  { term = \"alive\"; weight = 1.0; },\n"
+           "  { term = \"upright\"; body = \"torso\"; weight = 0.5; },\n"
+           "  { term = \"residual\"; joint = \"foot_joint\"; target = 0.1; weight = 2.0;\n"
+           "    norm = \"quadratic\"; }\n"
+           ");\n"
+           "terminate = { body = \"torso\"; min_height = 0.7; max_tilt = 0.2; };\n",
+           hop);
+  const config_setting_t *c = cfg_of(text);
   CHECK(c);
   tdm_env *e = NULL;
   CHECK_OK(tdm_env_create(NULL, 1, c, NULL, &e));
@@ -685,12 +702,14 @@ static void test_mj_config_task(void) {
     ended = te || tr;
   }
   tdm_env_destroy(e);
-  c = cfg_of("model = \"assets/hopper.xml\";\nreward = ({ term = \"speed\"; });\n");
+  snprintf(text, sizeof text, "model = \"%s\";\nreward = ({ term = \"speed\"; });\n", hop);
+  c = cfg_of(text);
   CHECK(tdm_env_create("mujoco", 1, c, NULL, &e) == TDM_ERR_CONFIG);
   CHECKF(strstr(tdm_errmsg(), "speed") && strstr(tdm_errmsg(), "forward_velocity"), "message: %s",
          tdm_errmsg());
-  c = cfg_of(
-      "model = \"assets/hopper.xml\";\nreward = ({ term = \"height\"; body = \"nose\"; });\n");
+  snprintf(text, sizeof text,
+           "model = \"%s\";\nreward = ({ term = \"height\"; body = \"nose\"; });\n", hop);
+  c = cfg_of(text);
   CHECK(tdm_env_create("mujoco", 1, c, NULL, &e) == TDM_ERR_CONFIG);
   CHECKF(strstr(tdm_errmsg(), "nose"), "message: %s", tdm_errmsg());
 }
