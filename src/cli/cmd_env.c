@@ -76,8 +76,8 @@ static void rollout_usage(FILE *f) {
           "  --seed S         reset seed (default 0)\n"
           "  --steps N        steps to run, resetting after each episode (default: one "
           "episode)\n"
-          "  --actions FILE   CSV of actions in the task's units, one row per step (A numbers; a "
-          "header line and # comments are skipped)\n"
+          "  --actions FILE   CSV of actions in the task's units, one row per step: A numbers, or\n"
+          "                   the act_ columns of a CSV this command wrote (# comments skipped)\n"
           "  --policy P       zero (default) or random (uniform over the action bounds)\n"
           "  --config FILE    libconfig file with the env settings (group \"env\", or the root)\n"
           "  --out FILE       write the CSV to FILE (default: standard output)\n");
@@ -92,7 +92,8 @@ static int parse_u64(const char *s, unsigned long long *v) {
   return errno == 0 && *end == 0;
 }
 
-// Read an actions CSV: rows of A numbers. Returns a malloc'd (rows, A) array or NULL (printed).
+// Read an actions CSV: rows of A numbers, or a CSV with a header naming columns act_0..act_{A-1}
+// (a file written by tandem rollout). Returns a malloc'd (rows, A) array or NULL (printed).
 static float *read_actions(const char *path, int A, long *rows_out) {
   FILE *f = fopen(path, "r");
   if (!f) {
@@ -100,11 +101,16 @@ static float *read_actions(const char *path, int A, long *rows_out) {
             strerror(errno));
     return NULL;
   }
+  enum { MAXCOL = 4096 };
   long cap = 1024, rows = 0;
   float *a = malloc(sizeof(float) * (size_t)(cap * A));
-  char line[8192];
-  int lineno = 0, data_seen = 0;
-  while (a && fgets(line, sizeof line, f)) {
+  int *col = malloc(sizeof(int) * (size_t)A);  // column of action k
+  double *vals = malloc(sizeof(double) * MAXCOL);
+  char line[65536];
+  int lineno = 0, data_seen = 0, ncols = A;
+  if (!a || !col || !vals) goto oom;
+  for (int k = 0; k < A; k++) col[k] = k;
+  while (fgets(line, sizeof line, f)) {
     lineno++;
     size_t len = strlen(line);
     if (len == sizeof line - 1 && line[len - 1] != '\n') {
@@ -115,17 +121,33 @@ static float *read_actions(const char *path, int A, long *rows_out) {
     char *p = line;
     while (*p == ' ' || *p == '\t') p++;
     if (*p == '#' || *p == '\n' || *p == '\r' || *p == 0) continue;
-    // a header line (first non-comment line starting with a letter) is skipped
+    // a header line (the first non-comment line, starting with a letter)
     if (!data_seen && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) &&
         strncmp(p, "nan", 3) && strncmp(p, "inf", 3)) {
       data_seen = 1;
+      int c = 0, found = 0;
+      for (char *tok = strtok(p, ",\r\n"); tok; tok = strtok(NULL, ",\r\n"), c++) {
+        while (*tok == ' ') tok++;
+        int k;
+        char extra;
+        if (sscanf(tok, "act_%d%c", &k, &extra) == 1) {
+          if (k >= 0 && k < A) col[k] = c;
+          found++;
+        }
+      }
+      if (found > 0 && found != A) {
+        fprintf(stderr, "%s:%d: error: header names %d act_ columns, the task has %d actions\n",
+                path, lineno, found, A);
+        goto fail;
+      }
+      if (found == A) ncols = c;  // a rollout CSV: pick the act_ columns
       continue;
     }
     data_seen = 1;
     if (rows == cap) {
       cap *= 2;
       float *b = realloc(a, sizeof(float) * (size_t)(cap * A));
-      if (!b) break;
+      if (!b) goto oom;
       a = b;
     }
     int k = 0;
@@ -142,25 +164,23 @@ static float *read_actions(const char *path, int A, long *rows_out) {
                 k + 1);
         goto fail;
       }
-      if (k < A) a[rows * A + k] = (float)v;
+      if (k < MAXCOL) vals[k] = v;
       k++;
       p = end;
       while (*p == ' ' || *p == '\t') p++;
       if (*p == ',') p++;
     }
-    if (k != A) {
-      fprintf(stderr, "%s:%d: error: expected %d action value%s, found %d\n", path, lineno, A,
-              A == 1 ? "" : "s", k);
+    if (k != ncols) {
+      fprintf(stderr, "%s:%d: error: expected %d %s, found %d\n", path, lineno, ncols,
+              ncols == A ? (A == 1 ? "action value" : "action values") : "columns", k);
       goto fail;
     }
+    for (int j = 0; j < A; j++) a[rows * A + j] = (float)vals[col[j]];
     rows++;
   }
-  if (!a) {
-    fprintf(stderr, "tandem rollout: error: out of memory reading %s\n", path);
-    fclose(f);
-    return NULL;
-  }
   fclose(f);
+  free(col);
+  free(vals);
   if (rows == 0) {
     fprintf(stderr, "%s: error: no action rows\n", path);
     free(a);
@@ -168,9 +188,13 @@ static float *read_actions(const char *path, int A, long *rows_out) {
   }
   *rows_out = rows;
   return a;
+oom:
+  fprintf(stderr, "tandem rollout: error: out of memory reading %s\n", path);
 fail:
   fclose(f);
   free(a);
+  free(col);
+  free(vals);
   return NULL;
 }
 
