@@ -404,9 +404,10 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
     free(steps);
     if (n > 0) {
       st = TDM_FAIL(TDM_ERR_ARG,
-                    "run directory %s already holds %d checkpoint(s): continue it with `tandem "
-                    "train --resume %s`, or pick another name or seed (-s name=\"...\")",
-                    t->run_dir, n, t->run_dir);
+                    "run directory %s already holds %d checkpoint(s) of an earlier run: "
+                    "continue it with `tandem train --resume %s`, start over with `rm -r %s`, or "
+                    "pick another name or seed (-s seed=1)",
+                    t->run_dir, n, t->run_dir, t->run_dir);
       goto fail;
     }
   }
