@@ -442,7 +442,7 @@ struct tdm_sim {
   const tdm_env *env;
   void *inst;
   float *u, *obs, *u2;   // (A), (O), (A)
-  double *s0, *s1, *s2;  // (S) scratch
+  double *s0, *s1, *s2, *s3;  // (S) scratch
 };
 
 tdm_status tdm_sim_create(const tdm_env *env, tdm_sim **out) {
@@ -457,8 +457,9 @@ tdm_status tdm_sim_create(const tdm_env *env, tdm_sim **out) {
   s->s0 = calloc((size_t)S, sizeof(double));
   s->s1 = calloc((size_t)S, sizeof(double));
   s->s2 = calloc((size_t)S, sizeof(double));
+  s->s3 = calloc((size_t)S, sizeof(double));
   tdm_status st;
-  if (!s->u || !s->u2 || !s->obs || !s->s0 || !s->s1 || !s->s2) {
+  if (!s->u || !s->u2 || !s->obs || !s->s0 || !s->s1 || !s->s2 || !s->s3) {
     st = TDM_FAIL(TDM_ERR_OOM, "sim: out of memory");
     goto fail;
   }
@@ -479,6 +480,7 @@ void tdm_sim_destroy(tdm_sim *s) {
   free(s->s0);
   free(s->s1);
   free(s->s2);
+  free(s->s3);
   free(s);
 }
 
@@ -536,9 +538,7 @@ static tdm_status fd_linearize(tdm_sim *s, const double *state, const float *u, 
                                bool centered, double *A, double *B) {
   const tdm_env *e = s->env;
   const int S = e->spec.state_dim, U = e->spec.act_dim;
-  double *xp = s->s1, *xm = s->s2, *x = s->s0;
-  double *f0 = calloc((size_t)S, sizeof(double));
-  if (!f0) return TDM_FAIL(TDM_ERR_OOM, "linearize: out of memory");
+  double *xp = s->s1, *xm = s->s2, *x = s->s0, *f0 = s->s3;
   fd_step(s, state, u, f0);
   for (int j = 0; j < S; j++) {
     memcpy(x, state, sizeof(double) * (size_t)S);
@@ -565,7 +565,6 @@ static tdm_status fd_linearize(tdm_sim *s, const double *state, const float *u, 
     for (int i = 0; i < S; i++)
       B[i * U + j] = centered ? (xp[i] - xm[i]) / (hp + hm) : (xp[i] - f0[i]) / hp;
   }
-  free(f0);
   return TDM_OK;
 }
 
