@@ -239,6 +239,22 @@ static void test_reset_seed_mask_threads(void) {
   tdm_pool_destroy(pool);
 }
 
+static void test_classic_nan_action_recovers(void) {
+  tdm_env *e = NULL;
+  CHECK_OK(tdm_env_create("pendulum", 2, NULL, NULL, &e));
+  float obs[6], o0[6], act[2] = {NAN, 0.5f}, r[2];
+  uint8_t te[2], tr[2];
+  CHECK_OK(tdm_env_reset(e, 1, NULL, o0));
+  CHECK_OK(tdm_env_step(e, act, obs, r, te, tr));
+  CHECK(tdm_env_unstable_count(e) == 1);
+  CHECK(tr[0] == 1 && te[0] == 0 && r[0] == 0.0f && !memcmp(obs, o0, 3 * sizeof(float)));
+  CHECK(tr[1] == 0 && isfinite(r[1]));
+  double x[2];
+  CHECK_OK(tdm_env_get_state(e, 0, x));
+  CHECK(isfinite(x[0]) && isfinite(x[1]));
+  tdm_env_destroy(e);
+}
+
 static void test_classic_sim_and_linearize(void) {
   tdm_env *e = NULL;
   tdm_sim *s = NULL;
@@ -780,6 +796,7 @@ int main(void) {
   TDM_RUN(test_mountain_car_pinned);
   TDM_RUN(test_classic_truncation_and_stats);
   TDM_RUN(test_reset_seed_mask_threads);
+  TDM_RUN(test_classic_nan_action_recovers);
   TDM_RUN(test_classic_sim_and_linearize);
   TDM_RUN(test_mj_specs);
   TDM_RUN(test_mj_reset_determinism);
