@@ -1,6 +1,6 @@
 // GPU against CPU for the replay buffer and SAC: every fused SAC kernel on random inputs, replay
 // sampling and gathers, SAC parameters after a few updates from the same seed and transitions,
-// the CUDA-graph update against the plain one, and GPU checkpoints read on the CPU. SKIPs
+// the CUDA-graph update and act against the plain ones, and GPU checkpoints read on the CPU. SKIPs
 // without a GPU.
 #include "../src/agents/sac_ops.h"
 #include "tandem/agent.h"
@@ -246,6 +246,18 @@ static void test_graph_equals_plain(void) {
     CHECK_OK(tdm_agent_update(y, 5, NULL));
     CHECK_OK(feed2(x, y, 3, 20 + k));  // the graph must see the new size
   }
+  // act on num_envs rows replays a graph on x, launches plainly on y: same actions
+  float o[2 * 17], ax[12], ay[12];
+  tdm_t_rand(o, 34, -1, 1, 5);
+  for (int k = 0; k < 3; k++) {
+    bool explore = k != 1;
+    CHECK_OK(tdm_agent_act(x, o, 2, explore, ax));
+    CHECK_OK(tdm_agent_act(y, o, 2, explore, ay));
+    CHECKF(!memcmp(ax, ay, sizeof ax), "act %d (explore %d): graph and plain differ", k, explore);
+  }
+  CHECK_OK(tdm_agent_act(x, o, 1, true, ax));  // another size: plain on both
+  CHECK_OK(tdm_agent_act(y, o, 1, true, ay));
+  CHECK(!memcmp(ax, ay, 6 * sizeof(float)));
   tdm_mlp *mx[3] = {tdm_sac_actor(x), tdm_sac_critic(x), tdm_sac_critic_target(x)};
   tdm_mlp *my[3] = {tdm_sac_actor(y), tdm_sac_critic(y), tdm_sac_critic_target(y)};
   for (int i = 0; i < 3; i++) {

@@ -35,7 +35,7 @@ typedef struct {
   bool target_entropy_auto;    // true: target entropy = -act_dim
   float target_entropy;        // used when not auto
   float log_std_min, log_std_max;  // -20, 2 (SB3 LOG_STD_MIN / LOG_STD_MAX)
-  bool use_graph;                  // true: one update = one CUDA graph replay (ignored on the CPU)
+  bool use_graph;                  // true: updates and act(num_envs rows) replay CUDA graphs (GPU)
   bool tf32;                       // false: sets dev->tf32 for this agent's GEMMs when true
   int max_seq_rows;                // replay sequence sampling rows (0 = off; world models set it)
 } tdm_sac_cfg;

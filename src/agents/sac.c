@@ -15,7 +15,10 @@
 // On the GPU each variant of this sequence is captured once as a CUDA graph (lazily, on its first
 // use) and replayed; the RNG counter lives in device memory and is advanced in-graph, the replay
 // size is read from device memory, so replays draw fresh batches and noise with no host sync.
+// act() on the full num_envs batch is a graph too (h2d, actor, noise, squash, d2h), one per
+// explore flag; then one synchronisation brings the actions back.
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,10 +65,11 @@ typedef struct {
   int32_t *alpha_step;  // (1)
   tdm_rng_ctr *rng;     // (2): update, act
   // pinned host
-  float *h_obs;         // (N, O)
-  float *h_act;         // (N, A)
-  float *h_stats;       // (TDM_SAC_ST_N)
-  tdm_graph *graph[4];  // by (actor step, Polyak step)
+  float *h_obs;             // (N, O)
+  float *h_act;             // (N, A)
+  float *h_stats;           // (TDM_SAC_ST_N)
+  tdm_graph *graph[4];      // update, by (actor step, Polyak step)
+  tdm_graph *act_graph[2];  // act on num_envs rows, by explore
   uint64_t seed;
 } sac;
 
@@ -132,6 +136,8 @@ static void sac_destroy(tdm_agent *a) {
   if (s) {
     for (int i = 0; i < 4; i++)
       if (s->graph[i]) tdm_graph_destroy(s->graph[i]);
+    for (int i = 0; i < 2; i++)
+      if (s->act_graph[i]) tdm_graph_destroy(s->act_graph[i]);
     tdm_mlp_acts_destroy(s->acts_actor);
     tdm_mlp_acts_destroy(s->acts_act);
     tdm_mlp_acts_destroy(s->acts_critic);
@@ -152,6 +158,32 @@ static void sac_destroy(tdm_agent *a) {
 
 // ---------------------------------------------------------------------------------------------
 // update
+
+// Capture fn(ctx) as a graph into *g unless already captured (GPU); the caller launches it.
+static tdm_status capture_once(tdm_dev *dev, tdm_graph **g, tdm_status fn(void *), void *ctx) {
+  if (*g) return TDM_OK;
+  TDM_TRY(tdm_graph_begin(dev));
+  tdm_status st = fn(ctx);
+  char why[512] = "";
+  if (st != TDM_OK) snprintf(why, sizeof why, "%s", tdm_errmsg());
+  tdm_graph *tmp = NULL;
+  tdm_status st2 = tdm_graph_end(dev, &tmp);  // always ends the capture
+  if (st != TDM_OK) {
+    if (tmp) tdm_graph_destroy(tmp);
+    return TDM_FAIL(st, "capturing a SAC graph: %s", why);
+  }
+  TDM_TRY(st2);
+  *g = tmp;
+  return TDM_OK;
+}
+
+// Arguments of a captured body.
+typedef struct {
+  sac *s;
+  tdm_dev *dev;
+  int n;
+  bool explore, actor_step, polyak_step;
+} body_args;
 
 // One SAC update on the gathered batch bt (B rows); sample first when do_sample.
 static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, bool do_sample,
@@ -206,6 +238,8 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
   return tdm_rng_advance(dev, &s->rng[0], 1);
 }
 
+static tdm_status update_fn(void *p);
+
 static tdm_status copy_stats(tdm_agent *a, tdm_agent_stats *out) {
   sac *s = a->impl;
   TDM_TRY(tdm_dev_d2h(a->dev, s->h_stats, s->stats, TDM_SAC_ST_N * sizeof(float)));
@@ -234,18 +268,8 @@ static tdm_status sac_update(tdm_agent *a, int n, tdm_agent_stats *out) {
     bool polyak_step = a->n_updates % s->cfg.target_update_interval == 0;
     if (graphs) {
       int k = (actor_step ? 2 : 0) + (polyak_step ? 1 : 0);
-      if (!s->graph[k]) {
-        TDM_TRY(tdm_graph_begin(dev));
-        tdm_status st = update_body(s, dev, &s->batch, true, actor_step, polyak_step);
-        tdm_graph *g = NULL;
-        tdm_status st2 = tdm_graph_end(dev, &g);
-        if (st != TDM_OK) {
-          if (g) tdm_graph_destroy(g);
-          return tdm_adderr(st, "capturing the SAC update graph: ");
-        }
-        TDM_TRY(st2);
-        s->graph[k] = g;
-      }
+      body_args args = {s, dev, s->B, false, actor_step, polyak_step};
+      TDM_TRY(capture_once(dev, &s->graph[k], update_fn, &args));
       TDM_TRY(tdm_graph_launch(dev, s->graph[k]));
     } else {
       TDM_TRY(update_body(s, dev, &s->batch, true, actor_step, polyak_step));
@@ -254,6 +278,11 @@ static tdm_status sac_update(tdm_agent *a, int n, tdm_agent_stats *out) {
   }
   if (out) TDM_TRY(copy_stats(a, out));
   return TDM_OK;
+}
+
+static tdm_status update_fn(void *p) {
+  body_args *b = p;
+  return update_body(b->s, b->dev, &b->s->batch, true, b->actor_step, b->polyak_step);
 }
 
 tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int n) {
@@ -274,13 +303,9 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 // ---------------------------------------------------------------------------------------------
 // act / observe
 
-static tdm_status sac_act(tdm_agent *a, const float *obs, int n, bool explore, float *act_out) {
-  sac *s = a->impl;
-  tdm_dev *dev = a->dev;
-  if (n < 1 || n > s->N)
-    return TDM_FAIL(TDM_ERR_ARG, "sac act: %d observations, expected 1..%d (num_envs)", n, s->N);
+// Actions for the n observations in h_obs into h_act: h2d, actor forward, noise, squash, d2h.
+static tdm_status act_body(sac *s, tdm_dev *dev, int n, bool explore) {
   const int O = s->O, A = s->A, L = s->cfg.layers + 1;
-  memcpy(s->h_obs, obs, (size_t)n * O * sizeof(float));
   TDM_TRY(tdm_dev_h2d(dev, s->act_obs, s->h_obs, (size_t)n * O * sizeof(float)));
   TDM_TRY(tdm_mlp_forward(s->actor, s->acts_act, s->act_obs, n, false, NULL, false));
   const float *head = s->acts_act->a[L - 1];  // (n, 2A)
@@ -290,9 +315,30 @@ static tdm_status sac_act(tdm_agent *a, const float *obs, int n, bool explore, f
   }
   TDM_TRY(tdm_sac_squash_fwd(dev, head, explore ? s->act_eps : NULL, s->act_out, NULL, n, A,
                              s->cfg.log_std_min, s->cfg.log_std_max));
-  TDM_TRY(tdm_dev_d2h(dev, s->h_act, s->act_out, (size_t)n * A * sizeof(float)));
+  return tdm_dev_d2h(dev, s->h_act, s->act_out, (size_t)n * A * sizeof(float));
+}
+
+static tdm_status act_fn(void *p) {
+  body_args *b = p;
+  return act_body(b->s, b->dev, b->n, b->explore);
+}
+
+static tdm_status sac_act(tdm_agent *a, const float *obs, int n, bool explore, float *act_out) {
+  sac *s = a->impl;
+  tdm_dev *dev = a->dev;
+  if (n < 1 || n > s->N)
+    return TDM_FAIL(TDM_ERR_ARG, "sac act: %d observations, expected 1..%d (num_envs)", n, s->N);
+  memcpy(s->h_obs, obs, (size_t)n * s->O * sizeof(float));
+  if (dev->kind == TDM_DEV_CUDA && s->cfg.use_graph && n == s->N) {
+    // the full batch (the training envs) replays a graph; other sizes launch plainly
+    body_args b = {s, dev, n, explore, false, false};
+    TDM_TRY(capture_once(dev, &s->act_graph[explore], act_fn, &b));
+    TDM_TRY(tdm_graph_launch(dev, s->act_graph[explore]));
+  } else {
+    TDM_TRY(act_body(s, dev, n, explore));
+  }
   TDM_TRY(tdm_dev_sync(dev));
-  memcpy(act_out, s->h_act, (size_t)n * A * sizeof(float));
+  memcpy(act_out, s->h_act, (size_t)n * s->A * sizeof(float));
   return TDM_OK;
 }
 
