@@ -36,7 +36,7 @@ typedef struct {
   float target_entropy;        // used when not auto
   float log_std_min, log_std_max;  // -20, 2 (SB3 LOG_STD_MIN / LOG_STD_MAX)
   bool use_graph;                  // true: updates and act(num_envs rows) replay CUDA graphs (GPU)
-  bool tf32;                       // false: sets dev->tf32 for this agent's GEMMs when true
+  bool tf32;                       // false; true sets dev->tf32 (TF32 GEMMs on the whole device)
   int max_seq_rows;                // replay sequence sampling rows (0 = off; world models set it)
 } tdm_sac_cfg;
 
