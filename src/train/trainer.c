@@ -80,17 +80,17 @@ tdm_agent_cfg tdm_run_agent_cfg(const tdm_train_cfg *v) {
   return a;
 }
 
-// Largest act batch the agent must take: the training envs and the evaluation set.
-static int eval_batch(const tdm_train_cfg *v) {
-  return v->eval_episodes < 16 ? v->eval_episodes : 16;
-}
+// Evaluation runs up to this many episodes at once. The agent is sized for act batches of
+// max(num_envs, EVAL_BATCH) whatever eval_episodes is, so that eval_episodes may change on resume
+// without changing the agent's (and its replay buffer's) shapes.
+#define EVAL_BATCH 16
 
 tdm_status tdm_run_make_agent(const tdm_config *cfg, tdm_dev *dev, const tdm_env_spec *spec,
                               tdm_agent **out) {
   const tdm_train_cfg *v = &cfg->v;
   tdm_agent_cfg ac = tdm_run_agent_cfg(v);
   tdm_agent_dims dims = {spec->obs_dim, spec->act_dim, v->num_envs};
-  if (eval_batch(v) > dims.num_envs) dims.num_envs = eval_batch(v);
+  if (dims.num_envs < EVAL_BATCH) dims.num_envs = EVAL_BATCH;
   return tdm_agent_create(v->agent_name, dev, &ac, &dims, (uint64_t)v->seed, out);
 }
 
