@@ -767,6 +767,14 @@ tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_
   char path[1024];
   if (model) {
     snprintf(path, sizeof path, "%s", model);
+    // a relative path not found from the working directory: try next to the config file
+    const config_setting_t *ms = config_setting_get_member(cfg, "model");
+    const char *src = ms ? config_setting_source_file(ms) : NULL;
+    if (model[0] != '/' && access(path, R_OK) != 0 && src && strrchr(src, '/')) {
+      char alt[1024];
+      snprintf(alt, sizeof alt, "%.*s/%s", (int)(strrchr(src, '/') - src), src, model);
+      if (access(alt, R_OK) == 0) snprintf(path, sizeof path, "%s", alt);
+    }
   } else if (file) {
     find_asset(file, path, sizeof path);
   } else {
