@@ -592,6 +592,33 @@ static void test_determinism(void) {
   for (int i = 0; i < 3; i++) tdm_agent_destroy(all[i]);
 }
 
+// One actor forward over [obs; next_obs] gives the same updates as two (GPU default, CPU option).
+static void test_stacked_actor_same_updates(void) {
+  tdm_dev *d = cpu();
+  tdm_sac_cfg c = small_cfg();
+  c.policy_delay = 2;
+  tdm_agent_dims dims = {3, 2, 2};
+  tdm_agent *x, *y;
+  CHECK_OK(tdm_sac_create(d, &c, &dims, 41, &x));
+  CHECK_OK(tdm_sac_create(d, &c, &dims, 41, &y));
+  CHECK_OK(tdm_sac_set_stacked_actor(y, true));
+  CHECK_OK(feed(x, 50, 6));
+  CHECK_OK(feed(y, 50, 6));
+  tdm_agent_stats sx, sy;
+  CHECK_OK(tdm_agent_update(x, 6, &sx));
+  CHECK_OK(tdm_agent_update(y, 6, &sy));
+  tdm_mlp *mx[3] = {tdm_sac_actor(x), tdm_sac_critic(x), tdm_sac_critic_target(x)};
+  tdm_mlp *my[3] = {tdm_sac_actor(y), tdm_sac_critic(y), tdm_sac_critic_target(y)};
+  for (int i = 0; i < 3; i++) {
+    double e = tdm_t_relerr(my[i]->params, mx[i]->params, mx[i]->n_params);
+    CHECKF(e < 1e-6, "network %d differs by %g", i, e);
+  }
+  CHECK(fabsf(sx.actor_loss - sy.actor_loss) <= 1e-5f * fmaxf(1.0f, fabsf(sx.actor_loss)));
+  CHECK(fabsf(*tdm_sac_log_alpha(x) - *tdm_sac_log_alpha(y)) < 1e-6f);
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(y);
+}
+
 static void test_checkpoint_resume_exact(void) {
   tdm_dev *d = cpu();
   tdm_sac_cfg c = small_cfg();
@@ -694,6 +721,7 @@ int main(void) {
   TDM_RUN(test_temperature_direction);
   TDM_RUN(test_policy_delay_and_target_interval);
   TDM_RUN(test_determinism);
+  TDM_RUN(test_stacked_actor_same_updates);
   TDM_RUN(test_checkpoint_resume_exact);
   TDM_RUN(test_toy_learns_target_action);
   return tdm_test_end();

@@ -65,7 +65,7 @@ typedef struct {
   float *obs;         // (rows, O)
   float *act;         // (rows, A)
   float *reward;      // (rows)
-  float *next_obs;    // (rows, O)
+  float *next_obs;    // (rows, O); next_obs == obs + max_rows * O
   float *terminated;  // (rows) 0 / 1
   float *source;      // (rows) tdm_source as float
   void *mem_;         // one device allocation holding all of the above

@@ -233,12 +233,13 @@ tdm_status tdm_replay_batch_create(tdm_replay *r, int max_rows, tdm_replay_batch
   if (max_rows < 1)
     return TDM_FAIL(TDM_ERR_ARG, "replay batch: max_rows %d must be >= 1", max_rows);
   size_t R = (size_t)max_rows, O = (size_t)r->cfg.obs_dim, A = (size_t)r->cfg.act_dim;
-  size_t bytes = align64(R * 4) + 2 * align64(R * O * 4) + align64(R * A * 4) + 3 * align64(R * 4);
+  size_t bytes = align64(R * 4) + align64(2 * R * O * 4) + align64(R * A * 4) + 3 * align64(R * 4);
   TDM_TRY(tdm_dev_alloc(r->dev, bytes, &b->mem_));
   uint8_t *p = b->mem_;
   b->idx = (int32_t *)p, p += align64(R * 4);
-  b->obs = (float *)p, p += align64(R * O * 4);
-  b->next_obs = (float *)p, p += align64(R * O * 4);
+  // next_obs follows obs directly: (2 max_rows, O) can be read as one array
+  b->obs = (float *)p;
+  b->next_obs = b->obs + R * O, p += align64(2 * R * O * 4);
   b->act = (float *)p, p += align64(R * A * 4);
   b->reward = (float *)p, p += align64(R * 4);
   b->terminated = (float *)p, p += align64(R * 4);

@@ -38,6 +38,7 @@ typedef struct {
   tdm_mlp *critic;  // 2 members: O + A -> 1, shared input
   tdm_mlp *target;  // copy of critic, Polyak-averaged
   tdm_mlp_acts *acts_actor, *acts_act, *acts_critic, *acts_target;
+  bool stacked;  // one actor forward over [obs; next_obs] (2B rows); default on the GPU
   tdm_replay *replay;
   tdm_replay_batch batch;
   // device scratch (one allocation)
@@ -53,7 +54,7 @@ typedef struct {
   float *logp;               // (B)
   float *dlogp;              // (B)
   float *dxq;                // (B, O + A)
-  float *dhead;              // (B, 2A)
+  float *dhead;              // (2B, 2A); rows B.. stay zero (the stacked actor backward)
   float *act_obs;            // (N, O)
   float *act_eps;            // (N, A)
   float *act_out;            // (N, A)
@@ -197,8 +198,20 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
   // critic target: a', logp' = pi(s'); y = r + gamma (1 - term) (min Q_targ(s', a') - alpha logp')
   // eps' for the target and eps for the actor step in one draw
   TDM_TRY(tdm_fill_normal(dev, s->eps_next, 2 * nBA, 0.0f, 1.0f, &s->rng[0], RS_EPS));
-  TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->next_obs, B, false, NULL, false));
-  const float *head_next = s->acts_actor->a[L - 1];  // (B, 2A)
+  // with stacking, one actor forward over [obs; next_obs] (2B rows) serves both the target and
+  // the actor step (the actor does not change in between); its backward then runs over 2B rows
+  // with zero gradient on the next_obs half. Fewer launches, more FLOPs: the GPU default.
+  const bool stacked =
+      s->stacked && bt->rows == bt->max_rows && bt->next_obs == bt->obs + (size_t)B * O;
+  const float *head_pi = NULL, *head_next;  // (B, 2A) each
+  if (stacked) {
+    TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, 2 * B, false, NULL, true));
+    head_pi = s->acts_actor->a[L - 1];
+    head_next = head_pi + (size_t)B * 2 * A;
+  } else {
+    TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->next_obs, B, false, NULL, false));
+    head_next = s->acts_actor->a[L - 1];
+  }
   TDM_TRY(tdm_sac_squash_fwd(dev, head_next, s->eps_next, s->a_next, s->logp_next, B, A, lo, hi));
   TDM_TRY(tdm_sac_concat(dev, bt->next_obs, O, s->a_next, A, A, s->xq_next, B));
   TDM_TRY(tdm_mlp_forward(s->target, s->acts_target, s->xq_next, B, true, NULL, false));
@@ -216,8 +229,8 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
 
   if (actor_step) {
     // a, logp = pi(s) with the reparameterised sample, Q from the updated critic
-    TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
-    const float *head = s->acts_actor->a[L - 1];  // (B, 2A)
+    if (!stacked) TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
+    const float *head = stacked ? head_pi : s->acts_actor->a[L - 1];  // (B, 2A)
     TDM_TRY(tdm_sac_squash_fwd(dev, head, eps, s->a_pi, s->logp, B, A, lo, hi));
     TDM_TRY(tdm_sac_concat(dev, bt->obs, O, s->a_pi, A, A, s->xq, B));
     TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
@@ -524,7 +537,8 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
   TDM_TRYG(tdm_mlp_init(s->critic, seed * 4 + 2));
   TDM_TRYG(tdm_mlp_init(s->target, seed * 4 + 3));
   TDM_TRYG(tdm_mlp_copy_params(s->target, s->critic));
-  TDM_TRYG(tdm_mlp_acts_create(s->actor, B, &s->acts_actor));
+  TDM_TRYG(tdm_mlp_acts_create(s->actor, 2 * B, &s->acts_actor));
+  s->stacked = dev->kind == TDM_DEV_CUDA;
   TDM_TRYG(tdm_mlp_acts_create(s->actor, N, &s->acts_act));
   TDM_TRYG(tdm_mlp_acts_create(s->critic, B, &s->acts_critic));
   TDM_TRYG(tdm_mlp_acts_create(s->target, B, &s->acts_target));
@@ -547,7 +561,7 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
       {&s->logp, nB},
       {&s->dlogp, nB},
       {&s->dxq, nB * W},
-      {&s->dhead, nB * 2 * A},
+      {&s->dhead, 2 * nB * 2 * A},
       {&s->act_obs, nN * O},
       {&s->act_eps, nN * A},
       {&s->act_out, nN * A},
@@ -588,6 +602,18 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
 fail:
   sac_destroy(a);
   return st;
+}
+
+tdm_status tdm_sac_set_stacked_actor(tdm_agent *a, bool on) {
+  sac *s = sac_of(a);
+  if (!s) return TDM_FAIL(TDM_ERR_ARG, "tdm_sac_set_stacked_actor: not a SAC agent");
+  if (s->stacked != on)
+    for (int i = 0; i < 4; i++) {  // captured updates bake the old choice in
+      tdm_graph_destroy(s->graph[i]);
+      s->graph[i] = NULL;
+    }
+  s->stacked = on;
+  return TDM_OK;
 }
 
 tdm_replay *tdm_sac_replay(tdm_agent *a) {
