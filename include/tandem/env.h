@@ -41,7 +41,8 @@ typedef struct {
 } tdm_env_spec;
 
 // Passed as seed to tdm_env_reset: keep each instance's random stream going (the usual reset of
-// finished instances inside a run). Any other value restarts instance i's stream at (seed, i).
+// finished instances inside a run). Any other value restarts the stream of each instance i being
+// reset at (seed, i), so the same seed gives the same episodes whatever the thread count.
 #define TDM_ENV_CONTINUE UINT64_MAX
 
 // Names of the registered tasks, NULL-terminated (MuJoCo tasks only in a build with MuJoCo).
