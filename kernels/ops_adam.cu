@@ -4,6 +4,8 @@
 // factor to scratch[0]. The update kernel reads the clip factor and the int32 step counter from
 // device memory (so a replayed graph sees the current values), and a one-thread kernel then
 // increments the counter.
+#include <string.h>
+
 #include "cuda_common.cuh"
 
 #define ADAM_THREADS 256
@@ -92,4 +94,78 @@ extern "C" tdm_status tdm_cuda_adam_step(tdm_dev *dev, float *p, const float *g,
   TDM_TRY(TDM_LAUNCH_CHECK("adam_update_kernel"));
   adam_step_incr_kernel<<<1, 1, 0, st>>>(step);
   return TDM_LAUNCH_CHECK("adam_step_incr_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------
+// several groups in one launch, the step counters incremented by the last block to finish
+
+typedef struct {
+  float *p[TDM_ADAM_MAX_GROUPS];
+  const float *g[TDM_ADAM_MAX_GROUPS];
+  float *m[TDM_ADAM_MAX_GROUPS], *v[TDM_ADAM_MAX_GROUPS];
+  int32_t *step[TDM_ADAM_MAX_GROUPS];
+  size_t off[TDM_ADAM_MAX_GROUPS + 1];  // group k owns flat indices off[k] .. off[k + 1] - 1
+  int ng;
+} adam_groups_arg;
+
+// Every block reads the step counters before it does anything else and bumps *sync when done;
+// the block that bumps it last (all others have read the counters by then) writes t + 1 to each
+// counter and resets *sync to 0. The atomic counts blocks only; no float is summed with atomics.
+static __global__ void adam_groups_kernel(adam_groups_arg a, float lr, float b1, float b2,
+                                          float eps, float wd, unsigned int *sync) {
+  __shared__ int32_t t_sh[TDM_ADAM_MAX_GROUPS];
+  __shared__ float bc1_sh[TDM_ADAM_MAX_GROUPS], bc2_sh[TDM_ADAM_MAX_GROUPS];
+  if ((int)threadIdx.x < a.ng) {
+    int k = threadIdx.x;
+    int32_t t = *a.step[k] + 1;
+    t_sh[k] = t;
+    // bias corrections in double, as adam_update_kernel and the CPU twin
+    bc1_sh[k] = (float)(1.0 - pow((double)b1, (double)t));
+    bc2_sh[k] = (float)(1.0 - pow((double)b2, (double)t));
+  }
+  __syncthreads();
+  const float ob1 = 1.0f - b1, ob2 = 1.0f - b2;
+  TDM_GRID_LOOP(i, a.off[a.ng]) {
+    int k = 0;
+    while (k + 1 < a.ng && i >= a.off[k + 1]) k++;
+    size_t j = i - a.off[k];
+    float *p = a.p[k], *m = a.m[k], *v = a.v[k];
+    float gi = a.g[k][j];
+    float mi = b1 * m[j] + ob1 * gi;
+    float vi = b2 * v[j] + ob2 * gi * gi;
+    m[j] = mi;
+    v[j] = vi;
+    float pi = p[j];
+    p[j] = pi - (lr * ((mi / bc1_sh[k]) / (sqrtf(vi / bc2_sh[k]) + eps)) + lr * wd * pi);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    unsigned int ticket = atomicAdd(sync, 1u);
+    if (ticket == gridDim.x - 1) {
+      for (int k = 0; k < a.ng; k++) *a.step[k] = t_sh[k];
+      *sync = 0u;
+      __threadfence();
+    }
+  }
+}
+
+extern "C" tdm_status tdm_cuda_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups,
+                                                int ngroups, const tdm_adam_cfg *cfg,
+                                                uint32_t *sync) {
+  adam_groups_arg a;
+  memset(&a, 0, sizeof a);
+  a.ng = ngroups;
+  for (int k = 0; k < ngroups; k++) {
+    a.p[k] = groups[k].p;
+    a.g[k] = groups[k].g;
+    a.m[k] = groups[k].m;
+    a.v[k] = groups[k].v;
+    a.step[k] = groups[k].step;
+    a.off[k + 1] = a.off[k] + groups[k].n;
+  }
+  adam_groups_kernel<<<tdm_grid_for(dev, a.off[ngroups], ADAM_THREADS), ADAM_THREADS, 0,
+                       tdm_stream_of(dev)>>>(a, cfg->lr, cfg->beta1, cfg->beta2, cfg->eps,
+                                             cfg->weight_decay, (unsigned int *)sync);
+  return TDM_LAUNCH_CHECK("adam_groups_kernel");
 }

@@ -168,6 +168,119 @@ extern "C" tdm_status tdm_cuda_act_backward(tdm_dev *dev, tdm_act act, const flo
 }
 
 // ---------------------------------------------------------------------------------------------
+// fused bias + activation
+
+// Z (E, M, N) += b (E, N); Y = act(Z). Y may alias Z: each element is read before it is written.
+template <int ACT>
+static __global__ void bias_act_forward_kernel(float *Z, const float *b, float *Y, size_t MN,
+                                               int N, size_t total) {
+  TDM_GRID_LOOP(i, total) {
+    size_t e = i / MN;
+    size_t col = i % (size_t)N;
+    float z = Z[i] + b[e * (size_t)N + col];
+    Z[i] = z;
+    Y[i] = act_f<ACT>(z);
+  }
+}
+
+template <int ACT>
+static tdm_status bias_act_forward_launch(tdm_dev *dev, float *Z, const float *b, float *Y, int E,
+                                          int M, int N) {
+  size_t MN = (size_t)M * (size_t)N, total = (size_t)E * MN;
+  bias_act_forward_kernel<ACT>
+      <<<tdm_grid_for(dev, total, EW_THREADS), EW_THREADS, 0, tdm_stream_of(dev)>>>(Z, b, Y, MN, N,
+                                                                                    total);
+  return TDM_LAUNCH_CHECK("bias_act_forward_kernel");
+}
+
+extern "C" tdm_status tdm_cuda_bias_act_forward(tdm_dev *dev, tdm_act act, float *Z, const float *b,
+                                                float *Y, int E, int M, int N) {
+  switch (act) {
+    case TDM_ACT_NONE:
+      return bias_act_forward_launch<TDM_ACT_NONE>(dev, Z, b, Y, E, M, N);
+    case TDM_ACT_RELU:
+      return bias_act_forward_launch<TDM_ACT_RELU>(dev, Z, b, Y, E, M, N);
+    case TDM_ACT_TANH:
+      return bias_act_forward_launch<TDM_ACT_TANH>(dev, Z, b, Y, E, M, N);
+    case TDM_ACT_SILU:
+      return bias_act_forward_launch<TDM_ACT_SILU>(dev, Z, b, Y, E, M, N);
+    case TDM_ACT_MISH:
+      return bias_act_forward_launch<TDM_ACT_MISH>(dev, Z, b, Y, E, M, N);
+    case TDM_ACT_ELU:
+      return bias_act_forward_launch<TDM_ACT_ELU>(dev, Z, b, Y, E, M, N);
+  }
+  return TDM_FAIL(TDM_ERR_ARG, "bias_act_forward: unknown activation %d", (int)act);
+}
+
+#define AB_COLS 32
+#define AB_ROWS 32
+
+// dZ (E, M, N) = dY act'(X); db (E, N) = beta db + sum_m dZ. Block (32, 32): threadIdx.x picks a
+// column, threadIdx.y a strided subset of rows (the elementwise part and the partial sums in one
+// pass); the 32 partial sums are then added in a fixed order. dZ may alias dY (each element is
+// read before it is written, by the same thread).
+template <int ACT>
+static __global__ void act_bias_backward_kernel(const float *X, const float *Y, const float *dY,
+                                                float *dZ, float *db, int E, int M, int N,
+                                                float beta) {
+  __shared__ float sh[AB_ROWS][AB_COLS + 1];
+  int tx = threadIdx.x, ty = threadIdx.y;
+  int col = blockIdx.x * AB_COLS + tx;
+  for (int e = blockIdx.y; e < E; e += gridDim.y) {
+    size_t base = (size_t)e * (size_t)M * (size_t)N;
+    float s = 0.0f;
+    if (col < N)
+      for (int m = ty; m < M; m += AB_ROWS) {
+        size_t i = base + (size_t)m * (size_t)N + col;
+        float d = dY[i] * act_df<ACT>(X[i], Y[i]);
+        dZ[i] = d;
+        s += d;
+      }
+    sh[ty][tx] = s;
+    __syncthreads();
+    if (ty == 0 && col < N) {
+      float t = 0.0f;
+      for (int r = 0; r < AB_ROWS; r++) t += sh[r][tx];
+      size_t o = (size_t)e * (size_t)N + col;
+      db[o] = beta == 0.0f ? t : beta * db[o] + t;  // beta = 0 never reads db
+    }
+    __syncthreads();
+  }
+}
+
+template <int ACT>
+static tdm_status act_bias_backward_launch(tdm_dev *dev, const float *X, const float *Y,
+                                           const float *dY, float *dZ, float *db, int E, int M,
+                                           int N, float beta) {
+  if (!db) return act_backward_launch<ACT>(dev, X, Y, dY, dZ, (size_t)E * M * N);
+  dim3 block(AB_COLS, AB_ROWS);
+  dim3 grid((unsigned)((N + AB_COLS - 1) / AB_COLS), (unsigned)(E < 65535 ? E : 65535));
+  act_bias_backward_kernel<ACT>
+      <<<grid, block, 0, tdm_stream_of(dev)>>>(X, Y, dY, dZ, db, E, M, N, beta);
+  return TDM_LAUNCH_CHECK("act_bias_backward_kernel");
+}
+
+extern "C" tdm_status tdm_cuda_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X,
+                                                 const float *Y, const float *dY, float *dZ,
+                                                 float *db, int E, int M, int N, float beta) {
+  switch (act) {
+    case TDM_ACT_NONE:
+      return act_bias_backward_launch<TDM_ACT_NONE>(dev, X, Y, dY, dZ, db, E, M, N, beta);
+    case TDM_ACT_RELU:
+      return act_bias_backward_launch<TDM_ACT_RELU>(dev, X, Y, dY, dZ, db, E, M, N, beta);
+    case TDM_ACT_TANH:
+      return act_bias_backward_launch<TDM_ACT_TANH>(dev, X, Y, dY, dZ, db, E, M, N, beta);
+    case TDM_ACT_SILU:
+      return act_bias_backward_launch<TDM_ACT_SILU>(dev, X, Y, dY, dZ, db, E, M, N, beta);
+    case TDM_ACT_MISH:
+      return act_bias_backward_launch<TDM_ACT_MISH>(dev, X, Y, dY, dZ, db, E, M, N, beta);
+    case TDM_ACT_ELU:
+      return act_bias_backward_launch<TDM_ACT_ELU>(dev, X, Y, dY, dZ, db, E, M, N, beta);
+  }
+  return TDM_FAIL(TDM_ERR_ARG, "act_bias_backward: unknown activation %d", (int)act);
+}
+
+// ---------------------------------------------------------------------------------------------
 // simple elementwise
 
 static __global__ void fill_kernel(float *x, size_t n, float value) {

@@ -61,6 +61,21 @@ tdm_status tdm_act_forward(tdm_dev *dev, tdm_act act, const float *x, float *y, 
 tdm_status tdm_act_backward(tdm_dev *dev, tdm_act act, const float *x, const float *y,
                             const float *dy, float *dx, size_t n);
 
+// Fused bias + activation (one kernel on the GPU): Z (E, M, N) += b (E, N) broadcast over the M
+// rows of each member (Z then holds the pre-activation the backward needs), Y (E, M, N) =
+// act(Z). Y may alias Z (then only act(Z + b) is kept). Same result as tdm_bias_add followed by
+// tdm_act_forward.
+tdm_status tdm_bias_act_forward(tdm_dev *dev, tdm_act act, float *Z, const float *b, float *Y,
+                                int E, int M, int N);
+
+// Fused activation backward + bias gradient (one kernel on the GPU): dZ (E, M, N) = dY *
+// act'(X), X the pre-activation and Y = act(X); db (E, N) = beta * db + sum over the M rows of
+// dZ, or nothing when db is NULL. dZ may alias dY. Same result as tdm_act_backward followed by
+// tdm_bias_grad (the GPU column sums run in a fixed order, without atomics).
+tdm_status tdm_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                 const float *dY, float *dZ, float *db, int E, int M, int N,
+                                 float beta);
+
 // ---------------------------------------------------------------------------------------------
 // normalisation
 
@@ -182,6 +197,23 @@ size_t tdm_adam_scratch_floats(tdm_dev *dev, size_t n);
 // tdm_adam_scratch_floats floats of device memory. g is not modified.
 tdm_status tdm_adam_step(tdm_dev *dev, float *p, const float *g, float *m, float *v, size_t n,
                          const tdm_adam_cfg *cfg, int32_t *step, float *scratch);
+
+// Several parameter buffers updated by one Adam launch (no clipping).
+#define TDM_ADAM_MAX_GROUPS 4
+typedef struct {
+  float *p;        // (n) parameters
+  const float *g;  // (n) gradients (not modified)
+  float *m, *v;    // (n) moments
+  size_t n;
+  int32_t *step;   // the group's own int32 step counter in device memory
+} tdm_adam_group;
+
+// One Adam step (the update of tdm_adam_step, max_grad_norm must be 0) on each of ngroups
+// (1..TDM_ADAM_MAX_GROUPS) groups, each with its own step counter, incremented in the same launch
+// (graph-safe). sync is a uint32 in device memory, zeroed once when allocated; the op uses it to
+// find the last block of its launch and leaves it at zero. Groups must not share memory.
+tdm_status tdm_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int ngroups,
+                                const tdm_adam_cfg *cfg, uint32_t *sync);
 
 // Polyak update: target = (1 - tau) * target + tau * src.
 tdm_status tdm_polyak(tdm_dev *dev, float *target, const float *src, size_t n, float tau);

@@ -138,6 +138,34 @@ tdm_status tdm_act_backward(tdm_dev *dev, tdm_act act, const float *x, const flo
   DISPATCH(act_backward, dev, act, x, y, dy, dx, n);
 }
 
+tdm_status tdm_bias_act_forward(tdm_dev *dev, tdm_act act, float *Z, const float *b, float *Y,
+                                int E, int M, int N) {
+  DEV("bias_act_forward");
+  ACT_OK("bias_act_forward", act);
+  PTR("bias_act_forward", Z);
+  PTR("bias_act_forward", b);
+  PTR("bias_act_forward", Y);
+  DIM("bias_act_forward", E);
+  DIM("bias_act_forward", M);
+  DIM("bias_act_forward", N);
+  DISPATCH(bias_act_forward, dev, act, Z, b, Y, E, M, N);
+}
+
+tdm_status tdm_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                 const float *dY, float *dZ, float *db, int E, int M, int N,
+                                 float beta) {
+  DEV("act_bias_backward");
+  ACT_OK("act_bias_backward", act);
+  PTR("act_bias_backward", X);
+  PTR("act_bias_backward", Y);
+  PTR("act_bias_backward", dY);
+  PTR("act_bias_backward", dZ);
+  DIM("act_bias_backward", E);
+  DIM("act_bias_backward", M);
+  DIM("act_bias_backward", N);
+  DISPATCH(act_bias_backward, dev, act, X, Y, dY, dZ, db, E, M, N, beta);
+}
+
 // ---------------------------------------------------------------------------------------------
 // normalisation
 
@@ -451,6 +479,37 @@ tdm_status tdm_adam_step(tdm_dev *dev, float *p, const float *g, float *m, float
        "tdm_adam_step: scratch is NULL; allocate tdm_adam_scratch_floats(dev, n) = %zu floats",
        tdm_adam_scratch_floats(dev, n));
   DISPATCH(adam_step, dev, p, g, m, v, n, cfg, step, scratch);
+}
+
+tdm_status tdm_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int ngroups,
+                                const tdm_adam_cfg *cfg, uint32_t *sync) {
+  DEV("adam_step_groups");
+  PTR("adam_step_groups", groups);
+  PTR("adam_step_groups", cfg);
+  PTR("adam_step_groups", sync);
+  NEED(ngroups >= 1 && ngroups <= TDM_ADAM_MAX_GROUPS,
+       "tdm_adam_step_groups: ngroups = %d must be in 1..%d", ngroups, TDM_ADAM_MAX_GROUPS);
+  NEED(cfg->lr >= 0.0f, "tdm_adam_step_groups: lr = %g is negative", cfg->lr);
+  NEED(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f && cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f,
+       "tdm_adam_step_groups: beta1 = %g, beta2 = %g; both must be in [0, 1)", cfg->beta1,
+       cfg->beta2);
+  NEED(cfg->eps > 0.0f, "tdm_adam_step_groups: eps = %g; it must be > 0 (1e-8 is usual)",
+       cfg->eps);
+  NEED(cfg->weight_decay >= 0.0f, "tdm_adam_step_groups: weight_decay = %g is negative",
+       cfg->weight_decay);
+  NEED(cfg->max_grad_norm == 0.0f,
+       "tdm_adam_step_groups: max_grad_norm = %g; this op does not clip (use tdm_adam_step)",
+       cfg->max_grad_norm);
+  for (int k = 0; k < ngroups; k++) {
+    const tdm_adam_group *gr = &groups[k];
+    NEED(gr->n >= 1, "tdm_adam_step_groups: group %d has n = 0", k);
+    NEED(gr->p && gr->g && gr->m && gr->v && gr->step,
+         "tdm_adam_step_groups: group %d has a NULL p, g, m, v or step", k);
+    for (int j = 0; j < k; j++)
+      NEED(groups[j].step != gr->step && groups[j].p != gr->p,
+           "tdm_adam_step_groups: groups %d and %d share parameters or a step counter", j, k);
+  }
+  DISPATCH(adam_step_groups, dev, groups, ngroups, cfg, sync);
 }
 
 tdm_status tdm_polyak(tdm_dev *dev, float *target, const float *src, size_t n, float tau) {

@@ -190,6 +190,23 @@ tdm_status tdm_cpu_act_backward(tdm_dev *dev, tdm_act act, const float *x, const
 }
 
 // ---------------------------------------------------------------------------------------------
+// fused bias + activation: the unfused pair, so the CPU results equal them bit for bit
+
+tdm_status tdm_cpu_bias_act_forward(tdm_dev *dev, tdm_act act, float *Z, const float *b, float *Y,
+                                    int E, int M, int N) {
+  TDM_TRY(tdm_cpu_bias_add(dev, Z, b, E, M, N));
+  return tdm_cpu_act_forward(dev, act, Z, Y, (size_t)E * M * N);
+}
+
+tdm_status tdm_cpu_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                     const float *dY, float *dZ, float *db, int E, int M, int N,
+                                     float beta) {
+  TDM_TRY(tdm_cpu_act_backward(dev, act, X, Y, dY, dZ, (size_t)E * M * N));
+  if (!db) return TDM_OK;
+  return tdm_cpu_bias_grad(dev, db, dZ, E, M, N, beta);
+}
+
+// ---------------------------------------------------------------------------------------------
 // LayerNorm
 
 typedef struct {
@@ -794,5 +811,15 @@ tdm_status tdm_cpu_adam_step(tdm_dev *dev, float *p, const float *g, float *m, f
                 .bc1 = (float)(1.0 - pow(cfg->beta1, t)),
                 .bc2 = (float)(1.0 - pow(cfg->beta2, t))};
   par(dev, n, ELEM_GRAIN, adam_fn, &j);
+  return TDM_OK;
+}
+
+tdm_status tdm_cpu_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int ngroups,
+                                    const tdm_adam_cfg *cfg, uint32_t *sync) {
+  (void)sync;  // the CPU runs the groups one after the other
+  for (int k = 0; k < ngroups; k++) {
+    const tdm_adam_group *gr = &groups[k];
+    TDM_TRY(tdm_cpu_adam_step(dev, gr->p, gr->g, gr->m, gr->v, gr->n, cfg, gr->step, NULL));
+  }
   return TDM_OK;
 }

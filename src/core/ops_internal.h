@@ -29,6 +29,13 @@ tdm_status tdm_cpu_bias_grad(tdm_dev *dev, float *db, const float *dY, int E, in
 tdm_status tdm_cpu_act_forward(tdm_dev *dev, tdm_act act, const float *x, float *y, size_t n);
 tdm_status tdm_cpu_act_backward(tdm_dev *dev, tdm_act act, const float *x, const float *y,
                                 const float *dy, float *dx, size_t n);
+tdm_status tdm_cpu_bias_act_forward(tdm_dev *dev, tdm_act act, float *Z, const float *b, float *Y,
+                                    int E, int M, int N);
+tdm_status tdm_cpu_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                     const float *dY, float *dZ, float *db, int E, int M, int N,
+                                     float beta);
+tdm_status tdm_cpu_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int ngroups,
+                                    const tdm_adam_cfg *cfg, uint32_t *sync);
 tdm_status tdm_cpu_layernorm_forward(tdm_dev *dev, const float *x, const float *gamma,
                                      const float *beta, float *y, float *mean, float *rstd, int E,
                                      int R, int D, float eps);
@@ -89,6 +96,13 @@ tdm_status tdm_cuda_bias_grad(tdm_dev *dev, float *db, const float *dY, int E, i
 tdm_status tdm_cuda_act_forward(tdm_dev *dev, tdm_act act, const float *x, float *y, size_t n);
 tdm_status tdm_cuda_act_backward(tdm_dev *dev, tdm_act act, const float *x, const float *y,
                                  const float *dy, float *dx, size_t n);
+tdm_status tdm_cuda_bias_act_forward(tdm_dev *dev, tdm_act act, float *Z, const float *b,
+                                     float *Y, int E, int M, int N);
+tdm_status tdm_cuda_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                      const float *dY, float *dZ, float *db, int E, int M, int N,
+                                      float beta);
+tdm_status tdm_cuda_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int ngroups,
+                                     const tdm_adam_cfg *cfg, uint32_t *sync);
 tdm_status tdm_cuda_layernorm_forward(tdm_dev *dev, const float *x, const float *gamma,
                                       const float *beta, float *y, float *mean, float *rstd, int E,
                                       int R, int D, float eps);

@@ -103,8 +103,10 @@ tdm_status tdm_mlp_create(tdm_dev *dev, const tdm_mlp_spec *spec, tdm_mlp **out)
   TDM_TRYG(tdm_dev_alloc(dev, bytes, (void **)&m->adam_m));
   TDM_TRYG(tdm_dev_alloc(dev, bytes, (void **)&m->adam_v));
   TDM_TRYG(tdm_dev_alloc(dev, sizeof(int32_t), (void **)&m->adam_step));
-  TDM_TRYG(tdm_dev_alloc(dev, tdm_adam_scratch_floats(dev, off) * sizeof(float),
-                         (void **)&m->adam_scratch));
+  // Adam scratch, then one zeroed uint32: the sync counter of tdm_adam_step_groups
+  const size_t n_scr = tdm_adam_scratch_floats(dev, off) + 1;
+  TDM_TRYG(tdm_dev_alloc(dev, n_scr * sizeof(float), (void **)&m->adam_scratch));
+  TDM_TRYG(tdm_dev_memset(dev, m->adam_scratch, 0, n_scr * sizeof(float)));
   TDM_TRYG(tdm_dev_alloc(dev, sizeof(tdm_rng_ctr), (void **)&m->rng));
   TDM_TRYG(tdm_dev_memset(dev, m->params, 0, bytes));
   TDM_TRYG(tdm_dev_memset(dev, m->grads, 0, bytes));
@@ -308,8 +310,16 @@ tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B
     TDM_TRY(tdm_gemm_batched(dev, TDM_NOTRANS, TDM_TRANS, B, no, ni, 1.0f, in, ni, s_in,
                              m->params + ly->w, ni, (long long)no * ni, 0.0f, z, no,
                              (long long)B * no, E));
-    TDM_TRY(tdm_bias_add(dev, z, m->params + ly->b, E, B, no));
-    if (l < L - 1) {
+    const float *bias = m->params + ly->b;  // (E, out)
+    if (l < L - 1 && !drop && !s->layernorm) {
+      // z += b, a = act(z): one fused op
+      TDM_TRY(tdm_bias_act_forward(dev, s->hidden_act, z, bias, acts->a[l], E, B, no));
+    } else if (l == L - 1 && s->out_act != TDM_OUT_SIMNORM) {
+      // z += b, then a = tanh(z) or a = z (a linear output's a is z)
+      tdm_act oa = s->out_act == TDM_OUT_TANH ? TDM_ACT_TANH : TDM_ACT_NONE;
+      TDM_TRY(tdm_bias_act_forward(dev, oa, z, bias, acts->a[l], E, B, no));
+    } else if (l < L - 1) {
+      TDM_TRY(tdm_bias_add(dev, z, bias, E, B, no));
       if (drop)
         TDM_TRY(tdm_dropout_forward(dev, z, z, acts->mask[l], n, s->dropout, m->rng, (uint32_t)l));
       const float *pre = z;  // activation input
@@ -320,11 +330,10 @@ tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B
         pre = acts->n[l];
       }
       TDM_TRY(tdm_act_forward(dev, s->hidden_act, pre, acts->a[l], n));
-    } else if (s->out_act == TDM_OUT_TANH) {
-      TDM_TRY(tdm_act_forward(dev, TDM_ACT_TANH, z, acts->a[l], n));
-    } else if (s->out_act == TDM_OUT_SIMNORM) {
+    } else {  // TDM_OUT_SIMNORM
+      TDM_TRY(tdm_bias_add(dev, z, bias, E, B, no));
       TDM_TRY(tdm_simnorm_forward(dev, z, acts->a[l], (size_t)E * B, no, s->simnorm_group));
-    }  // TDM_OUT_NONE: a[l] is z[l]
+    }
     in = acts->a[l];
     s_in = (long long)B * no;
   }
@@ -356,13 +365,21 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
   // g: gradient of the loss wrt the current layer's output; dbuf[cur] holds it when it is ours
   const float *g = dy;
   int cur = 1;  // the other buffer, dbuf[1 - cur], is free
+  bool bias_done = false;  // the fused act backward already wrote this layer's bias gradient
   {
     const int no = s->sizes[L];
     const size_t n = (size_t)E * B * no;
     if (s->out_act == TDM_OUT_TANH) {
-      // dz (E, B, out) = dy (1 - y^2)
-      TDM_TRY(tdm_act_backward(dev, TDM_ACT_TANH, acts->z[L - 1], acts->a[L - 1], dy, acts->dbuf[0],
-                               n));
+      // dz (E, B, out) = dy (1 - y^2); with grads, b's gradient in the same op
+      if (pgrad) {
+        TDM_TRY(tdm_act_bias_backward(dev, TDM_ACT_TANH, acts->z[L - 1], acts->a[L - 1], dy,
+                                      acts->dbuf[0], m->grads + m->layers[L - 1].b, E, B, no,
+                                      beta));
+        bias_done = true;
+      } else {
+        TDM_TRY(tdm_act_backward(dev, TDM_ACT_TANH, acts->z[L - 1], acts->a[L - 1], dy,
+                                 acts->dbuf[0], n));
+      }
       g = acts->dbuf[0];
       cur = 0;
     } else if (s->out_act == TDM_OUT_SIMNORM) {
@@ -381,8 +398,15 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
       // hidden layer: g (in dbuf[cur]) is wrt a[l]; take it back to z[l] (before dropout)
       float *gw = acts->dbuf[cur];
       const float *pre = s->layernorm ? acts->n[l] : acts->z[l];
-      // dh (E, B, out) = da act'(h), in place
-      TDM_TRY(tdm_act_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw, n));
+      if (!s->layernorm && !acts->train && pgrad) {
+        // dz (E, B, out) = da act'(z) in place, and b's gradient, in one op
+        TDM_TRY(tdm_act_bias_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw,
+                                      m->grads + ly->b, E, B, no, beta));
+        bias_done = true;
+      } else {
+        // dh (E, B, out) = da act'(h), in place
+        TDM_TRY(tdm_act_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw, n));
+      }
       if (s->layernorm) {
         float *dgam = pgrad ? m->grads + ly->ln_g : acts->discard;
         float *dbet = pgrad ? m->grads + ly->ln_b : acts->discard + (size_t)E * no;
@@ -405,8 +429,9 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
                                (long long)B * no, xin, ni, s_in, beta, m->grads + ly->w, ni,
                                (long long)no * ni, E));
       // grads b (E, out) = (SET) or += (ACC) sum over the B rows of dz
-      TDM_TRY(tdm_bias_grad(dev, m->grads + ly->b, g, E, B, no, beta));
+      if (!bias_done) TDM_TRY(tdm_bias_grad(dev, m->grads + ly->b, g, E, B, no, beta));
     }
+    bias_done = false;
     if (first && !dx) break;
     // dx (E, B, in) = dz (B, out) W (out, in), per member (never accumulated)
     const bool sum_members = first && acts->shared_input && E > 1;
@@ -428,7 +453,13 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
 // optimiser and copies
 
 tdm_status tdm_mlp_adam(tdm_mlp *m, const tdm_adam_cfg *cfg) {
-  // p, m, v = Adam(p, g, m, v) over the whole buffer (one op)
+  // p, m, v = Adam(p, g, m, v) over the whole buffer (one op); without clipping one launch that
+  // also counts the step, whose sync counter sits after the scratch tdm_adam_step uses
+  if (cfg && cfg->max_grad_norm == 0.0f) {
+    tdm_adam_group gr = {m->params, m->grads, m->adam_m, m->adam_v, m->n_params, m->adam_step};
+    uint32_t *sync = (uint32_t *)(m->adam_scratch + tdm_adam_scratch_floats(m->dev, m->n_params));
+    return tdm_adam_step_groups(m->dev, &gr, 1, cfg, sync);
+  }
   return tdm_adam_step(m->dev, m->params, m->grads, m->adam_m, m->adam_v, m->n_params, cfg,
                        m->adam_step, m->adam_scratch);
 }
