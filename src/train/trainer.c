@@ -326,12 +326,18 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
     if (tdm_config_load_string(&old, text, path, NULL, 0) == TDM_OK)
       tdm_config_first_diff(&old, t->cfg, diff, sizeof diff);
     tdm_config_free(&old);
+    char may[512] = "";
+    int nk;
+    const tdm_cfg_key *keys = tdm_config_schema(&nk);
+    for (int i = 0; i < nk; i++) {
+      if (!keys[i].resume_may_change) continue;
+      size_t l = strlen(may);
+      snprintf(may + l, sizeof may - l, "%s%s", l ? ", " : "", keys[i].path);
+    }
     st = TDM_FAIL(TDM_ERR_CONFIG,
                   "checkpoint %s was written with a different configuration (hash %08x, now "
-                  "%08x): %s (checkpoint vs now); only the keys marked resume_may_change (device, "
-                  "total_steps, eval/log/checkpoint intervals, threads, run_dir, use_graph, tf32) "
-                  "may change on resume",
-                  path, info.config_hash, t->cfg_hash, diff);
+                  "%08x): %s (checkpoint vs now); only %s may change on resume",
+                  path, info.config_hash, t->cfg_hash, diff, may);
   } else if (info.obs_dim != t->O || info.act_dim != t->A || info.num_envs != t->N ||
              blob_n != state_bytes(t)) {
     st = TDM_FAIL(TDM_ERR_FORMAT,
