@@ -42,17 +42,19 @@ typedef struct {
   double lr;
   int batch_size;
   double tau, gamma;
-  int hidden, layers;  // hidden width, number of hidden layers
+  int hidden, layers;   // hidden width, number of hidden layers
+  char activation[16];  // hidden activation: "relu" | "tanh" | "silu" | "mish" | "elu"
   int64_t buffer_size;
-  int64_t learning_starts;   // env steps of uniform random actions before learning
-  double utd;                // gradient updates per env step (summed over envs)
-  int policy_delay;          // actor + temperature update every policy_delay critic updates
-  bool ent_coef_auto;        // learn the temperature (false: alpha stays ent_coef_init)
-  double ent_coef_init;      // initial temperature alpha
-  bool target_entropy_auto;  // target entropy -dim(A)
-  double target_entropy;     // used when not auto
-  bool use_graph;            // capture the update as a CUDA graph (GPU only)
-  bool tf32;                 // allow TF32 GEMMs (GPU only)
+  int64_t learning_starts;     // env steps of uniform random actions before learning
+  double utd;                  // gradient updates per env step (summed over envs)
+  int policy_delay;            // actor + temperature update every policy_delay critic updates
+  int target_update_interval;  // Polyak update of the target critics every this many updates
+  bool ent_coef_auto;          // learn the temperature (false: alpha stays ent_coef_init)
+  double ent_coef_init;        // initial temperature alpha
+  bool target_entropy_auto;    // target entropy -dim(A)
+  double target_entropy;       // used when not auto
+  bool use_graph;              // capture the update as a CUDA graph (GPU only)
+  bool tf32;                   // allow TF32 GEMMs (GPU only)
 } tdm_train_cfg;
 
 // A loaded configuration: the libconfig tree (owns the env group) and the resolved values.

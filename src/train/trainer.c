@@ -67,10 +67,13 @@ tdm_agent_cfg tdm_run_agent_cfg(const tdm_train_cfg *v) {
   a.sac.gamma = (float)v->gamma;
   a.sac.hidden = v->hidden;
   a.sac.layers = v->layers;
+  int act = tdm_act_from_name(v->activation);  // the schema allows only known names
+  if (act > 0) a.sac.act = (tdm_act)act;
   a.sac.buffer_size = v->buffer_size;
   a.sac.learning_starts = v->learning_starts;
   a.sac.utd = (float)v->utd;
   a.sac.policy_delay = v->policy_delay;
+  a.sac.target_update_interval = v->target_update_interval;
   a.sac.ent_coef_auto = v->ent_coef_auto;
   a.sac.ent_coef_init = (float)v->ent_coef_init;
   a.sac.target_entropy_auto = v->target_entropy_auto;
