@@ -24,6 +24,7 @@ typedef struct {
 typedef struct {
   char backend[16], shape[32], desc[64], mode[16];
   double us, gflops, flop;
+  int nodes, kernels;  // of the captured step (graph rows; 0 otherwise)
 } bench_row;
 
 typedef struct {
@@ -88,7 +89,8 @@ static tdm_status train_step(step_ctx *c) {
 }
 
 // Median microseconds per training step of shape on dev; graph replays one captured step.
-static tdm_status time_mlp(tdm_dev *dev, const bench_shape *sh, bool graph, int iters, double *us) {
+static tdm_status time_mlp(tdm_dev *dev, const bench_shape *sh, bool graph, int iters, double *us,
+                           int *nodes, int *kernels) {
   const tdm_mlp_spec *s = &sh->spec;
   step_ctx c = {0};
   c.B = sh->batch;
@@ -117,6 +119,7 @@ static tdm_status time_mlp(tdm_dev *dev, const bench_shape *sh, bool graph, int 
     g = tmp;
     if (st == TDM_OK) st = st2;
     if (st != TDM_OK) goto fail;
+    TDM_TRYG(tdm_graph_num_nodes(g, nodes, kernels));
     for (int i = 0; i < warm; i++) TDM_TRYG(tdm_graph_launch(dev, g));
   }
   TDM_TRYG(tdm_dev_sync(dev));
@@ -189,8 +192,9 @@ static int bench_device(tdm_dev *dev, const bench_shape *shapes, int nshapes, in
   for (int k = 0; k < nshapes; k++) {
     for (int mode = 0; mode < (gpu ? 2 : 1); mode++) {
       double us = 0;
+      int nodes = 0, kernels = 0;
       fprintf(stderr, "  %s %s %s ...\n", backend, shapes[k].name, mode ? "graph" : "plain");
-      if (time_mlp(dev, &shapes[k], mode == 1, iters, &us) != TDM_OK) {
+      if (time_mlp(dev, &shapes[k], mode == 1, iters, &us, &nodes, &kernels) != TDM_OK) {
         tdm_cli_error(shapes[k].name);
         return 1;
       }
@@ -200,6 +204,8 @@ static int bench_device(tdm_dev *dev, const bench_shape *shapes, int nshapes, in
       snprintf(r->desc, sizeof r->desc, "%s", shapes[k].desc);
       snprintf(r->mode, sizeof r->mode, "%s", mode ? "graph" : "plain");
       r->us = us;
+      r->nodes = nodes;
+      r->kernels = kernels;
       r->flop = 3.0 * tdm_mlp_flops_fwd(&shapes[k].spec, shapes[k].batch);
       r->gflops = r->flop / (us * 1e-6) / 1e9;
     }
@@ -332,12 +338,14 @@ int tdm_bench_ops(int argc, char **argv) {
     printf("cpu: %s, OpenBLAS %s kernels (OPENBLAS_CORETYPE overrides)\n", cpu_name,
            openblas_get_corename());
   if (gpu_name[0]) printf("gpu: %s%s\n", gpu_name, tf32 ? " (TF32 allowed)" : " (fp32)");
-  printf("%-4s %-14s %-30s %-6s %12s %10s %10s\n", "dev", "shape", "network", "mode", "us/step",
-         "MFLOP", "GFLOP/s");
+  printf("%-4s %-14s %-30s %-6s %12s %10s %10s %12s\n", "dev", "shape", "network", "mode",
+         "us/step", "MFLOP", "GFLOP/s", "nodes(kern)");
   for (int i = 0; i < nrows; i++) {
     const bench_row *r = &rows[i];
-    printf("%-4s %-14s %-30s %-6s %12.1f %10.1f %10.2f\n", r->backend, r->shape, r->desc, r->mode,
-           r->us, r->flop / 1e6, r->gflops);
+    char nk[32] = "-";
+    if (r->nodes > 0) snprintf(nk, sizeof nk, "%d(%d)", r->nodes, r->kernels);
+    printf("%-4s %-14s %-30s %-6s %12.1f %10.1f %10.2f %12s\n", r->backend, r->shape, r->desc,
+           r->mode, r->us, r->flop / 1e6, r->gflops, nk);
   }
   for (int i = 0; i < ngemm; i++) {
     const gemm_row *g = &grows[i];
@@ -347,7 +355,8 @@ int tdm_bench_ops(int argc, char **argv) {
            g->ms * 1e3, 2.0 * g->n * (double)g->n * g->n / 1e6, g->gflops);
   }
   if (gpu_skip) printf("GPU rows skipped: %s\n", gpu_skip);
-  printf("(MFLOP per step = 3 x forward GEMM FLOPs; sgemm rows: us per product)\n");
+  printf("(MFLOP per step = 3 x forward GEMM FLOPs; sgemm rows: us per product; nodes(kern): "
+         "nodes of the captured step's CUDA graph and the kernel launches among them)\n");
 
   if (json) {
     FILE *f = fopen(json, "w");
@@ -376,8 +385,8 @@ int tdm_bench_ops(int argc, char **argv) {
       json_str(f, r->desc);
       fprintf(f,
               ", \"mode\": \"%s\", \"us_per_step\": %.3f, \"flop_per_step\": %.0f, "
-              "\"gflops\": %.3f}%s\n",
-              r->mode, r->us, r->flop, r->gflops, i + 1 < nrows ? "," : "");
+              "\"gflops\": %.3f, \"graph_nodes\": %d, \"graph_kernels\": %d}%s\n",
+              r->mode, r->us, r->flop, r->gflops, r->nodes, r->kernels, i + 1 < nrows ? "," : "");
     }
     fprintf(f, "  ],\n  \"sgemm\": [\n");
     for (int i = 0; i < ngemm; i++) {

@@ -17,6 +17,9 @@ typedef struct {
   double us, per_s;
 } sac_row;
 
+// Nodes (and kernel launches) of one update captured as a CUDA graph; -1 when not counted.
+static int g_nodes = -1, g_kernels = -1;
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: tandem bench sac [--device auto|cpu|cuda:N] [--updates N] [--prefill N]\n"
@@ -76,6 +79,7 @@ static tdm_status prefill(tdm_agent *a, int64_t n) {
 
 // Median microseconds per update on dev.
 static tdm_status time_sac(tdm_dev *dev, bool graph, int updates, int64_t fill, double *us) {
+  tdm_graph *cg = NULL;
   tdm_sac_cfg c = tdm_sac_defaults();
   c.use_graph = graph;
   tdm_agent_dims dims = {kObs, kAct, kFillEnvs};
@@ -86,6 +90,16 @@ static tdm_status time_sac(tdm_dev *dev, bool graph, int updates, int64_t fill, 
   int warm = updates / 5 > 3 ? updates / 5 : 3;
   tdm_agent_stats s;
   TDM_TRYG(tdm_agent_update(a, warm, &s));
+  if (dev->kind == TDM_DEV_CUDA && !graph) {
+    // count the launches of one update: capture a plain update (not replayed, so the agent's
+    // state is untouched on the device) and count the graph's nodes
+    TDM_TRYG(tdm_graph_begin(dev));
+    st = tdm_agent_update(a, 1, NULL);
+    tdm_status st2 = tdm_graph_end(dev, &cg);
+    if (st == TDM_OK) st = st2;
+    if (st != TDM_OK) goto fail;
+    TDM_TRYG(tdm_graph_num_nodes(cg, &g_nodes, &g_kernels));
+  }
   double per[kBlocks];
   for (int b = 0; b < kBlocks; b++) {
     tdm_dev_timer t;
@@ -109,6 +123,7 @@ static tdm_status time_sac(tdm_dev *dev, bool graph, int updates, int64_t fill, 
   *us = per[kBlocks / 2];
   st = TDM_OK;
 fail:
+  if (cg) tdm_graph_destroy(cg);
   tdm_agent_destroy(a);
   return st;
 }
@@ -242,6 +257,9 @@ int tdm_bench_sac(int argc, char **argv) {
   for (int i = 0; i < nrows; i++)
     printf("%-4s %-6s %10d %12.1f %12.0f\n", rows[i].backend, rows[i].mode, rows[i].updates,
            rows[i].us, rows[i].per_s);
+  if (g_nodes >= 0)
+    printf("one update as a CUDA graph: %d nodes, %d of them kernel launches\n", g_nodes,
+           g_kernels);
   if (gpu_skip) printf("GPU rows skipped: %s\n", gpu_skip);
 
   if (json) {
@@ -253,8 +271,9 @@ int tdm_bench_sac(int argc, char **argv) {
     fprintf(f,
             "{\n  \"bench\": \"sac\",\n  \"version\": \"%s\",\n  \"batch\": 256,\n  "
             "\"hidden\": [256, 256],\n  \"obs_dim\": %d,\n  \"act_dim\": %d,\n  "
-            "\"prefill\": %ld,\n  \"blocks\": %d,\n  \"tf32\": %s,\n",
-            TDM_VERSION, kObs, kAct, fill, kBlocks, tf32 ? "true" : "false");
+            "\"prefill\": %ld,\n  \"blocks\": %d,\n  \"tf32\": %s,\n  \"graph_nodes\": %d,\n  "
+            "\"graph_kernels\": %d,\n",
+            TDM_VERSION, kObs, kAct, fill, kBlocks, tf32 ? "true" : "false", g_nodes, g_kernels);
     fprintf(f, "  \"cpu\": \"%s\",\n  \"gpu\": \"%s\",\n  \"rows\": [\n", cpu_name, gpu_name);
     for (int i = 0; i < nrows; i++)
       fprintf(f,

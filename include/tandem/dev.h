@@ -80,6 +80,9 @@ tdm_status tdm_graph_begin(tdm_dev *dev);
 tdm_status tdm_graph_end(tdm_dev *dev, tdm_graph **out);
 tdm_status tdm_graph_launch(tdm_dev *dev, tdm_graph *g);
 void tdm_graph_destroy(tdm_graph *g);
+// Nodes of a captured graph: all of them, and the kernel launches among them (either pointer may
+// be NULL). Refused on the CPU (no graphs there).
+tdm_status tdm_graph_num_nodes(const tdm_graph *g, int *nodes, int *kernels);
 
 // ---------------------------------------------------------------------------------------------
 // device timers (CUDA events on the GPU, host clock on the CPU)

@@ -370,6 +370,33 @@ tdm_status tdm_graph_launch(tdm_dev *d, tdm_graph *g) {
   return TDM_FAIL(TDM_ERR_UNSUPPORTED, "CUDA graphs need a GPU device");
 }
 
+tdm_status tdm_graph_num_nodes(const tdm_graph *g, int *nodes, int *kernels) {
+  if (nodes) *nodes = 0;
+  if (kernels) *kernels = 0;
+#ifdef TDM_CUDA
+  if (!g) return TDM_FAIL(TDM_ERR_ARG, "tdm_graph_num_nodes: g is NULL");
+  size_t n = 0;
+  CU(cudaGraphGetNodes(g->graph, NULL, &n));
+  cudaGraphNode_t *list = calloc(n ? n : 1, sizeof *list);
+  if (!list) return TDM_FAIL(TDM_ERR_OOM, "out of host memory for %zu graph nodes", n);
+  cudaError_t e = cudaGraphGetNodes(g->graph, list, &n);
+  int nk = 0;
+  for (size_t i = 0; e == cudaSuccess && i < n; i++) {
+    enum cudaGraphNodeType t;
+    e = cudaGraphNodeGetType(list[i], &t);
+    if (e == cudaSuccess && t == cudaGraphNodeTypeKernel) nk++;
+  }
+  free(list);
+  CU(e);
+  if (nodes) *nodes = (int)n;
+  if (kernels) *kernels = nk;
+  return TDM_OK;
+#else
+  (void)g;
+  return TDM_FAIL(TDM_ERR_UNSUPPORTED, "CUDA graphs need a GPU device");
+#endif
+}
+
 void tdm_graph_destroy(tdm_graph *g) {
 #ifdef TDM_CUDA
   if (!g) return;
