@@ -182,3 +182,83 @@ extern "C" tdm_status tdm_sac_cuda_actor_loss(tdm_dev *dev, const float *q, cons
       q, logp, log_alpha, target_entropy, dq, dlogp, g_log_alpha, stats, B);
   return TDM_LAUNCH_CHECK("sac actor_loss_kernel");
 }
+
+// squash as squash_fwd_kernel (one thread per row) into the action columns of xq; the observation
+// columns are copied by a second grid-stride loop over the B x O elements in the same launch
+static __global__ void squash_cat_kernel(const float *__restrict__ head,
+                                         const float *__restrict__ eps,
+                                         const float *__restrict__ obs, int O,
+                                         float *__restrict__ xq, float *__restrict__ act,
+                                         float *__restrict__ logp, int B, int A, float lo,
+                                         float hi) {
+  const int W = O + A;
+  TDM_GRID_LOOP(b, (size_t)B) {
+    const float *mean = head + b * 2 * A, *log_std = mean + A;
+    float lp = 0.0f;
+    for (int j = 0; j < A; j++) {
+      float s = fminf(fmaxf(log_std[j], lo), hi);
+      float e = eps ? eps[b * A + j] : 0.0f;
+      float u = mean[j] + expf(s) * e;
+      float a = tanhf(u);
+      xq[b * W + O + j] = a;
+      if (act) act[b * A + j] = a;
+      lp += -0.5f * e * e - s - TDM_SAC_HALF_LOG_2PI - logf(sech2(u) + TDM_SAC_TANH_EPS);
+    }
+    if (logp) logp[b] = lp;
+  }
+  TDM_GRID_LOOP(i, (size_t)B * O) {
+    size_t b = i / O;
+    xq[b * W + (i % O)] = obs[i];
+  }
+}
+
+extern "C" tdm_status tdm_sac_cuda_squash_cat(tdm_dev *dev, const float *head, const float *eps,
+                                              const float *obs, int O, float *xq, float *act,
+                                              float *logp, int B, int A, float lo, float hi) {
+  size_t work = (size_t)B * (O > 1 ? O : 1);
+  squash_cat_kernel<<<tdm_grid_for(dev, work, SAC_THREADS), SAC_THREADS, 0, tdm_stream_of(dev)>>>(
+      head, eps, obs, O, xq, act, logp, B, A, lo, hi);
+  return TDM_LAUNCH_CHECK("sac squash_cat_kernel");
+}
+
+// target and critic loss in one block: thread i computes y of row i % B itself (the arithmetic
+// of target_kernel), so no thread waits for another's y
+static __global__ void target_loss_kernel(
+    const float *__restrict__ qt, const float *__restrict__ logp_next,
+    const float *__restrict__ reward, const float *__restrict__ term,
+    const float *__restrict__ log_alpha, float gamma, const float *__restrict__ q,
+    float *__restrict__ y, float *__restrict__ dq, float *__restrict__ stats, int B,
+    tdm_rng_ctr *rng) {
+  __shared__ double sh[32];
+  float alpha = expf(log_alpha[0]);
+  float inv = 1.0f / (float)B;
+  double loss = 0.0, qsum = 0.0;
+  for (int i = threadIdx.x; i < 2 * B; i += blockDim.x) {
+    int b = i % B;
+    float mn = fminf(qt[b], qt[B + b]);
+    float yb = reward[b] + gamma * (1.0f - term[b]) * (mn - alpha * logp_next[b]);
+    if (i < B) y[b] = yb;
+    float d = q[i] - yb;
+    dq[i] = d * inv;
+    loss += (double)d * d;
+    qsum += q[i];
+  }
+  loss = tdm_block_sum_d(loss, sh);
+  qsum = tdm_block_sum_d(qsum, sh);
+  if (threadIdx.x == 0) {
+    stats[TDM_SAC_ST_CRITIC] = (float)(0.5 * loss / B);
+    stats[TDM_SAC_ST_QMEAN] = (float)(qsum / (2.0 * B));
+    stats[TDM_SAC_ST_ALPHA] = alpha;
+    if (rng) rng->calls += 1;
+  }
+}
+
+extern "C" tdm_status tdm_sac_cuda_target_loss(tdm_dev *dev, const float *qt,
+                                               const float *logp_next, const float *reward,
+                                               const float *term, const float *log_alpha,
+                                               float gamma, const float *q, float *y, float *dq,
+                                               float *stats, int B, tdm_rng_ctr *rng) {
+  target_loss_kernel<<<1, SAC_RED_THREADS, 0, tdm_stream_of(dev)>>>(
+      qt, logp_next, reward, term, log_alpha, gamma, q, y, dq, stats, B, rng);
+  return TDM_LAUNCH_CHECK("sac target_loss_kernel");
+}

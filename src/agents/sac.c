@@ -11,7 +11,9 @@
 //     actor: L = mean(alpha logp - min_e Q_e(s, a)) with the just-updated critic, backward, Adam
 //     temperature: L = -log_alpha mean(logp + target_entropy), Adam on log_alpha
 //   every target_update_interval updates: Q_targ = (1 - tau) Q_targ + tau Q
-//   advance the update RNG counter
+//   advance the update RNG counter (done by the critic-loss op: nothing reads it after that)
+// Fused where it saves launches: squash + concat, target + critic loss (+ RNG advance), and one
+// Adam launch for the actor and log_alpha.
 // On the GPU each variant of this sequence is captured once as a CUDA graph (lazily, on its first
 // use) and replayed; the RNG counter lives in device memory and is advanced in-graph, the replay
 // size is read from device memory, so replays draw fresh batches and noise with no host sync.
@@ -44,7 +46,6 @@ typedef struct {
   // device scratch (one allocation)
   void *mem;
   float *eps_next;           // (2, B, A): eps' then eps, one draw per update
-  float *a_next;             // (B, A)
   float *logp_next;          // (B)
   float *xq_next;            // (B, O + A)
   float *y;                  // (B)
@@ -61,9 +62,9 @@ typedef struct {
   float *log_alpha;          // (1)
   float *g_log_alpha;        // (1)
   float *alpha_m, *alpha_v;  // (1) Adam moments of log_alpha
-  float *alpha_scratch;
   float *stats;         // (TDM_SAC_ST_N)
   int32_t *alpha_step;  // (1)
+  uint32_t *adam_sync;  // (1) zeroed: the grouped Adam launch of actor and temperature
   tdm_rng_ctr *rng;     // (2): update, act
   // pinned host
   float *h_obs;             // (N, O)
@@ -212,18 +213,19 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->next_obs, B, false, NULL, false));
     head_next = s->acts_actor->a[L - 1];
   }
-  TDM_TRY(tdm_sac_squash_fwd(dev, head_next, s->eps_next, s->a_next, s->logp_next, B, A, lo, hi));
-  TDM_TRY(tdm_sac_concat(dev, bt->next_obs, O, s->a_next, A, A, s->xq_next, B));
+  // xq_next = [s' | a'] and logp' in one op
+  TDM_TRY(tdm_sac_squash_cat(dev, head_next, s->eps_next, bt->next_obs, O, s->xq_next, NULL,
+                             s->logp_next, B, A, lo, hi));
   TDM_TRY(tdm_mlp_forward(s->target, s->acts_target, s->xq_next, B, true, NULL, false));
   const float *qt = s->acts_target->a[L - 1];  // (2, B)
-  TDM_TRY(tdm_sac_target(dev, qt, s->logp_next, bt->reward, bt->terminated, s->log_alpha,
-                         s->cfg.gamma, s->y, B));
 
-  // critic step
+  // critic step; the target y is computed with the loss (one op), which also advances the update
+  // RNG counter: the sampling and the noise above were its last readers in this update
   TDM_TRY(tdm_sac_concat(dev, bt->obs, O, bt->act, A, A, s->xq, B));
   TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
   const float *q = s->acts_critic->a[L - 1];  // (2, B)
-  TDM_TRY(tdm_sac_critic_loss(dev, q, s->y, s->log_alpha, s->dq, s->stats, B));
+  TDM_TRY(tdm_sac_target_loss(dev, qt, s->logp_next, bt->reward, bt->terminated, s->log_alpha,
+                              s->cfg.gamma, q, s->y, s->dq, s->stats, B, &s->rng[0]));
   TDM_TRY(tdm_mlp_backward(s->critic, s->acts_critic, s->dq, NULL, TDM_GRAD_SET));
   TDM_TRY(tdm_mlp_adam(s->critic, &s->adam));
 
@@ -231,8 +233,7 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     // a, logp = pi(s) with the reparameterised sample, Q from the updated critic
     if (!stacked) TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
     const float *head = stacked ? head_pi : s->acts_actor->a[L - 1];  // (B, 2A)
-    TDM_TRY(tdm_sac_squash_fwd(dev, head, eps, s->a_pi, s->logp, B, A, lo, hi));
-    TDM_TRY(tdm_sac_concat(dev, bt->obs, O, s->a_pi, A, A, s->xq, B));
+    TDM_TRY(tdm_sac_squash_cat(dev, head, eps, bt->obs, O, s->xq, s->a_pi, s->logp, B, A, lo, hi));
     TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
     const float *qpi = s->acts_critic->a[L - 1];  // (2, B)
     TDM_TRY(tdm_sac_actor_loss(dev, qpi, s->logp, s->log_alpha, s->target_entropy, s->dq, s->dlogp,
@@ -242,13 +243,15 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     TDM_TRY(tdm_sac_squash_bwd(dev, head, eps, s->a_pi, s->dxq + O, O + A, s->dlogp, s->dhead, B, A,
                                lo, hi));
     TDM_TRY(tdm_mlp_backward(s->actor, s->acts_actor, s->dhead, NULL, TDM_GRAD_SET));
-    TDM_TRY(tdm_mlp_adam(s->actor, &s->adam));
-    if (s->cfg.ent_coef_auto)
-      TDM_TRY(tdm_adam_step(dev, s->log_alpha, s->g_log_alpha, s->alpha_m, s->alpha_v, 1, &s->adam,
-                            s->alpha_step, s->alpha_scratch));
+    // Adam on the actor and (auto temperature) on log_alpha: one launch
+    tdm_mlp *ac = s->actor;
+    tdm_adam_group gr[2] = {
+        {ac->params, ac->grads, ac->adam_m, ac->adam_v, ac->n_params, ac->adam_step},
+        {s->log_alpha, s->g_log_alpha, s->alpha_m, s->alpha_v, 1, s->alpha_step}};
+    TDM_TRY(tdm_adam_step_groups(dev, gr, s->cfg.ent_coef_auto ? 2 : 1, &s->adam, s->adam_sync));
   }
   if (polyak_step) TDM_TRY(tdm_mlp_polyak(s->target, s->critic, s->cfg.tau));
-  return tdm_rng_advance(dev, &s->rng[0], 1);
+  return TDM_OK;
 }
 
 static tdm_status update_fn(void *p);
@@ -545,13 +548,11 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
 
   // scratch: one allocation carved into 64-byte aligned pieces
   size_t nB = (size_t)B, nN = (size_t)N, W = (size_t)(O + A);
-  size_t n_scr = tdm_adam_scratch_floats(dev, 1);
   struct {
     float **p;
     size_t n;  // floats
   } piece[] = {
       {&s->eps_next, 2 * nB * A},
-      {&s->a_next, nB * A},
       {&s->logp_next, nB},
       {&s->xq_next, nB * W},
       {&s->y, nB},
@@ -569,9 +570,9 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
       {&s->g_log_alpha, 1},
       {&s->alpha_m, 1},
       {&s->alpha_v, 1},
-      {&s->alpha_scratch, n_scr > 0 ? n_scr : 1},
       {&s->stats, TDM_SAC_ST_N},
       {(float **)&s->alpha_step, 1},
+      {(float **)&s->adam_sync, 1},
       {(float **)&s->rng, 2 * sizeof(tdm_rng_ctr) / sizeof(float)},
   };
   const int np = (int)(sizeof piece / sizeof piece[0]);

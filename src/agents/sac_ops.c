@@ -48,3 +48,19 @@ tdm_status tdm_sac_actor_loss(tdm_dev *dev, const float *q, const float *logp,
   SAC_DISPATCH(actor_loss, dev, q, logp, log_alpha, target_entropy, dq, dlogp, g_log_alpha, stats,
                B);
 }
+
+tdm_status tdm_sac_squash_cat(tdm_dev *dev, const float *head, const float *eps, const float *obs,
+                              int O, float *xq, float *act, float *logp, int B, int A, float lo,
+                              float hi) {
+  if (B < 1) return TDM_OK;
+  SAC_DISPATCH(squash_cat, dev, head, eps, obs, O, xq, act, logp, B, A, lo, hi);
+}
+
+tdm_status tdm_sac_target_loss(tdm_dev *dev, const float *qt, const float *logp_next,
+                               const float *reward, const float *term, const float *log_alpha,
+                               float gamma, const float *q, float *y, float *dq, float *stats,
+                               int B, tdm_rng_ctr *rng) {
+  if (B < 1) return TDM_OK;
+  SAC_DISPATCH(target_loss, dev, qt, logp_next, reward, term, log_alpha, gamma, q, y, dq, stats, B,
+               rng);
+}

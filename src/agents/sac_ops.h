@@ -98,6 +98,34 @@ tdm_status tdm_sac_cuda_actor_loss(tdm_dev *dev, const float *q, const float *lo
                                    const float *log_alpha, float target_entropy, float *dq,
                                    float *dlogp, float *g_log_alpha, float *stats, int B);
 
+// Squash and concatenate in one op: as tdm_sac_squash_fwd, and xq (B, O + A) = [obs (B, O) |
+// act]; act (B, A) is also written unless NULL, logp (B) unless NULL.
+tdm_status tdm_sac_squash_cat(tdm_dev *dev, const float *head, const float *eps, const float *obs,
+                              int O, float *xq, float *act, float *logp, int B, int A, float lo,
+                              float hi);
+tdm_status tdm_sac_cpu_squash_cat(tdm_dev *dev, const float *head, const float *eps,
+                                  const float *obs, int O, float *xq, float *act, float *logp,
+                                  int B, int A, float lo, float hi);
+tdm_status tdm_sac_cuda_squash_cat(tdm_dev *dev, const float *head, const float *eps,
+                                   const float *obs, int O, float *xq, float *act, float *logp,
+                                   int B, int A, float lo, float hi);
+
+// Critic target and loss in one op: y (B) as tdm_sac_target from qt (2, B), then dq and stats as
+// tdm_sac_critic_loss from q (2, B) and that y. When rng is not NULL, rng->calls += 1 (the update
+// counter, advanced here because every reader of it has run by then).
+tdm_status tdm_sac_target_loss(tdm_dev *dev, const float *qt, const float *logp_next,
+                               const float *reward, const float *term, const float *log_alpha,
+                               float gamma, const float *q, float *y, float *dq, float *stats,
+                               int B, tdm_rng_ctr *rng);
+tdm_status tdm_sac_cpu_target_loss(tdm_dev *dev, const float *qt, const float *logp_next,
+                                   const float *reward, const float *term, const float *log_alpha,
+                                   float gamma, const float *q, float *y, float *dq, float *stats,
+                                   int B, tdm_rng_ctr *rng);
+tdm_status tdm_sac_cuda_target_loss(tdm_dev *dev, const float *qt, const float *logp_next,
+                                    const float *reward, const float *term, const float *log_alpha,
+                                    float gamma, const float *q, float *y, float *dq, float *stats,
+                                    int B, tdm_rng_ctr *rng);
+
 #ifdef __cplusplus
 }
 #endif

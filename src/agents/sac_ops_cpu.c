@@ -120,3 +120,37 @@ tdm_status tdm_sac_cpu_actor_loss(tdm_dev *dev, const float *q, const float *log
   stats[TDM_SAC_ST_ENTROPY] = -mean_logp;
   return TDM_OK;
 }
+
+tdm_status tdm_sac_cpu_squash_cat(tdm_dev *dev, const float *head, const float *eps,
+                                  const float *obs, int O, float *xq, float *act, float *logp,
+                                  int B, int A, float lo, float hi) {
+  (void)dev;
+  const int W = O + A;
+  for (int b = 0; b < B; b++) {
+    const float *mean = head + (size_t)b * 2 * A, *log_std = mean + A;
+    float *row = xq + (size_t)b * W;
+    for (int j = 0; j < O; j++) row[j] = obs[(size_t)b * O + j];
+    float lp = 0.0f;
+    for (int j = 0; j < A; j++) {  // the arithmetic of tdm_sac_cpu_squash_fwd
+      float s = fminf(fmaxf(log_std[j], lo), hi);
+      float e = eps ? eps[(size_t)b * A + j] : 0.0f;
+      float u = mean[j] + expf(s) * e;
+      float a = tanhf(u);
+      row[O + j] = a;
+      if (act) act[(size_t)b * A + j] = a;
+      lp += -0.5f * e * e - s - TDM_SAC_HALF_LOG_2PI - logf(sech2(u) + TDM_SAC_TANH_EPS);
+    }
+    if (logp) logp[b] = lp;
+  }
+  return TDM_OK;
+}
+
+tdm_status tdm_sac_cpu_target_loss(tdm_dev *dev, const float *qt, const float *logp_next,
+                                   const float *reward, const float *term, const float *log_alpha,
+                                   float gamma, const float *q, float *y, float *dq, float *stats,
+                                   int B, tdm_rng_ctr *rng) {
+  TDM_TRY(tdm_sac_cpu_target(dev, qt, logp_next, reward, term, log_alpha, gamma, y, B));
+  TDM_TRY(tdm_sac_cpu_critic_loss(dev, q, y, log_alpha, dq, stats, B));
+  if (rng) rng->calls += 1;
+  return TDM_OK;
+}
