@@ -1,8 +1,10 @@
-// CPU tests of the fused ops (tdm_bias_act_forward, tdm_act_bias_backward, tdm_adam_step_groups):
+// CPU tests of the fused ops (tdm_bias_act_forward, tdm_act_bias_backward, tdm_adam_step_groups,
+// and SAC's tdm_sac_squash_cat, tdm_sac_target_loss):
 // equal bit for bit to the unfused ops they replace, close to float64 references written here,
 // gradients against central finite differences, and argument refusals.
 #include <stdint.h>
 
+#include "../src/agents/sac_ops.h"
 #include "test.h"
 
 static tdm_dev *cpu_dev(void) {
@@ -237,12 +239,56 @@ static void test_argument_checks(void) {
   CHECK(s0 == 0 && s1 == 0);
 }
 
+// squash_cat equals squash_fwd + concat; target_loss equals target + critic_loss (+ RNG bump).
+static void test_sac_fused_ops(void) {
+  tdm_dev *cpu = cpu_dev();
+  CHECK(cpu);
+  enum { B = 9, O = 4, A = 3 };
+  float head[B * 2 * A], eps[B * A], obs[B * O];
+  float act1[B * A], lp1[B], xq1[B * (O + A)], act2[B * A], lp2[B], xq2[B * (O + A)];
+  tdm_t_rand(head, B * 2 * A, -3, 3, 120);
+  tdm_t_rand(eps, B * A, -2, 2, 121);
+  tdm_t_rand(obs, B * O, -1, 1, 122);
+  for (int det = 0; det < 2; det++) {
+    const float *e = det ? NULL : eps;
+    CHECK_OK(tdm_sac_squash_fwd(cpu, head, e, act1, lp1, B, A, -5.0f, 2.0f));
+    CHECK_OK(tdm_sac_concat(cpu, obs, O, act1, A, A, xq1, B));
+    memset(act2, 0xFF, sizeof act2);
+    memset(xq2, 0xFF, sizeof xq2);
+    CHECK_OK(tdm_sac_squash_cat(cpu, head, e, obs, O, xq2, act2, lp2, B, A, -5.0f, 2.0f));
+    CHECKF(!memcmp(act1, act2, sizeof act1) && !memcmp(lp1, lp2, sizeof lp1) &&
+               !memcmp(xq1, xq2, sizeof xq1),
+           "squash_cat det %d differs from squash_fwd + concat", det);
+    memset(xq2, 0xFF, sizeof xq2);  // act and logp may be NULL
+    CHECK_OK(tdm_sac_squash_cat(cpu, head, e, obs, O, xq2, NULL, NULL, B, A, -5.0f, 2.0f));
+    CHECK(!memcmp(xq1, xq2, sizeof xq1));
+  }
+  float qt[2 * B], logp[B], rew[B], term[B], q[2 * B], la = 0.3f;
+  float y1[B], dq1[2 * B], st1[TDM_SAC_ST_N] = {0}, y2[B], dq2[2 * B], st2[TDM_SAC_ST_N] = {0};
+  tdm_t_rand(qt, 2 * B, -5, 5, 130);
+  tdm_t_rand(logp, B, -3, 1, 131);
+  tdm_t_rand(rew, B, -1, 1, 132);
+  tdm_t_rand(q, 2 * B, -5, 5, 133);
+  for (int b = 0; b < B; b++) term[b] = b % 3 == 0 ? 1.0f : 0.0f;
+  CHECK_OK(tdm_sac_target(cpu, qt, logp, rew, term, &la, 0.99f, y1, B));
+  CHECK_OK(tdm_sac_critic_loss(cpu, q, y1, &la, dq1, st1, B));
+  tdm_rng_ctr rng = {7, 41};
+  CHECK_OK(tdm_sac_target_loss(cpu, qt, logp, rew, term, &la, 0.99f, q, y2, dq2, st2, B, &rng));
+  CHECK(!memcmp(y1, y2, sizeof y1) && !memcmp(dq1, dq2, sizeof dq1) &&
+        !memcmp(st1, st2, sizeof st1));
+  CHECKF(rng.seed == 7 && rng.calls == 42, "target_loss: rng %llu/%llu, want 7/42",
+         (unsigned long long)rng.seed, (unsigned long long)rng.calls);
+  CHECK_OK(tdm_sac_target_loss(cpu, qt, logp, rew, term, &la, 0.99f, q, y2, dq2, st2, B, NULL));
+  CHECK(!memcmp(y1, y2, sizeof y1));
+}
+
 int main(void) {
   TDM_RUN(test_bias_act_forward);
   TDM_RUN(test_act_bias_backward);
   TDM_RUN(test_bias_gradient_finite_differences);
   TDM_RUN(test_adam_groups);
   TDM_RUN(test_argument_checks);
+  TDM_RUN(test_sac_fused_ops);
   tdm_dev_close(cpu_dev());
   return tdm_test_end();
 }

@@ -1,9 +1,10 @@
 // CPU vs GPU parity of the fused ops (tdm_bias_act_forward, tdm_act_bias_backward,
-// tdm_adam_step_groups). GPU outputs start as NaN (0xFF bytes), so an element a kernel forgot
+// tdm_adam_step_groups, SAC's tdm_sac_squash_cat and tdm_sac_target_loss). GPU outputs start as NaN (0xFF bytes), so an element a kernel forgot
 // stays NaN; relative error under 1e-5 in fp32. The grouped Adam also runs replayed in a CUDA
 // graph (step counters bumped in-graph, the sync counter back at zero). Skips without a GPU.
 #include <stdint.h>
 
+#include "../src/agents/sac_ops.h"
 #include "test.h"
 
 #define TOL 1e-5
@@ -16,7 +17,7 @@ static tdm_dev *cpu_dev(void) {
 }
 
 // buffers freed between tests
-#define MAX_BUFS 512
+#define MAX_BUFS 4096
 static struct {
   tdm_dev *dev;
   void *p;
@@ -286,12 +287,73 @@ static void test_mlp_step(void) {
   CHECK(x && dy && dx && gx && gdy && gdx);
 }
 
+static void test_sac_fused_ops(void) {
+  NEED_GPU(gpu);
+  tdm_dev *cpu = cpu_dev();
+  CHECK(cpu);
+  const int B = 300, O = 17, A = 6, W = O + A;
+  float *head = hrand((size_t)B * 2 * A, -3, 3, 900), *eps = hrand((size_t)B * A, -2, 2, 901);
+  float *obs = hrand((size_t)B * O, -1, 1, 902);
+  float *xq = hrand((size_t)B * W, 0, 1, 4), *act = hrand((size_t)B * A, 0, 1, 5);
+  float *lp = hrand(B, 0, 1, 6);
+  CHECK(head && eps && obs && xq && act && lp);
+  float *ghead = gbuf(gpu, head, (size_t)B * 2 * A * 4), *geps = gbuf(gpu, eps, (size_t)B * A * 4);
+  float *gobs = gbuf(gpu, obs, (size_t)B * O * 4);
+  CHECK(ghead && geps && gobs);
+  for (int det = 0; det < 2; det++) {
+    float *gxq = gbuf(gpu, NULL, (size_t)B * W * 4), *gact = gbuf(gpu, NULL, (size_t)B * A * 4);
+    float *glp = gbuf(gpu, NULL, (size_t)B * 4);
+    CHECK(gxq && gact && glp);
+    CHECK_OK(tdm_sac_squash_cat(gpu, ghead, det ? NULL : geps, gobs, O, gxq, gact, glp, B, A,
+                                -20.0f, 2.0f));
+    CHECK_OK(tdm_sac_squash_cat(cpu, head, det ? NULL : eps, obs, O, xq, act, lp, B, A, -20.0f,
+                                2.0f));
+    CHECK_GPU(det ? "squash_cat det xq" : "squash_cat xq", gpu, gxq, xq, (size_t)B * W);
+    CHECK_GPU(det ? "squash_cat det act" : "squash_cat act", gpu, gact, act, (size_t)B * A);
+    CHECK_GPU(det ? "squash_cat det logp" : "squash_cat logp", gpu, glp, lp, (size_t)B);
+  }
+  float *qt = hrand(2 * (size_t)B, -5, 5, 910), *logp = hrand(B, -3, 1, 911);
+  float *rew = hrand(B, -1, 1, 912), *term = hrand(B, 0, 1, 913), *q = hrand(2 * (size_t)B, -5, 5, 914);
+  float *y = hrand(B, 0, 1, 7), *dq = hrand(2 * (size_t)B, 0, 1, 8);
+  float *stats = hrand(TDM_SAC_ST_N, 0, 1, 9), la = -0.7f;
+  CHECK(qt && logp && rew && term && q && y && dq && stats);
+  for (int b = 0; b < B; b++) term[b] = term[b] < 0.2f ? 1.0f : 0.0f;
+  tdm_rng_ctr rng = {3, 10}, grng_h = {0, 0};
+  float *gqt = gbuf(gpu, qt, 2 * (size_t)B * 4), *glogp = gbuf(gpu, logp, (size_t)B * 4);
+  float *grew = gbuf(gpu, rew, (size_t)B * 4), *gterm = gbuf(gpu, term, (size_t)B * 4);
+  float *gq = gbuf(gpu, q, 2 * (size_t)B * 4), *gla = gbuf(gpu, &la, 4);
+  float *gy = gbuf(gpu, NULL, (size_t)B * 4), *gdq = gbuf(gpu, NULL, 2 * (size_t)B * 4);
+  float *gst = gbuf(gpu, NULL, TDM_SAC_ST_N * 4);
+  tdm_rng_ctr *grng = gbuf(gpu, &rng, sizeof rng);
+  CHECK(gqt && glogp && grew && gterm && gq && gla && gy && gdq && gst && grng);
+  CHECK_OK(tdm_sac_target_loss(gpu, gqt, glogp, grew, gterm, gla, 0.99f, gq, gy, gdq, gst, B,
+                               grng));
+  CHECK_OK(tdm_sac_target_loss(cpu, qt, logp, rew, term, &la, 0.99f, q, y, dq, stats, B, &rng));
+  CHECK_GPU("target_loss y", gpu, gy, y, (size_t)B);
+  CHECK_GPU("target_loss dq", gpu, gdq, dq, 2 * (size_t)B);
+  // the slots the op writes: critic loss, alpha, mean q (the others stay NaN on the GPU)
+  float *hst = gdown(gpu, gst, TDM_SAC_ST_N);
+  CHECK(hst);
+  const int slots[3] = {TDM_SAC_ST_CRITIC, TDM_SAC_ST_ALPHA, TDM_SAC_ST_QMEAN};
+  for (int k = 0; k < 3; k++) {
+    float g = hst[slots[k]], c = stats[slots[k]];
+    CHECKF(fabsf(g - c) <= 1e-5f * (1.0f + fabsf(c)), "target_loss stats[%d]: gpu %g cpu %g",
+           slots[k], g, c);
+  }
+  CHECK_OK(tdm_dev_d2h(gpu, &grng_h, grng, sizeof grng_h));
+  CHECK_OK(tdm_dev_sync(gpu));
+  CHECKF(grng_h.seed == 3 && grng_h.calls == 11 && rng.calls == 11,
+         "target_loss rng: gpu calls %llu, cpu %llu, want 11", (unsigned long long)grng_h.calls,
+         (unsigned long long)rng.calls);
+}
+
 int main(void) {
   RUN(test_bias_act_forward);
   RUN(test_act_bias_backward);
   RUN(test_adam_groups);
   RUN(test_adam_groups_graph);
   RUN(test_mlp_step);
+  RUN(test_sac_fused_ops);
   tdm_dev_close(cpu_dev());
   return tdm_test_end();
 }
