@@ -355,8 +355,9 @@ int tdm_bench_ops(int argc, char **argv) {
            g->ms * 1e3, 2.0 * g->n * (double)g->n * g->n / 1e6, g->gflops);
   }
   if (gpu_skip) printf("GPU rows skipped: %s\n", gpu_skip);
-  printf("(MFLOP per step = 3 x forward GEMM FLOPs; sgemm rows: us per product; nodes(kern): "
-         "nodes of the captured step's CUDA graph and the kernel launches among them)\n");
+  printf(
+      "(MFLOP per step = 3 x forward GEMM FLOPs; sgemm rows: us per product; nodes(kern): "
+      "nodes of the captured step's CUDA graph and the kernel launches among them)\n");
 
   if (json) {
     FILE *f = fopen(json, "w");

@@ -104,6 +104,8 @@ typedef struct {
   const float *g[TDM_ADAM_MAX_GROUPS];
   float *m[TDM_ADAM_MAX_GROUPS], *v[TDM_ADAM_MAX_GROUPS];
   int32_t *step[TDM_ADAM_MAX_GROUPS];
+  float *ema[TDM_ADAM_MAX_GROUPS];  // or NULL
+  float ema_tau[TDM_ADAM_MAX_GROUPS];
   size_t off[TDM_ADAM_MAX_GROUPS + 1];  // group k owns flat indices off[k] .. off[k + 1] - 1
   int ng;
 } adam_groups_arg;
@@ -136,7 +138,13 @@ static __global__ void adam_groups_kernel(adam_groups_arg a, float lr, float b1,
     m[j] = mi;
     v[j] = vi;
     float pi = p[j];
-    p[j] = pi - (lr * ((mi / bc1_sh[k]) / (sqrtf(vi / bc2_sh[k]) + eps)) + lr * wd * pi);
+    float pn = pi - (lr * ((mi / bc1_sh[k]) / (sqrtf(vi / bc2_sh[k]) + eps)) + lr * wd * pi);
+    p[j] = pn;
+    float *ema = a.ema[k];
+    if (ema) {  // the arithmetic of polyak_kernel
+      float tau = a.ema_tau[k];
+      ema[j] = (1.0f - tau) * ema[j] + tau * pn;
+    }
   }
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -162,6 +170,8 @@ extern "C" tdm_status tdm_cuda_adam_step_groups(tdm_dev *dev, const tdm_adam_gro
     a.m[k] = groups[k].m;
     a.v[k] = groups[k].v;
     a.step[k] = groups[k].step;
+    a.ema[k] = groups[k].ema;
+    a.ema_tau[k] = groups[k].ema_tau;
     a.off[k + 1] = a.off[k] + groups[k].n;
   }
   adam_groups_kernel<<<tdm_grid_for(dev, a.off[ngroups], ADAM_THREADS), ADAM_THREADS, 0,

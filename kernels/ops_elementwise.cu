@@ -172,8 +172,8 @@ extern "C" tdm_status tdm_cuda_act_backward(tdm_dev *dev, tdm_act act, const flo
 
 // Z (E, M, N) += b (E, N); Y = act(Z). Y may alias Z: each element is read before it is written.
 template <int ACT>
-static __global__ void bias_act_forward_kernel(float *Z, const float *b, float *Y, size_t MN,
-                                               int N, size_t total) {
+static __global__ void bias_act_forward_kernel(float *Z, const float *b, float *Y, size_t MN, int N,
+                                               size_t total) {
   TDM_GRID_LOOP(i, total) {
     size_t e = i / MN;
     size_t col = i % (size_t)N;

@@ -223,12 +223,14 @@ extern "C" tdm_status tdm_sac_cuda_squash_cat(tdm_dev *dev, const float *head, c
 
 // target and critic loss in one block: thread i computes y of row i % B itself (the arithmetic
 // of target_kernel), so no thread waits for another's y
-static __global__ void target_loss_kernel(
-    const float *__restrict__ qt, const float *__restrict__ logp_next,
-    const float *__restrict__ reward, const float *__restrict__ term,
-    const float *__restrict__ log_alpha, float gamma, const float *__restrict__ q,
-    float *__restrict__ y, float *__restrict__ dq, float *__restrict__ stats, int B,
-    tdm_rng_ctr *rng) {
+static __global__ void target_loss_kernel(const float *__restrict__ qt,
+                                          const float *__restrict__ logp_next,
+                                          const float *__restrict__ reward,
+                                          const float *__restrict__ term,
+                                          const float *__restrict__ log_alpha, float gamma,
+                                          const float *__restrict__ q, float *__restrict__ y,
+                                          float *__restrict__ dq, float *__restrict__ stats, int B,
+                                          tdm_rng_ctr *rng) {
   __shared__ double sh[32];
   float alpha = expf(log_alpha[0]);
   float inv = 1.0f / (float)B;

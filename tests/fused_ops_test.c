@@ -121,8 +121,8 @@ static void test_act_bias_backward(void) {
           }
           if (fabs(db2[e * N + c] - s) > worst) worst = fabs(db2[e * N + c] - s);
         }
-      CHECKF(worst < 1e-4, "%s beta %d: fused backward off float64 by %g",
-             tdm_act_name((tdm_act)a), beta, worst);
+      CHECKF(worst < 1e-4, "%s beta %d: fused backward off float64 by %g", tdm_act_name((tdm_act)a),
+             beta, worst);
     }
     // db NULL: dz only, in place over dy
     memcpy(dz2, dy, sizeof dy);
@@ -174,6 +174,9 @@ static void test_adam_groups(void) {
   const size_t sz[NG] = {5, 17, 1};
   float p1[NG][17], m1[NG][17], v1[NG][17], p2[NG][17], m2[NG][17], v2[NG][17], g[NG][17];
   int32_t st1[NG] = {0, 3, 7}, st2[NG] = {0, 3, 7};
+  float ema1[17], ema2[17];
+  tdm_t_rand(ema1, 17, -1, 1, 79);
+  memcpy(ema2, ema1, sizeof ema1);
   uint32_t sync = 0;
   tdm_adam_cfg cfg = tdm_adam_defaults();
   cfg.lr = 1e-2f;
@@ -192,20 +195,25 @@ static void test_adam_groups(void) {
     tdm_adam_group gr[NG];
     for (int k = 0; k < NG; k++) {
       CHECK_OK(tdm_adam_step(cpu, p1[k], g[k], m1[k], v1[k], sz[k], &cfg, &st1[k], NULL));
-      gr[k] = (tdm_adam_group){p2[k], g[k], m2[k], v2[k], sz[k], &st2[k]};
+      gr[k] = (tdm_adam_group){p2[k], g[k], m2[k], v2[k], sz[k], &st2[k], NULL, 0.0f};
     }
+    // group 1 also moves a Polyak copy: as tdm_polyak after the step
+    CHECK_OK(tdm_polyak(cpu, ema1, p1[1], sz[1], 0.05f));
+    gr[1].ema = ema2;
+    gr[1].ema_tau = 0.05f;
     CHECK_OK(tdm_adam_step_groups(cpu, gr, NG, &cfg, &sync));
     if (it == 0) {
       // one element against the update written out in double (step 3 -> t = 4)
       double t = 4, gi = g[1][3];
       double mm = 0.9 * m_before + 0.1 * gi, vv = 0.999 * v_before + 0.001 * gi * gi;
-      double want = p_before - (1e-2 * (mm / (1 - pow(0.9, t))) /
-                                    (sqrt(vv / (1 - pow(0.999, t))) + 1e-8) +
-                                1e-2 * 0.01 * p_before);
+      double want =
+          p_before - (1e-2 * (mm / (1 - pow(0.9, t))) / (sqrt(vv / (1 - pow(0.999, t))) + 1e-8) +
+                      1e-2 * 0.01 * p_before);
       CHECKF(fabs(p2[1][3] - want) < 1e-6, "adam groups: p = %.9g, float64 %.9g", p2[1][3], want);
     }
   }
   CHECK(!memcmp(p1, p2, sizeof p1) && !memcmp(m1, m2, sizeof m1) && !memcmp(v1, v2, sizeof v1));
+  CHECK(!memcmp(ema1, ema2, sizeof ema1));
   CHECKF(st2[0] == 3 && st2[1] == 6 && st2[2] == 10 && sync == 0,
          "adam groups: steps %d %d %d (want 3 6 10), sync %u", st2[0], st2[1], st2[2], sync);
 }
@@ -222,7 +230,7 @@ static void test_argument_checks(void) {
   CHECK(tdm_act_bias_backward(cpu, TDM_ACT_RELU, a, b, NULL, c, c, 1, 2, 2, 0) == TDM_ERR_ARG);
   CHECK(tdm_act_bias_backward(cpu, TDM_ACT_RELU, a, b, c, c, NULL, 1, 0, 2, 0) == TDM_ERR_ARG);
   tdm_adam_cfg cfg = tdm_adam_defaults();
-  tdm_adam_group g2[2] = {{a, b, c, c, 4, &s0}, {b, a, c, c, 4, &s1}};
+  tdm_adam_group g2[2] = {{a, b, c, c, 4, &s0, NULL, 0.0f}, {b, a, c, c, 4, &s1, NULL, 0.0f}};
   CHECK(tdm_adam_step_groups(cpu, g2, 0, &cfg, &sync) == TDM_ERR_ARG);
   CHECK(tdm_adam_step_groups(cpu, g2, TDM_ADAM_MAX_GROUPS + 1, &cfg, &sync) == TDM_ERR_ARG);
   CHECK(tdm_adam_step_groups(cpu, g2, 1, &cfg, NULL) == TDM_ERR_ARG);

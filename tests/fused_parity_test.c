@@ -1,7 +1,8 @@
 // CPU vs GPU parity of the fused ops (tdm_bias_act_forward, tdm_act_bias_backward,
-// tdm_adam_step_groups, SAC's tdm_sac_squash_cat and tdm_sac_target_loss). GPU outputs start as NaN (0xFF bytes), so an element a kernel forgot
-// stays NaN; relative error under 1e-5 in fp32. The grouped Adam also runs replayed in a CUDA
-// graph (step counters bumped in-graph, the sync counter back at zero). Skips without a GPU.
+// tdm_adam_step_groups, SAC's tdm_sac_squash_cat and tdm_sac_target_loss). GPU outputs start as NaN
+// (0xFF bytes), so an element a kernel forgot stays NaN; relative error under 1e-5 in fp32. The
+// grouped Adam also runs replayed in a CUDA graph (step counters bumped in-graph, the sync counter
+// back at zero). Skips without a GPU.
 #include <stdint.h>
 
 #include "../src/agents/sac_ops.h"
@@ -77,15 +78,15 @@ static long first_nan(const float *x, size_t n) {
   return -1;
 }
 
-#define CHECK_GPU(what, gpu, dptr, cpu_h, n)                                                    \
-  do {                                                                                          \
-    size_t n_ = (n);                                                                            \
-    const float *g_ = gdown((gpu), (dptr), n_);                                                 \
-    CHECKF(g_ != NULL, "%s: download failed", (what));                                          \
-    long nan_at_ = first_nan(g_, n_);                                                           \
-    CHECKF(nan_at_ < 0, "%s: GPU element %ld of %zu not written (NaN)", (what), nan_at_, n_);   \
-    double re_ = tdm_t_relerr(g_, (cpu_h), n_);                                                 \
-    CHECKF(re_ < TOL, "%s: relative error %.3g >= %.3g", (what), re_, (double)TOL);             \
+#define CHECK_GPU(what, gpu, dptr, cpu_h, n)                                                  \
+  do {                                                                                        \
+    size_t n_ = (n);                                                                          \
+    const float *g_ = gdown((gpu), (dptr), n_);                                               \
+    CHECKF(g_ != NULL, "%s: download failed", (what));                                        \
+    long nan_at_ = first_nan(g_, n_);                                                         \
+    CHECKF(nan_at_ < 0, "%s: GPU element %ld of %zu not written (NaN)", (what), nan_at_, n_); \
+    double re_ = tdm_t_relerr(g_, (cpu_h), n_);                                               \
+    CHECKF(re_ < TOL, "%s: relative error %.3g >= %.3g", (what), re_, (double)TOL);           \
   } while (0)
 
 #define RUN(fn)    \
@@ -114,11 +115,11 @@ static void test_bias_act_forward(void) {
       CHECK_OK(tdm_bias_act_forward(gpu, (tdm_act)a, gz, gb, gy, E, M, N));
       CHECK_OK(tdm_bias_act_forward(gpu, (tdm_act)a, gz2, gb, gz2, E, M, N));  // aliased
       CHECK_OK(tdm_bias_act_forward(cpu, (tdm_act)a, z, b, y, E, M, N));
-      snprintf(what, sizeof what, "bias_act_forward %s %dx%dx%d z", tdm_act_name((tdm_act)a), E,
-               M, N);
+      snprintf(what, sizeof what, "bias_act_forward %s %dx%dx%d z", tdm_act_name((tdm_act)a), E, M,
+               N);
       CHECK_GPU(what, gpu, gz, z, n);
-      snprintf(what, sizeof what, "bias_act_forward %s %dx%dx%d y", tdm_act_name((tdm_act)a), E,
-               M, N);
+      snprintf(what, sizeof what, "bias_act_forward %s %dx%dx%d y", tdm_act_name((tdm_act)a), E, M,
+               N);
       CHECK_GPU(what, gpu, gy, y, n);
       snprintf(what, sizeof what, "bias_act_forward %s %dx%dx%d aliased", tdm_act_name((tdm_act)a),
                E, M, N);
@@ -147,8 +148,8 @@ static void test_act_bias_backward(void) {
         float *gdb = gbuf(gpu, mode == 1 ? db : NULL, nb * 4);
         float *gdz = mode == 2 ? gdy : gbuf(gpu, NULL, n * 4);
         CHECK(gx && gy && gdy && gdb && gdz);
-        CHECK_OK(tdm_act_bias_backward(gpu, (tdm_act)a, gx, gy, gdy, gdz, mode == 2 ? NULL : gdb,
-                                       E, M, N, beta));
+        CHECK_OK(tdm_act_bias_backward(gpu, (tdm_act)a, gx, gy, gdy, gdz, mode == 2 ? NULL : gdb, E,
+                                       M, N, beta));
         float *cdz = mode == 2 ? dy : dz;
         CHECK_OK(tdm_act_bias_backward(cpu, (tdm_act)a, x, y, dy, cdz, mode == 2 ? NULL : db, E, M,
                                        N, beta));
@@ -175,7 +176,7 @@ static void adam_groups_case(int use_graph) {
   tdm_adam_cfg cfg = tdm_adam_defaults();
   cfg.lr = 1e-3f;
   cfg.weight_decay = 0.01f;
-  float *p[NG], *m[NG], *v[NG], *gp[NG], *gm[NG], *gv[NG], *gg[NG];
+  float *p[NG], *m[NG], *v[NG], *gp[NG], *gm[NG], *gv[NG], *gg[NG], *ema[NG], *gema[NG];
   int32_t st[NG] = {0, 5, 2}, *gst[NG];
   tdm_adam_group gr[NG];
   for (int k = 0; k < NG; k++) {
@@ -189,7 +190,11 @@ static void adam_groups_case(int use_graph) {
     gg[k] = gbuf(gpu, NULL, sz[k] * 4);
     gst[k] = gbuf(gpu, &st[k], 4);
     CHECK(gp[k] && gm[k] && gv[k] && gg[k] && gst[k]);
-    gr[k] = (tdm_adam_group){gp[k], gg[k], gm[k], gv[k], sz[k], gst[k]};
+    // the large group also moves a Polyak copy
+    ema[k] = k == 0 ? hrand(sz[k], -1, 1, 630) : NULL;
+    gema[k] = k == 0 ? gbuf(gpu, ema[k], sz[k] * 4) : NULL;
+    CHECK(k != 0 || (ema[k] && gema[k]));
+    gr[k] = (tdm_adam_group){gp[k], gg[k], gm[k], gv[k], sz[k], gst[k], gema[k], 0.01f};
   }
   uint32_t zero = 0, sync_h = 1;
   uint32_t *gsync = gbuf(gpu, &zero, 4);
@@ -209,11 +214,11 @@ static void adam_groups_case(int use_graph) {
       float *g = hrand(sz[k], -1, 1, 700 + 10 * it + k);
       CHECK(g);
       CHECK_OK(tdm_dev_h2d(gpu, gg[k], g, sz[k] * 4));
-      cg[k] = (tdm_adam_group){p[k], g, m[k], v[k], sz[k], &st[k]};
+      cg[k] = (tdm_adam_group){p[k], g, m[k], v[k], sz[k], &st[k], ema[k], 0.01f};
     }
     CHECK_OK(tdm_adam_step_groups(cpu, cg, NG, &cfg, &zero));
-    st_run = use_graph ? tdm_graph_launch(gpu, graph) : tdm_adam_step_groups(gpu, gr, NG, &cfg,
-                                                                             gsync);
+    st_run =
+        use_graph ? tdm_graph_launch(gpu, graph) : tdm_adam_step_groups(gpu, gr, NG, &cfg, gsync);
     if (st_run == TDM_OK) st_run = tdm_dev_sync(gpu);  // the gradients are refilled next step
   }
   tdm_graph_destroy(graph);
@@ -231,6 +236,10 @@ static void adam_groups_case(int use_graph) {
     CHECK_GPU(what, gpu, gm[k], m[k], sz[k]);
     snprintf(what, sizeof what, "adam groups%s group %d v", use_graph ? " graph" : "", k);
     CHECK_GPU(what, gpu, gv[k], v[k], sz[k]);
+    if (ema[k]) {
+      snprintf(what, sizeof what, "adam groups%s group %d ema", use_graph ? " graph" : "", k);
+      CHECK_GPU(what, gpu, gema[k], ema[k], sz[k]);
+    }
   }
   CHECK(st[0] == STEPS && st[1] == 5 + STEPS && st[2] == 2 + STEPS);
   CHECK_OK(tdm_dev_d2h(gpu, &sync_h, gsync, 4));
@@ -306,14 +315,15 @@ static void test_sac_fused_ops(void) {
     CHECK(gxq && gact && glp);
     CHECK_OK(tdm_sac_squash_cat(gpu, ghead, det ? NULL : geps, gobs, O, gxq, gact, glp, B, A,
                                 -20.0f, 2.0f));
-    CHECK_OK(tdm_sac_squash_cat(cpu, head, det ? NULL : eps, obs, O, xq, act, lp, B, A, -20.0f,
-                                2.0f));
+    CHECK_OK(
+        tdm_sac_squash_cat(cpu, head, det ? NULL : eps, obs, O, xq, act, lp, B, A, -20.0f, 2.0f));
     CHECK_GPU(det ? "squash_cat det xq" : "squash_cat xq", gpu, gxq, xq, (size_t)B * W);
     CHECK_GPU(det ? "squash_cat det act" : "squash_cat act", gpu, gact, act, (size_t)B * A);
     CHECK_GPU(det ? "squash_cat det logp" : "squash_cat logp", gpu, glp, lp, (size_t)B);
   }
   float *qt = hrand(2 * (size_t)B, -5, 5, 910), *logp = hrand(B, -3, 1, 911);
-  float *rew = hrand(B, -1, 1, 912), *term = hrand(B, 0, 1, 913), *q = hrand(2 * (size_t)B, -5, 5, 914);
+  float *rew = hrand(B, -1, 1, 912), *term = hrand(B, 0, 1, 913),
+        *q = hrand(2 * (size_t)B, -5, 5, 914);
   float *y = hrand(B, 0, 1, 7), *dq = hrand(2 * (size_t)B, 0, 1, 8);
   float *stats = hrand(TDM_SAC_ST_N, 0, 1, 9), la = -0.7f;
   CHECK(qt && logp && rew && term && q && y && dq && stats);
@@ -326,8 +336,8 @@ static void test_sac_fused_ops(void) {
   float *gst = gbuf(gpu, NULL, TDM_SAC_ST_N * 4);
   tdm_rng_ctr *grng = gbuf(gpu, &rng, sizeof rng);
   CHECK(gqt && glogp && grew && gterm && gq && gla && gy && gdq && gst && grng);
-  CHECK_OK(tdm_sac_target_loss(gpu, gqt, glogp, grew, gterm, gla, 0.99f, gq, gy, gdq, gst, B,
-                               grng));
+  CHECK_OK(
+      tdm_sac_target_loss(gpu, gqt, glogp, grew, gterm, gla, 0.99f, gq, gy, gdq, gst, B, grng));
   CHECK_OK(tdm_sac_target_loss(cpu, qt, logp, rew, term, &la, 0.99f, q, y, dq, stats, B, &rng));
   CHECK_GPU("target_loss y", gpu, gy, y, (size_t)B);
   CHECK_GPU("target_loss dq", gpu, gdq, dq, 2 * (size_t)B);

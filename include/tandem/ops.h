@@ -206,12 +206,15 @@ typedef struct {
   float *m, *v;    // (n) moments
   size_t n;
   int32_t *step;   // the group's own int32 step counter in device memory
+  float *ema;      // (n) or NULL: after the update ema = (1 - ema_tau) ema + ema_tau p (tdm_polyak)
+  float ema_tau;
 } tdm_adam_group;
 
 // One Adam step (the update of tdm_adam_step, max_grad_norm must be 0) on each of ngroups
 // (1..TDM_ADAM_MAX_GROUPS) groups, each with its own step counter, incremented in the same launch
-// (graph-safe). sync is a uint32 in device memory, zeroed once when allocated; the op uses it to
-// find the last block of its launch and leaves it at zero. Groups must not share memory.
+// (graph-safe), and each group's Polyak copy ema updated from the new parameters when given.
+// sync is a uint32 in device memory, zeroed once when allocated; the op uses it to find the last
+// block of its launch and leaves it at zero. Groups must not share memory.
 tdm_status tdm_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int ngroups,
                                 const tdm_adam_cfg *cfg, uint32_t *sync);
 

@@ -12,8 +12,8 @@
 //     temperature: L = -log_alpha mean(logp + target_entropy), Adam on log_alpha
 //   every target_update_interval updates: Q_targ = (1 - tau) Q_targ + tau Q
 //   advance the update RNG counter (done by the critic-loss op: nothing reads it after that)
-// Fused where it saves launches: squash + concat, target + critic loss (+ RNG advance), and one
-// Adam launch for the actor and log_alpha.
+// Fused where it saves launches: squash + concat, target + critic loss (+ RNG advance), the
+// Polyak average inside the critic's Adam launch, and one Adam launch for actor and log_alpha.
 // On the GPU each variant of this sequence is captured once as a CUDA graph (lazily, on its first
 // use) and replayed; the RNG counter lives in device memory and is advanced in-graph, the replay
 // size is read from device memory, so replays draw fresh batches and noise with no host sync.
@@ -62,10 +62,10 @@ typedef struct {
   float *log_alpha;          // (1)
   float *g_log_alpha;        // (1)
   float *alpha_m, *alpha_v;  // (1) Adam moments of log_alpha
-  float *stats;         // (TDM_SAC_ST_N)
-  int32_t *alpha_step;  // (1)
-  uint32_t *adam_sync;  // (1) zeroed: the grouped Adam launch of actor and temperature
-  tdm_rng_ctr *rng;     // (2): update, act
+  float *stats;              // (TDM_SAC_ST_N)
+  int32_t *alpha_step;       // (1)
+  uint32_t *adam_sync;       // (1) zeroed: the grouped Adam launch of actor and temperature
+  tdm_rng_ctr *rng;          // (2): update, act
   // pinned host
   float *h_obs;             // (N, O)
   float *h_act;             // (N, A)
@@ -187,6 +187,14 @@ typedef struct {
   bool explore, actor_step, polyak_step;
 } body_args;
 
+// The target has the critic's parameter count (the fused Polyak step relies on it).
+static tdm_status same_params(const tdm_mlp *target, const tdm_mlp *critic) {
+  if (target->n_params != critic->n_params || target->dev != critic->dev)
+    return TDM_FAIL(TDM_ERR_ARG, "sac: target and critic differ in shape (%zu vs %zu parameters)",
+                    target->n_params, critic->n_params);
+  return TDM_OK;
+}
+
 // One SAC update on the gathered batch bt (B rows); sample first when do_sample.
 static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, bool do_sample,
                               bool actor_step, bool polyak_step) {
@@ -227,7 +235,19 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
   TDM_TRY(tdm_sac_target_loss(dev, qt, s->logp_next, bt->reward, bt->terminated, s->log_alpha,
                               s->cfg.gamma, q, s->y, s->dq, s->stats, B, &s->rng[0]));
   TDM_TRY(tdm_mlp_backward(s->critic, s->acts_critic, s->dq, NULL, TDM_GRAD_SET));
-  TDM_TRY(tdm_mlp_adam(s->critic, &s->adam));
+  // critic Adam; on Polyak steps the target average rides along in the same launch (nothing
+  // reads the target after its forward above, so this equals averaging at the end)
+  tdm_mlp *cr = s->critic;
+  tdm_adam_group gc = {cr->params,
+                       cr->grads,
+                       cr->adam_m,
+                       cr->adam_v,
+                       cr->n_params,
+                       cr->adam_step,
+                       polyak_step ? s->target->params : NULL,
+                       s->cfg.tau};
+  TDM_TRY(same_params(s->target, cr));
+  TDM_TRY(tdm_adam_step_groups(dev, &gc, 1, &s->adam, s->adam_sync));
 
   if (actor_step) {
     // a, logp = pi(s) with the reparameterised sample, Q from the updated critic
@@ -246,11 +266,10 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     // Adam on the actor and (auto temperature) on log_alpha: one launch
     tdm_mlp *ac = s->actor;
     tdm_adam_group gr[2] = {
-        {ac->params, ac->grads, ac->adam_m, ac->adam_v, ac->n_params, ac->adam_step},
-        {s->log_alpha, s->g_log_alpha, s->alpha_m, s->alpha_v, 1, s->alpha_step}};
+        {ac->params, ac->grads, ac->adam_m, ac->adam_v, ac->n_params, ac->adam_step, NULL, 0.0f},
+        {s->log_alpha, s->g_log_alpha, s->alpha_m, s->alpha_v, 1, s->alpha_step, NULL, 0.0f}};
     TDM_TRY(tdm_adam_step_groups(dev, gr, s->cfg.ent_coef_auto ? 2 : 1, &s->adam, s->adam_sync));
   }
-  if (polyak_step) TDM_TRY(tdm_mlp_polyak(s->target, s->critic, s->cfg.tau));
   return TDM_OK;
 }
 

@@ -493,8 +493,7 @@ tdm_status tdm_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int 
   NEED(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f && cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f,
        "tdm_adam_step_groups: beta1 = %g, beta2 = %g; both must be in [0, 1)", cfg->beta1,
        cfg->beta2);
-  NEED(cfg->eps > 0.0f, "tdm_adam_step_groups: eps = %g; it must be > 0 (1e-8 is usual)",
-       cfg->eps);
+  NEED(cfg->eps > 0.0f, "tdm_adam_step_groups: eps = %g; it must be > 0 (1e-8 is usual)", cfg->eps);
   NEED(cfg->weight_decay >= 0.0f, "tdm_adam_step_groups: weight_decay = %g is negative",
        cfg->weight_decay);
   NEED(cfg->max_grad_norm == 0.0f,
@@ -505,6 +504,8 @@ tdm_status tdm_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int 
     NEED(gr->n >= 1, "tdm_adam_step_groups: group %d has n = 0", k);
     NEED(gr->p && gr->g && gr->m && gr->v && gr->step,
          "tdm_adam_step_groups: group %d has a NULL p, g, m, v or step", k);
+    NEED(!gr->ema || (gr->ema_tau >= 0.0f && gr->ema_tau <= 1.0f),
+         "tdm_adam_step_groups: group %d: ema_tau = %g must be in [0, 1]", k, gr->ema_tau);
     for (int j = 0; j < k; j++)
       NEED(groups[j].step != gr->step && groups[j].p != gr->p,
            "tdm_adam_step_groups: groups %d and %d share parameters or a step counter", j, k);

@@ -820,6 +820,7 @@ tdm_status tdm_cpu_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, 
   for (int k = 0; k < ngroups; k++) {
     const tdm_adam_group *gr = &groups[k];
     TDM_TRY(tdm_cpu_adam_step(dev, gr->p, gr->g, gr->m, gr->v, gr->n, cfg, gr->step, NULL));
+    if (gr->ema) TDM_TRY(tdm_cpu_polyak(dev, gr->ema, gr->p, gr->n, gr->ema_tau));
   }
   return TDM_OK;
 }

@@ -96,8 +96,8 @@ tdm_status tdm_cuda_bias_grad(tdm_dev *dev, float *db, const float *dY, int E, i
 tdm_status tdm_cuda_act_forward(tdm_dev *dev, tdm_act act, const float *x, float *y, size_t n);
 tdm_status tdm_cuda_act_backward(tdm_dev *dev, tdm_act act, const float *x, const float *y,
                                  const float *dy, float *dx, size_t n);
-tdm_status tdm_cuda_bias_act_forward(tdm_dev *dev, tdm_act act, float *Z, const float *b,
-                                     float *Y, int E, int M, int N);
+tdm_status tdm_cuda_bias_act_forward(tdm_dev *dev, tdm_act act, float *Z, const float *b, float *Y,
+                                     int E, int M, int N);
 tdm_status tdm_cuda_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
                                       const float *dY, float *dZ, float *db, int E, int M, int N,
                                       float beta);

@@ -364,7 +364,7 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
 
   // g: gradient of the loss wrt the current layer's output; dbuf[cur] holds it when it is ours
   const float *g = dy;
-  int cur = 1;  // the other buffer, dbuf[1 - cur], is free
+  int cur = 1;             // the other buffer, dbuf[1 - cur], is free
   bool bias_done = false;  // the fused act backward already wrote this layer's bias gradient
   {
     const int no = s->sizes[L];
@@ -400,8 +400,8 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
       const float *pre = s->layernorm ? acts->n[l] : acts->z[l];
       if (!s->layernorm && !acts->train && pgrad) {
         // dz (E, B, out) = da act'(z) in place, and b's gradient, in one op
-        TDM_TRY(tdm_act_bias_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw,
-                                      m->grads + ly->b, E, B, no, beta));
+        TDM_TRY(tdm_act_bias_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw, m->grads + ly->b,
+                                      E, B, no, beta));
         bias_done = true;
       } else {
         // dh (E, B, out) = da act'(h), in place
@@ -456,7 +456,8 @@ tdm_status tdm_mlp_adam(tdm_mlp *m, const tdm_adam_cfg *cfg) {
   // p, m, v = Adam(p, g, m, v) over the whole buffer (one op); without clipping one launch that
   // also counts the step, whose sync counter sits after the scratch tdm_adam_step uses
   if (cfg && cfg->max_grad_norm == 0.0f) {
-    tdm_adam_group gr = {m->params, m->grads, m->adam_m, m->adam_v, m->n_params, m->adam_step};
+    tdm_adam_group gr = {m->params,   m->grads,     m->adam_m, m->adam_v,
+                         m->n_params, m->adam_step, NULL,      0.0f};
     uint32_t *sync = (uint32_t *)(m->adam_scratch + tdm_adam_scratch_floats(m->dev, m->n_params));
     return tdm_adam_step_groups(m->dev, &gr, 1, cfg, sync);
   }
