@@ -27,7 +27,7 @@ ifeq ($(HAVE_CUDA),1)
   NVCC      := $(NVCC_PATH)
   CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib))
   CFLAGS    += -DTDM_CUDA -I$(CUDA_HOME)/include
-  LDLIBS    += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcurand -lcudart
+  LDLIBS    += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublasLt -lcublas -lcurand -lcudart
   GENCODE   := $(foreach a,$(CUDA_ARCH),-gencode=arch=compute_$(a),code=sm_$(a)) \
                -gencode=arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH))
   NVFLAGS   := -O3 -std=c++17 $(GENCODE) -Iinclude -DTDM_CUDA -Xcompiler -fPIC,-Wall \

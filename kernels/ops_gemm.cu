@@ -4,6 +4,15 @@
 // with the operands swapped (B first, then A) and M, N swapped; the transpose flags carry over.
 // dev->tf32 selects TF32 tensor-core math; otherwise plain fp32 compute (CUBLAS_COMPUTE_32F,
 // which never uses TF32 whatever the handle's math mode).
+// tdm_cuda_linear_act_forward runs the layer's GEMM, bias and ReLU as one cuBLASLt matmul with an
+// epilogue, through the device's cuBLAS handle (a cuBLAS handle is a valid cuBLASLt handle) and
+// its workspace (set before any capture, so the matmul is graph-safe).
+#include <cublasLt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mutex>
+
 #include "cuda_common.cuh"
 
 static cublasOperation_t to_op(tdm_trans t) {
@@ -39,4 +48,183 @@ extern "C" tdm_status tdm_cuda_gemm_batched(tdm_dev *dev, tdm_trans ta, tdm_tran
       h, to_op(tb), to_op(ta), N, M, K, &alpha, B, CUDA_R_32F, ldb, sB, A, CUDA_R_32F, lda, sA,
       &beta, C, CUDA_R_32F, ldc, sC, batch, compute_of(dev), CUBLAS_GEMM_DEFAULT));
   return TDM_LAUNCH_CHECK("cublasGemmStridedBatchedEx");
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear layer + bias + activation
+
+// TDM_NO_CUBLASLT set to anything but "" or "0" turns the cuBLASLt path off (read once).
+static bool lt_off(void) {
+  static int off = -1;
+  if (off < 0) {
+    const char *e = getenv("TDM_NO_CUBLASLT");
+    off = e && *e && strcmp(e, "0") != 0 ? 1 : 0;
+  }
+  return off == 1;
+}
+
+// Largest power of two, at most 256, dividing the address and the byte strides ld and stride.
+static uint32_t align_bytes(const void *p, long long ld, long long stride) {
+  uint64_t v = (uint64_t)(uintptr_t)p | (uint64_t)ld * 4u | (uint64_t)stride * 4u | 256u;
+  return (uint32_t)(v & (~v + 1u));  // the lowest set bit
+}
+
+// Heuristic results by problem (the query costs host time; a graph replays without it).
+typedef struct {
+  void *handle;
+  int compute, epilogue, M, N, K, ldx, ldw, batch;
+  long long sX, sW;
+  uint32_t aX, aW, aY, aB;
+  size_t workspace;
+} lt_key;
+typedef struct {
+  lt_key key;
+  bool ok;
+  cublasLtMatmulAlgo_t algo;
+} lt_entry;
+#define LT_CACHE 128
+static lt_entry lt_cache[LT_CACHE];
+static int lt_cached;
+static std::mutex lt_mu;
+
+// Y = epilogue(X W^T + b) as one cuBLASLt matmul; *ran stays false when cuBLASLt offers no
+// algorithm for it (the caller then takes the two-kernel path). Column-major view, as tdm_gemm:
+// Y^T (N x M, ld N) = W (stored K x N col-major, ld ldw, transposed) * X^T (K x M, ld ldx); the
+// bias runs along the N rows of Y^T and is broadcast over its M columns.
+static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, const float *X, int ldx,
+                            long long sX, const float *W, int ldw, long long sW, const float *b,
+                            float *Y, int batch, bool *ran) {
+  *ran = false;
+  cublasLtHandle_t h = (cublasLtHandle_t)dev->cublas;
+  const cublasComputeType_t ct = compute_of(dev);
+  const uint32_t epi = act == TDM_ACT_RELU ? (uint32_t)CUBLASLT_EPILOGUE_RELU_BIAS
+                                           : (uint32_t)CUBLASLT_EPILOGUE_BIAS;
+  const int32_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N, nb = batch;
+  const int64_t s_w = sW, s_x = sX, s_y = (int64_t)M * N, s_b = N;
+  const void *bias = b;
+  cublasLtMatmulDesc_t op = NULL;
+  cublasLtMatrixLayout_t la = NULL, lb = NULL, ly = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  cublasStatus_t cs = CUBLAS_STATUS_SUCCESS;
+#define LT(call)                                  \
+  do {                                            \
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = (call); \
+  } while (0)
+  LT(cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  LT(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, (uint64_t)K, (uint64_t)N, ldw));
+  LT(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, (uint64_t)K, (uint64_t)M, ldx));
+  LT(cublasLtMatrixLayoutCreate(&ly, CUDA_R_32F, (uint64_t)N, (uint64_t)M, N));
+  if (batch > 1) {
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &s_b,
+                                      sizeof s_b));
+    LT(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
+    LT(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_w,
+                                        sizeof s_w));
+    LT(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
+    LT(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_x,
+                                        sizeof s_x));
+    LT(cublasLtMatrixLayoutSetAttribute(ly, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
+    LT(cublasLtMatrixLayoutSetAttribute(ly, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_y,
+                                        sizeof s_y));
+  }
+  // the algorithm: cached, else asked for with the real alignments and workspace
+  lt_key key;
+  memset(&key, 0, sizeof key);
+  key.handle = dev->cublas;
+  key.compute = (int)ct;
+  key.epilogue = (int)epi;
+  key.M = M, key.N = N, key.K = K, key.ldx = ldx, key.ldw = ldw, key.batch = batch;
+  key.sX = batch > 1 ? sX : 0, key.sW = batch > 1 ? sW : 0;
+  key.aX = align_bytes(X, ldx, key.sX);
+  key.aW = align_bytes(W, ldw, key.sW);
+  key.aY = align_bytes(Y, N, batch > 1 ? s_y : 0);
+  key.aB = align_bytes(b, 0, batch > 1 ? s_b : 0);
+  key.workspace = dev->workspace_bytes;
+  bool found = false, ok = false;
+  cublasLtMatmulAlgo_t algo;
+  memset(&algo, 0, sizeof algo);
+  {
+    std::lock_guard<std::mutex> lock(lt_mu);
+    for (int i = 0; i < lt_cached && !found; i++)
+      if (!memcmp(&lt_cache[i].key, &key, sizeof key)) {
+        found = true;
+        ok = lt_cache[i].ok;
+        algo = lt_cache[i].algo;
+      }
+  }
+  if (!found && cs == CUBLAS_STATUS_SUCCESS) {
+    const uint64_t ws = dev->workspace_bytes;
+    LT(cublasLtMatmulPreferenceCreate(&pref));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                            sizeof ws));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                            &key.aW, sizeof key.aW));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                            &key.aX, sizeof key.aX));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                            &key.aY, sizeof key.aY));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                            &key.aY, sizeof key.aY));
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    int got = 0;
+    LT(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ly, ly, pref, 1, &res, &got));
+    ok = cs == CUBLAS_STATUS_SUCCESS && got >= 1 && res.state == CUBLAS_STATUS_SUCCESS &&
+         res.workspaceSize <= dev->workspace_bytes;
+    if (ok) algo = res.algo;
+    cs = CUBLAS_STATUS_SUCCESS;  // no algorithm is an answer, not an error
+    std::lock_guard<std::mutex> lock(lt_mu);
+    if (lt_cached < LT_CACHE) {
+      lt_cache[lt_cached].key = key;
+      lt_cache[lt_cached].ok = ok;
+      lt_cache[lt_cached].algo = algo;
+      lt_cached++;
+    }
+  }
+  if (ok && cs == CUBLAS_STATUS_SUCCESS) {
+    const float one = 1.0f, zero = 0.0f;
+    cs = cublasLtMatmul(h, op, &one, W, la, X, lb, &zero, Y, ly, Y, ly, &algo, dev->workspace,
+                        dev->workspace_bytes, tdm_stream_of(dev));
+    if (cs == CUBLAS_STATUS_SUCCESS) {
+      *ran = true;
+    } else if (cs == CUBLAS_STATUS_NOT_SUPPORTED || cs == CUBLAS_STATUS_INVALID_VALUE ||
+               cs == CUBLAS_STATUS_ARCH_MISMATCH) {
+      // refused before launching: remember, and let the caller take the two-kernel path
+      std::lock_guard<std::mutex> lock(lt_mu);
+      for (int i = 0; i < lt_cached; i++)
+        if (!memcmp(&lt_cache[i].key, &key, sizeof key)) lt_cache[i].ok = false;
+      cs = CUBLAS_STATUS_SUCCESS;
+    }
+  }
+#undef LT
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (ly) cublasLtMatrixLayoutDestroy(ly);
+  if (lb) cublasLtMatrixLayoutDestroy(lb);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (op) cublasLtMatmulDescDestroy(op);
+  // a descriptor or problem cuBLASLt refuses means "not this way": the caller falls back; a
+  // matmul that fails otherwise is an error
+  if (cs != CUBLAS_STATUS_SUCCESS && ok)
+    return tdm_seterr(TDM_ERR_CUDA, __FILE__, __LINE__, "cublasLtMatmul failed: %s (%s)",
+                      cublasGetStatusString(cs), cublasGetStatusName(cs));
+  return *ran ? TDM_LAUNCH_CHECK("cublasLtMatmul") : TDM_OK;
+}
+
+extern "C" tdm_status tdm_cuda_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, int K,
+                                                  const float *X, int ldx, long long sX,
+                                                  const float *W, int ldw, long long sW,
+                                                  const float *b, float *Y, int batch) {
+  if ((act == TDM_ACT_NONE || act == TDM_ACT_RELU) && !lt_off()) {
+    bool ran = false;
+    TDM_TRY(lt_linear(dev, act, M, N, K, X, ldx, sX, W, ldw, sW, b, Y, batch, &ran));
+    if (ran) return TDM_OK;
+  }
+  // two kernels: Y = X W^T, then Y = act(Y + b)
+  TDM_TRY(tdm_cuda_gemm_batched(dev, TDM_NOTRANS, TDM_TRANS, M, N, K, 1.0f, X, ldx, sX, W, ldw, sW,
+                                0.0f, Y, N, (long long)M * N, batch));
+  return tdm_cuda_bias_act_forward(dev, act, Y, b, Y, batch, M, N);
 }

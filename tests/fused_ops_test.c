@@ -247,6 +247,45 @@ static void test_argument_checks(void) {
   CHECK(s0 == 0 && s1 == 0);
 }
 
+// linear_act_forward equals gemm_batched + bias_act_forward, and float64, shared input or not.
+static void test_linear_act_forward(void) {
+  tdm_dev *cpu = cpu_dev();
+  CHECK(cpu);
+  enum { E = 3, M = 4, N = 5, K = 6, LDX = 7 };
+  float x[E * M * LDX], w[E * N * K], b[E * N], y1[E * M * N], y2[E * M * N];
+  tdm_t_rand(x, sizeof x / 4, -1, 1, 140);
+  tdm_t_rand(w, sizeof w / 4, -1, 1, 141);
+  tdm_t_rand(b, sizeof b / 4, -1, 1, 142);
+  for (int shared = 0; shared < 2; shared++)
+    for (int a = 0; a < NACTS; a++) {
+      const long long sx = shared ? 0 : (long long)M * LDX;
+      CHECK_OK(tdm_gemm_batched(cpu, TDM_NOTRANS, TDM_TRANS, M, N, K, 1.0f, x, LDX, sx, w, K,
+                                (long long)N * K, 0.0f, y1, N, (long long)M * N, E));
+      CHECK_OK(tdm_bias_act_forward(cpu, (tdm_act)a, y1, b, y1, E, M, N));
+      memset(y2, 0xFF, sizeof y2);
+      CHECK_OK(tdm_linear_act_forward(cpu, (tdm_act)a, M, N, K, x, LDX, sx, w, K, (long long)N * K,
+                                      b, y2, E));
+      CHECKF(!memcmp(y1, y2, sizeof y1), "linear_act %s shared %d differs from gemm + bias_act",
+             tdm_act_name((tdm_act)a), shared);
+      double worst = 0;
+      for (int e = 0; e < E; e++)
+        for (int m = 0; m < M; m++)
+          for (int n = 0; n < N; n++) {
+            double z = b[e * N + n];
+            for (int k = 0; k < K; k++)
+              z += (double)x[e * sx + m * LDX + k] * w[(e * N + n) * K + k];
+            double d = fabs(y2[(e * M + m) * N + n] - ref_act((tdm_act)a, z));
+            if (d > worst) worst = d;
+          }
+      CHECKF(worst < 1e-5, "linear_act %s shared %d: off float64 by %g", tdm_act_name((tdm_act)a),
+             shared, worst);
+    }
+  CHECK(tdm_linear_act_forward(cpu, TDM_ACT_RELU, M, N, K, x, K - 1, 0, w, K, 0, b, y2, 1) ==
+        TDM_ERR_ARG);
+  CHECK(tdm_linear_act_forward(cpu, TDM_ACT_RELU, M, N, K, x, K, -1, w, K, 0, b, y2, 2) ==
+        TDM_ERR_ARG);
+}
+
 // squash_cat equals squash_fwd + concat; target_loss equals target + critic_loss (+ RNG bump).
 static void test_sac_fused_ops(void) {
   tdm_dev *cpu = cpu_dev();
@@ -297,6 +336,7 @@ int main(void) {
   TDM_RUN(test_adam_groups);
   TDM_RUN(test_argument_checks);
   TDM_RUN(test_sac_fused_ops);
+  TDM_RUN(test_linear_act_forward);
   tdm_dev_close(cpu_dev());
   return tdm_test_end();
 }

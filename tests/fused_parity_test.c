@@ -296,6 +296,38 @@ static void test_mlp_step(void) {
   CHECK(x && dy && dx && gx && gdy && gdx);
 }
 
+// Every activation (none and relu take the cuBLASLt epilogue), shared and per-member inputs,
+// and pointers only 4-byte aligned (offset by one float).
+static void test_linear_act_forward(void) {
+  NEED_GPU(gpu);
+  tdm_dev *cpu = cpu_dev();
+  CHECK(cpu);
+  const int dims[][4] = {{1, 256, 256, 23}, {2, 256, 1, 256}, {2, 37, 45, 29}, {7, 64, 200, 23}};
+  char what[128];
+  for (int s = 0; s < 4; s++)
+    for (int shared = 0; shared < 2; shared++)
+      for (int off = 0; off < 2; off++)
+        for (int a = 0; a < NACTS; a++) {
+          const int E = dims[s][0], M = dims[s][1], N = dims[s][2], K = dims[s][3];
+          const long long sx = shared ? 0 : (long long)M * K;
+          const size_t nx = (size_t)(shared ? 1 : E) * M * K + 1, nw = (size_t)E * N * K + 1;
+          const size_t nb = (size_t)E * N + 1, ny = (size_t)E * M * N + 1;
+          float *x = hrand(nx, -1, 1, 1000 + s), *w = hrand(nw, -0.3f, 0.3f, 1010 + s);
+          float *b = hrand(nb, -1, 1, 1020 + s), *y = hrand(ny, 0, 1, 10);
+          CHECK(x && w && b && y);
+          float *gx = gbuf(gpu, x, nx * 4), *gw = gbuf(gpu, w, nw * 4), *gb = gbuf(gpu, b, nb * 4);
+          float *gy = gbuf(gpu, NULL, ny * 4);
+          CHECK(gx && gw && gb && gy);
+          CHECK_OK(tdm_linear_act_forward(gpu, (tdm_act)a, M, N, K, gx + off, K, sx, gw + off, K,
+                                          (long long)N * K, gb + off, gy + off, E));
+          CHECK_OK(tdm_linear_act_forward(cpu, (tdm_act)a, M, N, K, x + off, K, sx, w + off, K,
+                                          (long long)N * K, b + off, y + off, E));
+          snprintf(what, sizeof what, "linear_act %s E %d M %d N %d K %d shared %d offset %d",
+                   tdm_act_name((tdm_act)a), E, M, N, K, shared, off);
+          CHECK_GPU(what, gpu, gy + off, y + off, ny - 1);
+        }
+}
+
 static void test_sac_fused_ops(void) {
   NEED_GPU(gpu);
   tdm_dev *cpu = cpu_dev();
@@ -364,6 +396,7 @@ int main(void) {
   RUN(test_adam_groups_graph);
   RUN(test_mlp_step);
   RUN(test_sac_fused_ops);
+  RUN(test_linear_act_forward);
   tdm_dev_close(cpu_dev());
   return tdm_test_end();
 }

@@ -75,7 +75,8 @@ typedef struct {
   bool shared_input;  // last forward read one input (B, in) for all members
   const float *x;     // the last forward's input (not owned)
   float *buf;         // one device allocation holding all of the below
-  float *z[TDM_MLP_MAX_LAYERS];     // (E, B, out_l) linear outputs (after dropout)
+  float *z[TDM_MLP_MAX_LAYERS];     // (E, B, out_l) linear outputs (after dropout); not kept
+                                    // for relu / linear hidden layers without dropout or norm
   float *mask[TDM_MLP_MAX_LAYERS];  // (E, B, out_l) dropout masks, or NULL
   float *n[TDM_MLP_MAX_LAYERS];     // (E, B, out_l) LayerNorm outputs, or NULL
   float *mean[TDM_MLP_MAX_LAYERS], *rstd[TDM_MLP_MAX_LAYERS];  // (E, B) LayerNorm stats

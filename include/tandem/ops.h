@@ -76,6 +76,16 @@ tdm_status tdm_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, cons
                                  const float *dY, float *dZ, float *db, int E, int M, int N,
                                  float beta);
 
+// Linear layer, bias and activation for batch members at once: Y_i (M, N) = act(X_i (M, K) W_i^T
+// + b_i) for i < batch, X_i = X + i sX with row stride ldx (sX = 0: one input for all members),
+// W_i = W + i sW stored (N, K) with row stride ldw, b (batch, N), Y (batch, M, N) packed. The
+// pre-activation is not kept. On the GPU, act none and relu run as one cuBLASLt matmul with a
+// bias (+ ReLU) epilogue; other activations (or a shape cuBLASLt declines) run a GEMM and then
+// tdm_bias_act_forward, as does every call when the environment sets TDM_NO_CUBLASLT=1.
+tdm_status tdm_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, int K, const float *X,
+                                  int ldx, long long sX, const float *W, int ldw, long long sW,
+                                  const float *b, float *Y, int batch);
+
 // ---------------------------------------------------------------------------------------------
 // normalisation
 

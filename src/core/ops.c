@@ -166,6 +166,27 @@ tdm_status tdm_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, cons
   DISPATCH(act_bias_backward, dev, act, X, Y, dY, dZ, db, E, M, N, beta);
 }
 
+tdm_status tdm_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, int K, const float *X,
+                                  int ldx, long long sX, const float *W, int ldw, long long sW,
+                                  const float *b, float *Y, int batch) {
+  DEV("linear_act_forward");
+  ACT_OK("linear_act_forward", act);
+  PTR("linear_act_forward", X);
+  PTR("linear_act_forward", W);
+  PTR("linear_act_forward", b);
+  PTR("linear_act_forward", Y);
+  NEED(M >= 1 && N >= 1 && K >= 1 && batch >= 1,
+       "tdm_linear_act_forward: M = %d, N = %d, K = %d, batch = %d; all must be at least 1", M, N,
+       K, batch);
+  NEED(
+      ldx >= K && ldw >= K,
+      "tdm_linear_act_forward: ldx = %d and ldw = %d must be at least K = %d (row strides of X, W)",
+      ldx, ldw, K);
+  NEED(sX >= 0 && sW >= 0, "tdm_linear_act_forward: strides sX = %lld, sW = %lld must be >= 0", sX,
+       sW);
+  DISPATCH(linear_act_forward, dev, act, M, N, K, X, ldx, sX, W, ldw, sW, b, Y, batch);
+}
+
 // ---------------------------------------------------------------------------------------------
 // normalisation
 

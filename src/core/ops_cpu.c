@@ -206,6 +206,15 @@ tdm_status tdm_cpu_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, 
   return tdm_cpu_bias_grad(dev, db, dZ, E, M, N, beta);
 }
 
+tdm_status tdm_cpu_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, int K,
+                                      const float *X, int ldx, long long sX, const float *W,
+                                      int ldw, long long sW, const float *b, float *Y, int batch) {
+  // Y = X W^T per member, then Y = act(Y + b) in place
+  TDM_TRY(tdm_cpu_gemm_batched(dev, TDM_NOTRANS, TDM_TRANS, M, N, K, 1.0f, X, ldx, sX, W, ldw, sW,
+                               0.0f, Y, N, (long long)M * N, batch));
+  return tdm_cpu_bias_act_forward(dev, act, Y, b, Y, batch, M, N);
+}
+
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
 

@@ -306,6 +306,18 @@ tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B
     const int ni = ly->in, no = ly->out;
     const size_t n = (size_t)E * B * no;
     float *z = acts->z[l];  // (E, B, out)
+    const bool hidden = l < L - 1;
+    const tdm_act la = hidden ? s->hidden_act : TDM_ACT_NONE;
+    if ((hidden && !drop && !s->layernorm && (la == TDM_ACT_RELU || la == TDM_ACT_NONE)) ||
+        (!hidden && s->out_act == TDM_OUT_NONE)) {
+      // a = act(in W^T + b) in one op (one cuBLASLt matmul on the GPU); z is not kept: the
+      // backward of relu and of a linear layer needs only a
+      TDM_TRY(tdm_linear_act_forward(dev, la, B, no, ni, in, ni, s_in, m->params + ly->w, ni,
+                                     (long long)no * ni, m->params + ly->b, acts->a[l], E));
+      in = acts->a[l];
+      s_in = (long long)B * no;
+      continue;
+    }
     // z = in W^T: (B, in) x (in, out) per member, W stored (out, in)
     TDM_TRY(tdm_gemm_batched(dev, TDM_NOTRANS, TDM_TRANS, B, no, ni, 1.0f, in, ni, s_in,
                              m->params + ly->w, ni, (long long)no * ni, 0.0f, z, no,
@@ -397,7 +409,10 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
     if (l < L - 1) {
       // hidden layer: g (in dbuf[cur]) is wrt a[l]; take it back to z[l] (before dropout)
       float *gw = acts->dbuf[cur];
-      const float *pre = s->layernorm ? acts->n[l] : acts->z[l];
+      // relu' and the identity's derivative read from the output a as well (relu(x) > 0 iff
+      // x > 0), and the forward may not have kept z for them
+      const bool from_a = s->hidden_act == TDM_ACT_RELU || s->hidden_act == TDM_ACT_NONE;
+      const float *pre = s->layernorm ? acts->n[l] : from_a ? acts->a[l] : acts->z[l];
       if (!s->layernorm && !acts->train && pgrad) {
         // dz (E, B, out) = da act'(z) in place, and b's gradient, in one op
         TDM_TRY(tdm_act_bias_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw, m->grads + ly->b,
