@@ -189,8 +189,9 @@ static __global__ void squash_cat_kernel(const float *__restrict__ head,
                                          const float *__restrict__ eps,
                                          const float *__restrict__ obs, int O,
                                          float *__restrict__ xq, float *__restrict__ act,
-                                         float *__restrict__ logp, int B, int A, float lo,
-                                         float hi) {
+                                         float *__restrict__ logp, int B, int A, float lo, float hi,
+                                         const float *__restrict__ obs2,
+                                         const float *__restrict__ act2, float *__restrict__ xq2) {
   const int W = O + A;
   TDM_GRID_LOOP(b, (size_t)B) {
     const float *mean = head + b * 2 * A, *log_std = mean + A;
@@ -210,14 +211,22 @@ static __global__ void squash_cat_kernel(const float *__restrict__ head,
     size_t b = i / O;
     xq[b * W + (i % O)] = obs[i];
   }
+  if (xq2) {
+    TDM_GRID_LOOP(i, (size_t)B * W) {  // the arithmetic-free concat_kernel
+      size_t b = i / W;
+      int j = (int)(i % W);
+      xq2[i] = j < O ? obs2[b * O + j] : act2[b * A + (j - O)];
+    }
+  }
 }
 
 extern "C" tdm_status tdm_sac_cuda_squash_cat(tdm_dev *dev, const float *head, const float *eps,
                                               const float *obs, int O, float *xq, float *act,
-                                              float *logp, int B, int A, float lo, float hi) {
-  size_t work = (size_t)B * (O > 1 ? O : 1);
+                                              float *logp, int B, int A, float lo, float hi,
+                                              const float *obs2, const float *act2, float *xq2) {
+  size_t work = (size_t)B * (xq2 ? O + A : (O > 1 ? O : 1));
   squash_cat_kernel<<<tdm_grid_for(dev, work, SAC_THREADS), SAC_THREADS, 0, tdm_stream_of(dev)>>>(
-      head, eps, obs, O, xq, act, logp, B, A, lo, hi);
+      head, eps, obs, O, xq, act, logp, B, A, lo, hi, obs2, act2, xq2);
   return TDM_LAUNCH_CHECK("sac squash_cat_kernel");
 }
 

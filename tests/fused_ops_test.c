@@ -302,12 +302,19 @@ static void test_sac_fused_ops(void) {
     CHECK_OK(tdm_sac_concat(cpu, obs, O, act1, A, A, xq1, B));
     memset(act2, 0xFF, sizeof act2);
     memset(xq2, 0xFF, sizeof xq2);
-    CHECK_OK(tdm_sac_squash_cat(cpu, head, e, obs, O, xq2, act2, lp2, B, A, -5.0f, 2.0f));
+    float act_b[B * A], cat1[B * (O + A)], cat2[B * (O + A)];
+    tdm_t_rand(act_b, B * A, -1, 1, 123);
+    CHECK_OK(tdm_sac_concat(cpu, obs, O, act_b, A, A, cat1, B));
+    memset(cat2, 0xFF, sizeof cat2);
+    CHECK_OK(tdm_sac_squash_cat(cpu, head, e, obs, O, xq2, act2, lp2, B, A, -5.0f, 2.0f, obs, act_b,
+                                cat2));
+    CHECKF(!memcmp(cat1, cat2, sizeof cat1), "squash_cat det %d: second concat differs", det);
     CHECKF(!memcmp(act1, act2, sizeof act1) && !memcmp(lp1, lp2, sizeof lp1) &&
                !memcmp(xq1, xq2, sizeof xq1),
            "squash_cat det %d differs from squash_fwd + concat", det);
     memset(xq2, 0xFF, sizeof xq2);  // act and logp may be NULL
-    CHECK_OK(tdm_sac_squash_cat(cpu, head, e, obs, O, xq2, NULL, NULL, B, A, -5.0f, 2.0f));
+    CHECK_OK(tdm_sac_squash_cat(cpu, head, e, obs, O, xq2, NULL, NULL, B, A, -5.0f, 2.0f, NULL,
+                                NULL, NULL));
     CHECK(!memcmp(xq1, xq2, sizeof xq1));
   }
   float qt[2 * B], logp[B], rew[B], term[B], q[2 * B], la = 0.3f;

@@ -340,15 +340,20 @@ static void test_sac_fused_ops(void) {
   CHECK(head && eps && obs && xq && act && lp);
   float *ghead = gbuf(gpu, head, (size_t)B * 2 * A * 4), *geps = gbuf(gpu, eps, (size_t)B * A * 4);
   float *gobs = gbuf(gpu, obs, (size_t)B * O * 4);
-  CHECK(ghead && geps && gobs);
+  float *actb = hrand((size_t)B * A, -1, 1, 903), *cat = hrand((size_t)B * W, 0, 1, 11);
+  float *gactb = actb ? gbuf(gpu, actb, (size_t)B * A * 4) : NULL;
+  CHECK(ghead && geps && gobs && actb && cat && gactb);
   for (int det = 0; det < 2; det++) {
     float *gxq = gbuf(gpu, NULL, (size_t)B * W * 4), *gact = gbuf(gpu, NULL, (size_t)B * A * 4);
-    float *glp = gbuf(gpu, NULL, (size_t)B * 4);
-    CHECK(gxq && gact && glp);
+    float *glp = gbuf(gpu, NULL, (size_t)B * 4), *gcat = gbuf(gpu, NULL, (size_t)B * W * 4);
+    CHECK(gxq && gact && glp && gcat);
+    // the second concatenation rides along in the deterministic case
     CHECK_OK(tdm_sac_squash_cat(gpu, ghead, det ? NULL : geps, gobs, O, gxq, gact, glp, B, A,
-                                -20.0f, 2.0f));
-    CHECK_OK(
-        tdm_sac_squash_cat(cpu, head, det ? NULL : eps, obs, O, xq, act, lp, B, A, -20.0f, 2.0f));
+                                -20.0f, 2.0f, det ? gobs : NULL, det ? gactb : NULL,
+                                det ? gcat : NULL));
+    CHECK_OK(tdm_sac_squash_cat(cpu, head, det ? NULL : eps, obs, O, xq, act, lp, B, A, -20.0f,
+                                2.0f, det ? obs : NULL, det ? actb : NULL, det ? cat : NULL));
+    if (det) CHECK_GPU("squash_cat second concat", gpu, gcat, cat, (size_t)B * W);
     CHECK_GPU(det ? "squash_cat det xq" : "squash_cat xq", gpu, gxq, xq, (size_t)B * W);
     CHECK_GPU(det ? "squash_cat det act" : "squash_cat act", gpu, gact, act, (size_t)B * A);
     CHECK_GPU(det ? "squash_cat det logp" : "squash_cat logp", gpu, glp, lp, (size_t)B);

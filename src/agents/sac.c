@@ -12,8 +12,9 @@
 //     temperature: L = -log_alpha mean(logp + target_entropy), Adam on log_alpha
 //   every target_update_interval updates: Q_targ = (1 - tau) Q_targ + tau Q
 //   advance the update RNG counter (done by the critic-loss op: nothing reads it after that)
-// Fused where it saves launches: squash + concat, target + critic loss (+ RNG advance), the
-// Polyak average inside the critic's Adam launch, and one Adam launch for actor and log_alpha.
+// Fused where it saves launches: squash + concat (the target's with the critic step's input),
+// target + critic loss (+ RNG advance), the Polyak average inside the critic's Adam launch, and
+// one Adam launch for actor and log_alpha.
 // On the GPU each variant of this sequence is captured once as a CUDA graph (lazily, on its first
 // use) and replayed; the RNG counter lives in device memory and is advanced in-graph, the replay
 // size is read from device memory, so replays draw fresh batches and noise with no host sync.
@@ -222,14 +223,14 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     head_next = s->acts_actor->a[L - 1];
   }
   // xq_next = [s' | a'] and logp' in one op
+  // (and, in the same launch, the critic step's input xq = [s | a] from the batch)
   TDM_TRY(tdm_sac_squash_cat(dev, head_next, s->eps_next, bt->next_obs, O, s->xq_next, NULL,
-                             s->logp_next, B, A, lo, hi));
+                             s->logp_next, B, A, lo, hi, bt->obs, bt->act, s->xq));
   TDM_TRY(tdm_mlp_forward(s->target, s->acts_target, s->xq_next, B, true, NULL, false));
   const float *qt = s->acts_target->a[L - 1];  // (2, B)
 
   // critic step; the target y is computed with the loss (one op), which also advances the update
   // RNG counter: the sampling and the noise above were its last readers in this update
-  TDM_TRY(tdm_sac_concat(dev, bt->obs, O, bt->act, A, A, s->xq, B));
   TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
   const float *q = s->acts_critic->a[L - 1];  // (2, B)
   TDM_TRY(tdm_sac_target_loss(dev, qt, s->logp_next, bt->reward, bt->terminated, s->log_alpha,
@@ -253,7 +254,8 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     // a, logp = pi(s) with the reparameterised sample, Q from the updated critic
     if (!stacked) TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
     const float *head = stacked ? head_pi : s->acts_actor->a[L - 1];  // (B, 2A)
-    TDM_TRY(tdm_sac_squash_cat(dev, head, eps, bt->obs, O, s->xq, s->a_pi, s->logp, B, A, lo, hi));
+    TDM_TRY(tdm_sac_squash_cat(dev, head, eps, bt->obs, O, s->xq, s->a_pi, s->logp, B, A, lo, hi,
+                               NULL, NULL, NULL));
     TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
     const float *qpi = s->acts_critic->a[L - 1];  // (2, B)
     TDM_TRY(tdm_sac_actor_loss(dev, qpi, s->logp, s->log_alpha, s->target_entropy, s->dq, s->dlogp,

@@ -51,9 +51,9 @@ tdm_status tdm_sac_actor_loss(tdm_dev *dev, const float *q, const float *logp,
 
 tdm_status tdm_sac_squash_cat(tdm_dev *dev, const float *head, const float *eps, const float *obs,
                               int O, float *xq, float *act, float *logp, int B, int A, float lo,
-                              float hi) {
+                              float hi, const float *obs2, const float *act2, float *xq2) {
   if (B < 1) return TDM_OK;
-  SAC_DISPATCH(squash_cat, dev, head, eps, obs, O, xq, act, logp, B, A, lo, hi);
+  SAC_DISPATCH(squash_cat, dev, head, eps, obs, O, xq, act, logp, B, A, lo, hi, obs2, act2, xq2);
 }
 
 tdm_status tdm_sac_target_loss(tdm_dev *dev, const float *qt, const float *logp_next,

@@ -99,16 +99,19 @@ tdm_status tdm_sac_cuda_actor_loss(tdm_dev *dev, const float *q, const float *lo
                                    float *dlogp, float *g_log_alpha, float *stats, int B);
 
 // Squash and concatenate in one op: as tdm_sac_squash_fwd, and xq (B, O + A) = [obs (B, O) |
-// act]; act (B, A) is also written unless NULL, logp (B) unless NULL.
+// act]; act (B, A) is also written unless NULL, logp (B) unless NULL. When xq2 is not NULL the
+// same launch also writes xq2 (B, O + A) = [obs2 (B, O) | act2 (B, A)] (a plain concatenation).
 tdm_status tdm_sac_squash_cat(tdm_dev *dev, const float *head, const float *eps, const float *obs,
                               int O, float *xq, float *act, float *logp, int B, int A, float lo,
-                              float hi);
+                              float hi, const float *obs2, const float *act2, float *xq2);
 tdm_status tdm_sac_cpu_squash_cat(tdm_dev *dev, const float *head, const float *eps,
                                   const float *obs, int O, float *xq, float *act, float *logp,
-                                  int B, int A, float lo, float hi);
+                                  int B, int A, float lo, float hi, const float *obs2,
+                                  const float *act2, float *xq2);
 tdm_status tdm_sac_cuda_squash_cat(tdm_dev *dev, const float *head, const float *eps,
                                    const float *obs, int O, float *xq, float *act, float *logp,
-                                   int B, int A, float lo, float hi);
+                                   int B, int A, float lo, float hi, const float *obs2,
+                                   const float *act2, float *xq2);
 
 // Critic target and loss in one op: y (B) as tdm_sac_target from qt (2, B), then dq and stats as
 // tdm_sac_critic_loss from q (2, B) and that y. When rng is not NULL, rng->calls += 1 (the update

@@ -123,8 +123,9 @@ tdm_status tdm_sac_cpu_actor_loss(tdm_dev *dev, const float *q, const float *log
 
 tdm_status tdm_sac_cpu_squash_cat(tdm_dev *dev, const float *head, const float *eps,
                                   const float *obs, int O, float *xq, float *act, float *logp,
-                                  int B, int A, float lo, float hi) {
-  (void)dev;
+                                  int B, int A, float lo, float hi, const float *obs2,
+                                  const float *act2, float *xq2) {
+  if (xq2) TDM_TRY(tdm_sac_cpu_concat(dev, obs2, O, act2, A, A, xq2, B));
   const int W = O + A;
   for (int b = 0; b < B; b++) {
     const float *mean = head + (size_t)b * 2 * A, *log_std = mean + A;
