@@ -218,24 +218,36 @@ extern "C" tdm_status tdm_cuda_bias_act_forward(tdm_dev *dev, tdm_act act, float
 // dZ (E, M, N) = dY act'(X); db (E, N) = beta db + sum_m dZ. Block (32, 32): threadIdx.x picks a
 // column, threadIdx.y a strided subset of rows (the elementwise part and the partial sums in one
 // pass); the 32 partial sums are then added in a fixed order. dZ may alias dY (each element is
-// read before it is written, by the same thread).
+// read before it is written, by the same thread). Blocks with blockIdx.x >= tiles1 instead sum
+// dY2 (E, M, N2) into db2 (the optional second bias gradient), in the same order.
 template <int ACT>
 static __global__ void act_bias_backward_kernel(const float *X, const float *Y, const float *dY,
                                                 float *dZ, float *db, int E, int M, int N,
-                                                float beta) {
+                                                float beta, int tiles1, const float *dY2,
+                                                float *db2, int N2) {
   __shared__ float sh[AB_ROWS][AB_COLS + 1];
   int tx = threadIdx.x, ty = threadIdx.y;
-  int col = blockIdx.x * AB_COLS + tx;
+  const bool second = (int)blockIdx.x >= tiles1;  // uniform over the block
+  if (second) {
+    db = db2;
+    N = N2;
+  }
+  int col = (second ? (int)blockIdx.x - tiles1 : (int)blockIdx.x) * AB_COLS + tx;
   for (int e = blockIdx.y; e < E; e += gridDim.y) {
     size_t base = (size_t)e * (size_t)M * (size_t)N;
     float s = 0.0f;
-    if (col < N)
-      for (int m = ty; m < M; m += AB_ROWS) {
-        size_t i = base + (size_t)m * (size_t)N + col;
-        float d = dY[i] * act_df<ACT>(X[i], Y[i]);
-        dZ[i] = d;
-        s += d;
+    if (col < N) {
+      if (second) {
+        for (int m = ty; m < M; m += AB_ROWS) s += dY2[base + (size_t)m * (size_t)N + col];
+      } else {
+        for (int m = ty; m < M; m += AB_ROWS) {
+          size_t i = base + (size_t)m * (size_t)N + col;
+          float d = dY[i] * act_df<ACT>(X[i], Y[i]);
+          dZ[i] = d;
+          s += d;
+        }
       }
+    }
     sh[ty][tx] = s;
     __syncthreads();
     if (ty == 0 && col < N) {
@@ -251,12 +263,14 @@ static __global__ void act_bias_backward_kernel(const float *X, const float *Y, 
 template <int ACT>
 static tdm_status act_bias_backward_launch(tdm_dev *dev, const float *X, const float *Y,
                                            const float *dY, float *dZ, float *db, int E, int M,
-                                           int N, float beta) {
+                                           int N, float beta, const float *dY2 = NULL,
+                                           float *db2 = NULL, int N2 = 0) {
   if (!db) return act_backward_launch<ACT>(dev, X, Y, dY, dZ, (size_t)E * M * N);
+  const int tiles1 = (N + AB_COLS - 1) / AB_COLS, tiles2 = dY2 ? (N2 + AB_COLS - 1) / AB_COLS : 0;
   dim3 block(AB_COLS, AB_ROWS);
-  dim3 grid((unsigned)((N + AB_COLS - 1) / AB_COLS), (unsigned)(E < 65535 ? E : 65535));
-  act_bias_backward_kernel<ACT>
-      <<<grid, block, 0, tdm_stream_of(dev)>>>(X, Y, dY, dZ, db, E, M, N, beta);
+  dim3 grid((unsigned)(tiles1 + tiles2), (unsigned)(E < 65535 ? E : 65535));
+  act_bias_backward_kernel<ACT><<<grid, block, 0, tdm_stream_of(dev)>>>(X, Y, dY, dZ, db, E, M, N,
+                                                                        beta, tiles1, dY2, db2, N2);
   return TDM_LAUNCH_CHECK("act_bias_backward_kernel");
 }
 
@@ -278,6 +292,29 @@ extern "C" tdm_status tdm_cuda_act_bias_backward(tdm_dev *dev, tdm_act act, cons
       return act_bias_backward_launch<TDM_ACT_ELU>(dev, X, Y, dY, dZ, db, E, M, N, beta);
   }
   return TDM_FAIL(TDM_ERR_ARG, "act_bias_backward: unknown activation %d", (int)act);
+}
+
+extern "C" tdm_status tdm_cuda_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X,
+                                                  const float *Y, const float *dY, float *dZ,
+                                                  float *db, int E, int M, int N, float beta,
+                                                  const float *dY2, float *db2, int N2) {
+#define AB2(A) act_bias_backward_launch<A>(dev, X, Y, dY, dZ, db, E, M, N, beta, dY2, db2, N2)
+  switch (act) {
+    case TDM_ACT_NONE:
+      return AB2(TDM_ACT_NONE);
+    case TDM_ACT_RELU:
+      return AB2(TDM_ACT_RELU);
+    case TDM_ACT_TANH:
+      return AB2(TDM_ACT_TANH);
+    case TDM_ACT_SILU:
+      return AB2(TDM_ACT_SILU);
+    case TDM_ACT_MISH:
+      return AB2(TDM_ACT_MISH);
+    case TDM_ACT_ELU:
+      return AB2(TDM_ACT_ELU);
+  }
+#undef AB2
+  return TDM_FAIL(TDM_ERR_ARG, "act_bias_backward2: unknown activation %d", (int)act);
 }
 
 // ---------------------------------------------------------------------------------------------

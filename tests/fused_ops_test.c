@@ -133,6 +133,37 @@ static void test_act_bias_backward(void) {
   }
 }
 
+// act_bias_backward2 = act_bias_backward + bias_grad of the second gradient.
+static void test_act_bias_backward2(void) {
+  tdm_dev *cpu = cpu_dev();
+  CHECK(cpu);
+  enum { E = 2, M = 7, N = 5, N2 = 3 };
+  const size_t n = (size_t)E * M * N;
+  float x[E * M * N], y[E * M * N], dy[E * M * N], dz1[E * M * N], dz2[E * M * N];
+  float dy2[E * M * N2], db1[E * N], db2[E * N], dbb1[E * N2], dbb2[E * N2];
+  for (int beta = 0; beta <= 1; beta++) {
+    rand_away_from_zero(x, n, 150 + beta);
+    CHECK_OK(tdm_act_forward(cpu, TDM_ACT_SILU, x, y, n));
+    tdm_t_rand(dy, n, -1, 1, 151);
+    tdm_t_rand(dy2, (size_t)E * M * N2, -1, 1, 152);
+    tdm_t_rand(db1, (size_t)E * N, -1, 1, 153);
+    tdm_t_rand(dbb1, (size_t)E * N2, -1, 1, 154);
+    memcpy(db2, db1, sizeof db1);
+    memcpy(dbb2, dbb1, sizeof dbb1);
+    CHECK_OK(tdm_act_bias_backward(cpu, TDM_ACT_SILU, x, y, dy, dz1, db1, E, M, N, (float)beta));
+    CHECK_OK(tdm_bias_grad(cpu, dbb1, dy2, E, M, N2, (float)beta));
+    CHECK_OK(tdm_act_bias_backward2(cpu, TDM_ACT_SILU, x, y, dy, dz2, db2, E, M, N, (float)beta,
+                                    dy2, dbb2, N2));
+    CHECKF(!memcmp(dz1, dz2, sizeof dz1) && !memcmp(db1, db2, sizeof db1) &&
+               !memcmp(dbb1, dbb2, sizeof dbb1),
+           "act_bias_backward2 beta %d differs from act_bias_backward + bias_grad", beta);
+  }
+  CHECK(tdm_act_bias_backward2(cpu, TDM_ACT_RELU, x, y, dy, dz2, db2, E, M, N, 0, NULL, dbb2, N2) ==
+        TDM_ERR_ARG);
+  CHECK(tdm_act_bias_backward2(cpu, TDM_ACT_RELU, x, y, dy, dz2, db2, E, M, N, 0, dy2, dbb2, 0) ==
+        TDM_ERR_ARG);
+}
+
 // L(b) = sum_i w_i act(Z_i + b_col(i)); dL/db from the fused backward vs central differences.
 static void test_bias_gradient_finite_differences(void) {
   tdm_dev *cpu = cpu_dev();
@@ -339,6 +370,7 @@ static void test_sac_fused_ops(void) {
 int main(void) {
   TDM_RUN(test_bias_act_forward);
   TDM_RUN(test_act_bias_backward);
+  TDM_RUN(test_act_bias_backward2);
   TDM_RUN(test_bias_gradient_finite_differences);
   TDM_RUN(test_adam_groups);
   TDM_RUN(test_argument_checks);

@@ -166,6 +166,42 @@ static void test_act_bias_backward(void) {
   }
 }
 
+// The second bias gradient of act_bias_backward2 (NaN-poisoned with beta 0, widths not a
+// multiple of 32).
+static void test_act_bias_backward2(void) {
+  NEED_GPU(gpu);
+  tdm_dev *cpu = cpu_dev();
+  CHECK(cpu);
+  const int E = 2, M = 256, N = 256;
+  const int widths[3] = {1, 45, 64};
+  char what[96];
+  for (int k = 0; k < 3; k++)
+    for (int beta = 0; beta <= 1; beta++) {
+      const int N2 = widths[k];
+      const size_t n = (size_t)E * M * N, n2 = (size_t)E * M * N2;
+      float *x = hrand(n, -3, 3, 1100), *y = hrand(n, 0, 1, 12), *dy = hrand(n, -1, 1, 1101);
+      float *dz = hrand(n, 0, 1, 13), *db = hrand((size_t)E * N, -1, 1, 1102);
+      float *dy2 = hrand(n2, -1, 1, 1103), *db2 = hrand((size_t)E * N2, -1, 1, 1104);
+      CHECK(x && y && dy && dz && db && dy2 && db2);
+      CHECK_OK(tdm_act_forward(cpu, TDM_ACT_RELU, x, y, n));
+      float *gx = gbuf(gpu, x, n * 4), *gy = gbuf(gpu, y, n * 4), *gdy = gbuf(gpu, dy, n * 4);
+      float *gdz = gbuf(gpu, NULL, n * 4), *gdy2 = gbuf(gpu, dy2, n2 * 4);
+      float *gdb = gbuf(gpu, beta ? db : NULL, (size_t)E * N * 4);
+      float *gdb2 = gbuf(gpu, beta ? db2 : NULL, (size_t)E * N2 * 4);
+      CHECK(gx && gy && gdy && gdz && gdy2 && gdb && gdb2);
+      CHECK_OK(tdm_act_bias_backward2(gpu, TDM_ACT_RELU, gx, gy, gdy, gdz, gdb, E, M, N,
+                                      (float)beta, gdy2, gdb2, N2));
+      CHECK_OK(tdm_act_bias_backward2(cpu, TDM_ACT_RELU, x, y, dy, dz, db, E, M, N, (float)beta,
+                                      dy2, db2, N2));
+      snprintf(what, sizeof what, "act_bias_backward2 N2 %d beta %d dz", N2, beta);
+      CHECK_GPU(what, gpu, gdz, dz, n);
+      snprintf(what, sizeof what, "act_bias_backward2 N2 %d beta %d db", N2, beta);
+      CHECK_GPU(what, gpu, gdb, db, (size_t)E * N);
+      snprintf(what, sizeof what, "act_bias_backward2 N2 %d beta %d db2", N2, beta);
+      CHECK_GPU(what, gpu, gdb2, db2, (size_t)E * N2);
+    }
+}
+
 // Adam over 3 groups (one much larger than a block), plain or replayed in a graph, 3 steps.
 static void adam_groups_case(int use_graph) {
   NEED_GPU(gpu);
@@ -397,6 +433,7 @@ static void test_sac_fused_ops(void) {
 int main(void) {
   RUN(test_bias_act_forward);
   RUN(test_act_bias_backward);
+  RUN(test_act_bias_backward2);
   RUN(test_adam_groups);
   RUN(test_adam_groups_graph);
   RUN(test_mlp_step);

@@ -76,6 +76,13 @@ tdm_status tdm_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, cons
                                  const float *dY, float *dZ, float *db, int E, int M, int N,
                                  float beta);
 
+// tdm_act_bias_backward (db not NULL) and, in the same launch, a second bias gradient db2 (E, N2)
+// = beta * db2 + sum over the M rows of dY2 (E, M, N2): that of the layer above, when it has no
+// activation. dY2 and db2 must not overlap dZ or db.
+tdm_status tdm_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                  const float *dY, float *dZ, float *db, int E, int M, int N,
+                                  float beta, const float *dY2, float *db2, int N2);
+
 // Linear layer, bias and activation for batch members at once: Y_i (M, N) = act(X_i (M, K) W_i^T
 // + b_i) for i < batch, X_i = X + i sX with row stride ldx (sX = 0: one input for all members),
 // W_i = W + i sW stored (N, K) with row stride ldw, b (batch, N), Y (batch, M, N) packed. The

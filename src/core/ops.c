@@ -166,6 +166,25 @@ tdm_status tdm_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, cons
   DISPATCH(act_bias_backward, dev, act, X, Y, dY, dZ, db, E, M, N, beta);
 }
 
+tdm_status tdm_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                  const float *dY, float *dZ, float *db, int E, int M, int N,
+                                  float beta, const float *dY2, float *db2, int N2) {
+  DEV("act_bias_backward2");
+  ACT_OK("act_bias_backward2", act);
+  PTR("act_bias_backward2", X);
+  PTR("act_bias_backward2", Y);
+  PTR("act_bias_backward2", dY);
+  PTR("act_bias_backward2", dZ);
+  PTR("act_bias_backward2", db);
+  PTR("act_bias_backward2", dY2);
+  PTR("act_bias_backward2", db2);
+  DIM("act_bias_backward2", E);
+  DIM("act_bias_backward2", M);
+  DIM("act_bias_backward2", N);
+  DIM("act_bias_backward2", N2);
+  DISPATCH(act_bias_backward2, dev, act, X, Y, dY, dZ, db, E, M, N, beta, dY2, db2, N2);
+}
+
 tdm_status tdm_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, int K, const float *X,
                                   int ldx, long long sX, const float *W, int ldw, long long sW,
                                   const float *b, float *Y, int batch) {

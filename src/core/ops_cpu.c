@@ -215,6 +215,13 @@ tdm_status tdm_cpu_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, i
   return tdm_cpu_bias_act_forward(dev, act, Y, b, Y, batch, M, N);
 }
 
+tdm_status tdm_cpu_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                      const float *dY, float *dZ, float *db, int E, int M, int N,
+                                      float beta, const float *dY2, float *db2, int N2) {
+  TDM_TRY(tdm_cpu_act_bias_backward(dev, act, X, Y, dY, dZ, db, E, M, N, beta));
+  return tdm_cpu_bias_grad(dev, db2, dY2, E, M, N2, beta);
+}
+
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
 

@@ -378,6 +378,12 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
   const float *g = dy;
   int cur = 1;             // the other buffer, dbuf[1 - cur], is free
   bool bias_done = false;  // the fused act backward already wrote this layer's bias gradient
+  // hidden layers take the fused activation + bias backward; the output layer's bias gradient
+  // then rides in the launch of the layer below it (pending until then)
+  const bool fused_hidden = pgrad && !s->layernorm && !acts->train;
+  const float *pend_g = NULL;  // (E, B, out) gradient whose column sums are pending
+  float *pend_db = NULL;       // (E, out) their destination
+  int pend_n = 0;
   {
     const int no = s->sizes[L];
     const size_t n = (size_t)E * B * no;
@@ -413,7 +419,13 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
       // x > 0), and the forward may not have kept z for them
       const bool from_a = s->hidden_act == TDM_ACT_RELU || s->hidden_act == TDM_ACT_NONE;
       const float *pre = s->layernorm ? acts->n[l] : from_a ? acts->a[l] : acts->z[l];
-      if (!s->layernorm && !acts->train && pgrad) {
+      if (fused_hidden && pend_g) {
+        // dz (E, B, out) = da act'(z) in place, b's gradient and the pending one, in one op
+        TDM_TRY(tdm_act_bias_backward2(dev, s->hidden_act, pre, acts->a[l], gw, gw,
+                                       m->grads + ly->b, E, B, no, beta, pend_g, pend_db, pend_n));
+        pend_g = NULL;
+        bias_done = true;
+      } else if (fused_hidden) {
         // dz (E, B, out) = da act'(z) in place, and b's gradient, in one op
         TDM_TRY(tdm_act_bias_backward(dev, s->hidden_act, pre, acts->a[l], gw, gw, m->grads + ly->b,
                                       E, B, no, beta));
@@ -444,7 +456,13 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
                                (long long)B * no, xin, ni, s_in, beta, m->grads + ly->w, ni,
                                (long long)no * ni, E));
       // grads b (E, out) = (SET) or += (ACC) sum over the B rows of dz
-      if (!bias_done) TDM_TRY(tdm_bias_grad(dev, m->grads + ly->b, g, E, B, no, beta));
+      if (!bias_done && l == L - 1 && L > 1 && fused_hidden) {
+        pend_g = g;  // summed by the next layer's fused op (g stays intact until then)
+        pend_db = m->grads + ly->b;
+        pend_n = no;
+      } else if (!bias_done) {
+        TDM_TRY(tdm_bias_grad(dev, m->grads + ly->b, g, E, B, no, beta));
+      }
     }
     bias_done = false;
     if (first && !dx) break;
