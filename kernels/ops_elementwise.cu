@@ -294,6 +294,46 @@ extern "C" tdm_status tdm_cuda_act_bias_backward(tdm_dev *dev, tdm_act act, cons
   return TDM_FAIL(TDM_ERR_ARG, "act_bias_backward: unknown activation %d", (int)act);
 }
 
+// dZ (M, E, N) = dY (E, M, N) act'(X): reads in (E, M, N) order, writes each row of N into its
+// member's slot of the interleaved row
+template <int ACT>
+static __global__ void act_backward_interleave_kernel(const float *X, const float *Y,
+                                                      const float *dY, float *dZ, int E, int M,
+                                                      int N, size_t total) {
+  TDM_GRID_LOOP(i, total) {
+    size_t row = i / (size_t)N, col = i % (size_t)N;  // row = e M + m
+    size_t e = row / (size_t)M, m = row % (size_t)M;
+    dZ[(m * (size_t)E + e) * (size_t)N + col] = dY[i] * act_df<ACT>(X[i], Y[i]);
+  }
+}
+
+extern "C" tdm_status tdm_cuda_act_backward_interleave(tdm_dev *dev, tdm_act act, const float *X,
+                                                       const float *Y, const float *dY, float *dZ,
+                                                       int E, int M, int N) {
+  const size_t total = (size_t)E * M * N;
+  const unsigned grid = tdm_grid_for(dev, total, EW_THREADS);
+  cudaStream_t st = tdm_stream_of(dev);
+#define ABI(A)                                                                                  \
+  act_backward_interleave_kernel<A><<<grid, EW_THREADS, 0, st>>>(X, Y, dY, dZ, E, M, N, total); \
+  return TDM_LAUNCH_CHECK("act_backward_interleave_kernel")
+  switch (act) {
+    case TDM_ACT_NONE:
+      ABI(TDM_ACT_NONE);
+    case TDM_ACT_RELU:
+      ABI(TDM_ACT_RELU);
+    case TDM_ACT_TANH:
+      ABI(TDM_ACT_TANH);
+    case TDM_ACT_SILU:
+      ABI(TDM_ACT_SILU);
+    case TDM_ACT_MISH:
+      ABI(TDM_ACT_MISH);
+    case TDM_ACT_ELU:
+      ABI(TDM_ACT_ELU);
+  }
+#undef ABI
+  return TDM_FAIL(TDM_ERR_ARG, "act_backward_interleave: unknown activation %d", (int)act);
+}
+
 extern "C" tdm_status tdm_cuda_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X,
                                                   const float *Y, const float *dY, float *dZ,
                                                   float *db, int E, int M, int N, float beta,

@@ -164,6 +164,52 @@ static void test_act_bias_backward2(void) {
         TDM_ERR_ARG);
 }
 
+// act_backward_interleave = act_backward with the member dimension moved inside; and an MLP with
+// a shared input gives the same input gradient with TDM_GRAD_NONE (interleaved, one GEMM) as with
+// TDM_GRAD_SET (per member, then summed).
+static void test_interleave(void) {
+  tdm_dev *cpu = cpu_dev();
+  CHECK(cpu);
+  enum { E = 3, M = 4, N = 5 };
+  const size_t n = (size_t)E * M * N;
+  float x[E * M * N], y[E * M * N], dy[E * M * N], dz[E * M * N], di[E * M * N];
+  for (int a = 0; a < NACTS; a++) {
+    rand_away_from_zero(x, n, 160 + a);
+    CHECK_OK(tdm_act_forward(cpu, (tdm_act)a, x, y, n));
+    tdm_t_rand(dy, n, -1, 1, 170 + a);
+    CHECK_OK(tdm_act_backward(cpu, (tdm_act)a, x, y, dy, dz, n));
+    memset(di, 0xFF, sizeof di);
+    CHECK_OK(tdm_act_backward_interleave(cpu, (tdm_act)a, x, y, dy, di, E, M, N));
+    bool same = true;
+    for (int e = 0; e < E; e++)
+      for (int m = 0; m < M; m++)
+        same = same && !memcmp(di + ((size_t)m * E + e) * N, dz + ((size_t)e * M + m) * N,
+                               N * sizeof(float));
+    CHECKF(same, "act_backward_interleave %s differs from act_backward", tdm_act_name((tdm_act)a));
+  }
+  CHECK(tdm_act_backward_interleave(cpu, TDM_ACT_RELU, x, y, dy, dy, E, M, N) == TDM_ERR_ARG);
+  for (int a = TDM_ACT_RELU; a <= TDM_ACT_SILU; a += TDM_ACT_SILU - TDM_ACT_RELU) {
+    tdm_mlp_spec s = tdm_mlp_spec_make(6, 16, 2, 1, 3, (tdm_act)a);
+    tdm_mlp *m = NULL;
+    tdm_mlp_acts *acts = NULL;
+    CHECK_OK(tdm_mlp_create(cpu, &s, &m));
+    tdm_status st = tdm_mlp_init(m, 9);
+    if (st == TDM_OK) st = tdm_mlp_acts_create(m, 11, &acts);
+    float xin[11 * 6], dout[3 * 11], dx1[11 * 6], dx2[11 * 6];
+    tdm_t_rand(xin, 11 * 6, -1, 1, 180);
+    tdm_t_rand(dout, 3 * 11, -1, 1, 181);
+    if (st == TDM_OK) st = tdm_mlp_forward(m, acts, xin, 11, true, NULL, false);
+    if (st == TDM_OK) st = tdm_mlp_backward(m, acts, dout, dx1, TDM_GRAD_SET);
+    if (st == TDM_OK) st = tdm_mlp_backward(m, acts, dout, dx2, TDM_GRAD_NONE);
+    tdm_mlp_acts_destroy(acts);
+    tdm_mlp_destroy(m);
+    CHECK_OK(st);
+    double e = tdm_t_relerr(dx2, dx1, 11 * 6);
+    CHECKF(e < 1e-6, "%s: shared-input dx, GRAD_NONE vs GRAD_SET relerr %.2e",
+           tdm_act_name((tdm_act)a), e);
+  }
+}
+
 // L(b) = sum_i w_i act(Z_i + b_col(i)); dL/db from the fused backward vs central differences.
 static void test_bias_gradient_finite_differences(void) {
   tdm_dev *cpu = cpu_dev();
@@ -371,6 +417,7 @@ int main(void) {
   TDM_RUN(test_bias_act_forward);
   TDM_RUN(test_act_bias_backward);
   TDM_RUN(test_act_bias_backward2);
+  TDM_RUN(test_interleave);
   TDM_RUN(test_bias_gradient_finite_differences);
   TDM_RUN(test_adam_groups);
   TDM_RUN(test_argument_checks);

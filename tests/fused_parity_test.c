@@ -202,6 +202,28 @@ static void test_act_bias_backward2(void) {
     }
 }
 
+static void test_act_backward_interleave(void) {
+  NEED_GPU(gpu);
+  tdm_dev *cpu = cpu_dev();
+  CHECK(cpu);
+  const int E = 2, M = 256, N = 256;
+  const size_t n = (size_t)E * M * N;
+  char what[96];
+  for (int a = 0; a < NACTS; a++) {
+    float *x = hrand(n, -3, 3, 1200 + a), *y = hrand(n, 0, 1, 14), *dy = hrand(n, -1, 1, 1210 + a);
+    float *dz = hrand(n, 0, 1, 15);
+    CHECK(x && y && dy && dz);
+    CHECK_OK(tdm_act_forward(cpu, (tdm_act)a, x, y, n));
+    float *gx = gbuf(gpu, x, n * 4), *gy = gbuf(gpu, y, n * 4), *gdy = gbuf(gpu, dy, n * 4);
+    float *gdz = gbuf(gpu, NULL, n * 4);
+    CHECK(gx && gy && gdy && gdz);
+    CHECK_OK(tdm_act_backward_interleave(gpu, (tdm_act)a, gx, gy, gdy, gdz, E, M, N));
+    CHECK_OK(tdm_act_backward_interleave(cpu, (tdm_act)a, x, y, dy, dz, E, M, N));
+    snprintf(what, sizeof what, "act_backward_interleave %s", tdm_act_name((tdm_act)a));
+    CHECK_GPU(what, gpu, gdz, dz, n);
+  }
+}
+
 // Adam over 3 groups (one much larger than a block), plain or replayed in a graph, 3 steps.
 static void adam_groups_case(int use_graph) {
   NEED_GPU(gpu);
@@ -434,6 +456,7 @@ int main(void) {
   RUN(test_bias_act_forward);
   RUN(test_act_bias_backward);
   RUN(test_act_bias_backward2);
+  RUN(test_act_backward_interleave);
   RUN(test_adam_groups);
   RUN(test_adam_groups_graph);
   RUN(test_mlp_step);

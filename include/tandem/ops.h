@@ -83,6 +83,12 @@ tdm_status tdm_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, con
                                   const float *dY, float *dZ, float *db, int E, int M, int N,
                                   float beta, const float *dY2, float *db2, int N2);
 
+// dZ (M, E, N) = dY (E, M, N) * act'(X), X and Y (E, M, N) as tdm_act_backward: the member
+// dimension moves inside, so that the gradient of an input shared by the E members, sum_e dZ_e
+// W_e, is one GEMM [dZ_0 .. dZ_E-1] (M, E N) x W (E N, K) with W stored (E, N, K).
+tdm_status tdm_act_backward_interleave(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                       const float *dY, float *dZ, int E, int M, int N);
+
 // Linear layer, bias and activation for batch members at once: Y_i (M, N) = act(X_i (M, K) W_i^T
 // + b_i) for i < batch, X_i = X + i sX with row stride ldx (sX = 0: one input for all members),
 // W_i = W + i sW stored (N, K) with row stride ldw, b (batch, N), Y (batch, M, N) packed. The

@@ -166,6 +166,21 @@ tdm_status tdm_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X, cons
   DISPATCH(act_bias_backward, dev, act, X, Y, dY, dZ, db, E, M, N, beta);
 }
 
+tdm_status tdm_act_backward_interleave(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
+                                       const float *dY, float *dZ, int E, int M, int N) {
+  DEV("act_backward_interleave");
+  ACT_OK("act_backward_interleave", act);
+  PTR("act_backward_interleave", X);
+  PTR("act_backward_interleave", Y);
+  PTR("act_backward_interleave", dY);
+  PTR("act_backward_interleave", dZ);
+  DIM("act_backward_interleave", E);
+  DIM("act_backward_interleave", M);
+  DIM("act_backward_interleave", N);
+  NEED(dZ != dY, "tdm_act_backward_interleave: dZ must not alias dY (the layouts differ)");
+  DISPATCH(act_backward_interleave, dev, act, X, Y, dY, dZ, E, M, N);
+}
+
 tdm_status tdm_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
                                   const float *dY, float *dZ, float *db, int E, int M, int N,
                                   float beta, const float *dY2, float *db2, int N2) {

@@ -215,6 +215,20 @@ tdm_status tdm_cpu_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, i
   return tdm_cpu_bias_act_forward(dev, act, Y, b, Y, batch, M, N);
 }
 
+tdm_status tdm_cpu_act_backward_interleave(tdm_dev *dev, tdm_act act, const float *X,
+                                           const float *Y, const float *dY, float *dZ, int E, int M,
+                                           int N) {
+  // one row of N at a time, from member e's row m to row m's slot e (the math of act_backward)
+  for (int e = 0; e < E; e++)
+    for (int m = 0; m < M; m++) {
+      const size_t src = ((size_t)e * M + m) * (size_t)N, dst = ((size_t)m * E + e) * (size_t)N;
+      act_job j = {.act = act, .x = X + src, .y = Y + src, .dy = dY + src, .out = dZ + dst};
+      act_bwd_fn(&j, 0, N, 0);
+    }
+  (void)dev;
+  return TDM_OK;
+}
+
 tdm_status tdm_cpu_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
                                       const float *dY, float *dZ, float *db, int E, int M, int N,
                                       float beta, const float *dY2, float *db2, int N2) {

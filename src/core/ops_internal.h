@@ -40,6 +40,9 @@ tdm_status tdm_cpu_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, i
 tdm_status tdm_cpu_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
                                       const float *dY, float *dZ, float *db, int E, int M, int N,
                                       float beta, const float *dY2, float *db2, int N2);
+tdm_status tdm_cpu_act_backward_interleave(tdm_dev *dev, tdm_act act, const float *X,
+                                           const float *Y, const float *dY, float *dZ, int E, int M,
+                                           int N);
 tdm_status tdm_cpu_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int ngroups,
                                     const tdm_adam_cfg *cfg, uint32_t *sync);
 tdm_status tdm_cpu_layernorm_forward(tdm_dev *dev, const float *x, const float *gamma,
@@ -113,6 +116,9 @@ tdm_status tdm_cuda_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, 
 tdm_status tdm_cuda_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
                                        const float *dY, float *dZ, float *db, int E, int M, int N,
                                        float beta, const float *dY2, float *db2, int N2);
+tdm_status tdm_cuda_act_backward_interleave(tdm_dev *dev, tdm_act act, const float *X,
+                                            const float *Y, const float *dY, float *dZ, int E,
+                                            int M, int N);
 tdm_status tdm_cuda_adam_step_groups(tdm_dev *dev, const tdm_adam_group *groups, int ngroups,
                                      const tdm_adam_cfg *cfg, uint32_t *sync);
 tdm_status tdm_cuda_layernorm_forward(tdm_dev *dev, const float *x, const float *gamma,

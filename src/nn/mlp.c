@@ -419,6 +419,14 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
       // x > 0), and the forward may not have kept z for them
       const bool from_a = s->hidden_act == TDM_ACT_RELU || s->hidden_act == TDM_ACT_NONE;
       const float *pre = s->layernorm ? acts->n[l] : from_a ? acts->a[l] : acts->z[l];
+      if (l == 0 && !pgrad && dx && acts->shared_input && E > 1 && !s->layernorm && !acts->train) {
+        // only the shared input's gradient is wanted: dz (B, E, out) with the members side by
+        // side, then dx (B, in) = sum_e dz_e W_e = dz (B, E out) x W (E out, in), one GEMM
+        float *gi = acts->dbuf[1 - cur];
+        TDM_TRY(tdm_act_backward_interleave(dev, s->hidden_act, pre, acts->a[l], gw, gi, E, B, no));
+        return tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, E * no, 1.0f, gi, E * no,
+                        m->params + ly->w, ni, 0.0f, dx, ni);
+      }
       if (fused_hidden && pend_g) {
         // dz (E, B, out) = da act'(z) in place, b's gradient and the pending one, in one op
         TDM_TRY(tdm_act_bias_backward2(dev, s->hidden_act, pre, acts->a[l], gw, gw,
