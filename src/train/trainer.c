@@ -619,8 +619,10 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
       int k = (int)t->s.upd_credit;
       if (k > 0) {
         t->s.upd_credit -= k;
-        TDM_TRYG(tdm_agent_update(t->agent, k, &t->stats));
-        t->have_stats = true;
+        // statistics only for a step that logs: copying them back synchronises with the device
+        bool want_stats = t->s.step >= t->s.next_log;
+        TDM_TRYG(tdm_agent_update(t->agent, k, want_stats ? &t->stats : NULL));
+        if (want_stats) t->have_stats = true;
       }
     }
     if (t->s.step >= t->s.next_eval) {
