@@ -1,6 +1,8 @@
-// tandem bench envs: vector-env steps per second for MuJoCo tasks on 1, 2 and all threads, beside
-// a plain single-threaded mj_step loop on the same model in the same run. Prints a table last.
+// tandem bench envs: vector-env steps per second for MuJoCo tasks on 1, 2 and all threads (or
+// --threads), beside plain mj_step loops on the same model in the same run: one thread alone and
+// T pthreads at once, each on its own mjData (the machine's own parallel rate). Table last.
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@ typedef struct {
   int threads, envs;
   double rate;     // env steps per second (all instances)
   double plain;    // plain mj_step loop, env steps per second, one thread
+  double plain_t;  // plain mj_step loops on `threads` threads at once, env steps per second (sum)
   double scaling;  // rate / rate at one thread
 } row;
 
@@ -28,23 +31,36 @@ static void rand_actions(float *a, size_t n, uint64_t seed) {
 
 #define NTABLE 64  // rows of pre-drawn random actions cycled through
 
-// Plain loop: one mjData, random controls, frame skip mj_steps per env step, reset every episode.
-static double plain_rate(const mjModel *m, const tdm_env_spec *sp, double seconds) {
-  mjData *d = mj_makeData(m);
-  if (!d) return 0.0;
+typedef struct {
+  const mjModel *m;
+  const tdm_env_spec *sp;
+  double seconds;
+  pthread_barrier_t *start;
+  uint64_t seed;
+  double rate;  // out: env steps per second of this thread (0 on failure)
+} plain_arg;
+
+// Plain loop on one thread: its own mjData (allocated by this thread), random controls, frame
+// skip mj_steps per env step, reset every episode; starts when all threads reach the barrier.
+static void *plain_thread(void *arg) {
+  plain_arg *pa = arg;
+  const mjModel *m = pa->m;
+  const tdm_env_spec *sp = pa->sp;
   const int A = sp->act_dim;
   const int fs = (int)lround(sp->dt / m->opt.timestep);
+  mjData *d = mj_makeData(m);
   float *act = malloc(sizeof(float) * (size_t)(NTABLE * A));
-  if (!act) {
-    mj_deleteData(d);
-    return 0.0;
+  pa->rate = 0.0;
+  if (d && act) {
+    rand_actions(act, (size_t)NTABLE * A, pa->seed);
+    mj_forward(m, d);
   }
-  rand_actions(act, (size_t)NTABLE * A, 5);
-  mj_forward(m, d);
+  pthread_barrier_wait(pa->start);  // every thread arrives, even one that failed to allocate
+  if (!d || !act) goto out;
   long steps = 0;
   int ep = 0;
   double t0 = tdm_now(), t = t0;
-  while (t - t0 < seconds) {
+  while (t - t0 < pa->seconds) {
     for (int b = 0; b < 64; b++) {
       const float *a = act + (size_t)(steps % NTABLE) * A;
       for (int k = 0; k < A; k++)
@@ -60,9 +76,45 @@ static double plain_rate(const mjModel *m, const tdm_env_spec *sp, double second
     }
     t = tdm_now();
   }
+  pa->rate = steps / (t - t0);
+out:
   free(act);
-  mj_deleteData(d);
-  return steps / (t - t0);
+  if (d) mj_deleteData(d);
+  return NULL;
+}
+
+// Plain loops on `threads` pthreads started together, each on its own mjData of the same model:
+// the machine's own parallel rate for this model (sum of the threads' env steps per second).
+static double plain_rate(const mjModel *m, const tdm_env_spec *sp, int threads, double seconds) {
+  pthread_t *th = calloc((size_t)threads, sizeof *th);
+  plain_arg *pa = calloc((size_t)threads, sizeof *pa);
+  pthread_barrier_t start;
+  double sum = 0.0;
+  if (!th || !pa || pthread_barrier_init(&start, NULL, (unsigned)threads) != 0) goto out;
+  int started = 0;
+  for (int i = 0; i < threads; i++) {
+    pa[i] = (plain_arg){.m = m, .sp = sp, .seconds = seconds, .start = &start,
+                        .seed = 5 + (uint64_t)i};
+    if (pthread_create(&th[i], NULL, plain_thread, &pa[i]) != 0) break;
+    started++;
+  }
+  if (started < threads) {  // cannot happen in practice; the barrier would never open
+    fprintf(stderr, "tandem bench envs: could not start %d plain threads\n", threads);
+    exit(1);
+  }
+  for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&start);
+  for (int i = 0; i < threads; i++) {
+    if (pa[i].rate <= 0) {
+      sum = 0.0;
+      break;
+    }
+    sum += pa[i].rate;
+  }
+out:
+  free(th);
+  free(pa);
+  return sum;
 }
 
 // Vector env on a pool of `threads`, N = threads * per_thread instances.
@@ -119,13 +171,19 @@ done:
 int tdm_bench_envs(int argc, char **argv) {
   if (tdm_cli_wants_help(argc, argv)) {
     printf(
-        "usage: tandem bench envs [--seconds S] [--per-thread K] [--tasks a,b] [--json FILE]\n"
+        "usage: tandem bench envs [--seconds S] [--per-thread K] [--tasks a,b] [--threads LIST]\n"
+        "                         [--repeats R] [--json FILE]\n"
         "  env steps per second (random actions, N = threads x K instances, finished episodes\n"
-        "  reset) for 1, 2 and all threads, beside a plain one-thread mj_step loop on the same\n"
-        "  model (frame skip mj_steps per env step); ratio = per-thread env rate / plain rate\n"
-        "  --seconds S     time per measurement (default 1.5)\n"
+        "  reset) for each thread count T, beside plain mj_step loops on the same model (frame\n"
+        "  skip mj_steps per env step, random controls, reset every episode): one thread alone,\n"
+        "  and T pthreads at once, each on its own mjData (the machine's own parallel rate)\n"
+        "  ratio = per-thread env rate / plain one-thread rate; vs plain xT = env rate / plain\n"
+        "  rate on T threads (the pool's and env's own overhead at T threads)\n"
+        "  --seconds S     time per measurement (default 1)\n"
         "  --per-thread K  instances per thread (default 16)\n"
         "  --tasks LIST    comma-separated MuJoCo tasks (default half_cheetah,hopper)\n"
+        "  --threads LIST  comma-separated thread counts (default 1,2,all cores)\n"
+        "  --repeats R     interleaved repeats, best kept (default 3)\n"
         "  --json FILE     also write the results as JSON\n");
     return 0;
   }
@@ -133,6 +191,9 @@ int tdm_bench_envs(int argc, char **argv) {
   int per_thread = 16, repeats = 3;
   const char *json = NULL;
   char tasks[256] = "half_cheetah,hopper";
+  const int ncpu = tdm_cpu_count();
+  enum { MAXT = 16 };
+  int tc[MAXT], nt = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (i + 1 >= argc) {
@@ -161,6 +222,22 @@ int tdm_bench_envs(int argc, char **argv) {
         return 2;
       }
       repeats = (int)k;
+    } else if (!strcmp(a, "--threads")) {
+      nt = 0;
+      for (const char *q = v; *q;) {
+        long k = strtol(q, &end, 10);
+        if (end == q || (*end && *end != ',') || k < 1 || k > 1024 || nt == MAXT) {
+          fprintf(stderr,
+                  "tandem bench envs: error: --threads %s must be up to %d comma-separated counts "
+                  "in [1, 1024]\n",
+                  v, MAXT);
+          return 2;
+        }
+        int dup = 0;
+        for (int j = 0; j < nt; j++) dup |= tc[j] == (int)k;
+        if (!dup) tc[nt++] = (int)k;
+        q = *end ? end + 1 : end;
+      }
     } else if (!strcmp(a, "--tasks")) {
       snprintf(tasks, sizeof tasks, "%s", v);
     } else if (!strcmp(a, "--json")) {
@@ -171,14 +248,18 @@ int tdm_bench_envs(int argc, char **argv) {
     }
   }
   tdm_log_set_level(TDM_LOG_ERROR);
-  const int ncpu = tdm_cpu_count();
-  int tcounts[3] = {1, 2, ncpu}, nt = 0, tc[3];
-  for (int k = 0; k < 3; k++) {
-    int dup = 0;
-    for (int j = 0; j < nt; j++) dup |= tc[j] == tcounts[k];
-    if (!dup && tcounts[k] >= 1) tc[nt++] = tcounts[k];
+  if (nt == 0) {
+    int tcounts[3] = {1, 2, ncpu};
+    for (int k = 0; k < 3; k++) {
+      int dup = 0;
+      for (int j = 0; j < nt; j++) dup |= tc[j] == tcounts[k];
+      if (!dup) tc[nt++] = tcounts[k];
+    }
   }
-  row rows[64];
+  int t1 = -1;  // index of T = 1 in tc: its plain xT is the one-thread plain loop
+  for (int k = 0; k < nt; k++)
+    if (tc[k] == 1) t1 = k;
+  row rows[128];
   int nrows = 0;
   char *save = NULL;
   for (char *task = strtok_r(tasks, ",", &save); task; task = strtok_r(NULL, ",", &save)) {
@@ -193,11 +274,13 @@ int tdm_bench_envs(int argc, char **argv) {
       tdm_env_destroy(e);
       return 2;
     }
+    const tdm_env_spec *sp = tdm_env_get_spec(e);
     // interleave the measurements and keep the best of `repeats`: robust to a busy machine
-    double plain = 0, rate[3] = {0, 0, 0};
+    double plain = 0, rate[MAXT] = {0}, plain_t[MAXT] = {0};
     for (int rep = 0; rep < repeats; rep++) {
-      plain = fmax(plain, plain_rate(m, tdm_env_get_spec(e), seconds));
+      if (t1 < 0) plain = fmax(plain, plain_rate(m, sp, 1, seconds));
       for (int k = 0; k < nt; k++) {
+        plain_t[k] = fmax(plain_t[k], plain_rate(m, sp, tc[k], seconds));
         double r = 0;
         if (env_rate(task, tc[k], per_thread, seconds, &r) != 0) {
           tdm_cli_error("bench envs");
@@ -207,33 +290,40 @@ int tdm_bench_envs(int argc, char **argv) {
         rate[k] = fmax(rate[k], r);
       }
     }
+    if (t1 >= 0) plain = plain_t[t1];
     tdm_env_destroy(e);
     fprintf(stderr, "%s: plain mj_step loop %.0f env steps/s\n", task, plain);
-    for (int k = 0; k < nt && nrows < 64; k++) {
+    for (int k = 0; k < nt && nrows < 128; k++) {
       row *w = &rows[nrows++];
       snprintf(w->task, sizeof w->task, "%s", task);
       w->threads = tc[k];
       w->envs = tc[k] * per_thread;
       w->rate = rate[k];
       w->plain = plain;
+      w->plain_t = plain_t[k];
       w->scaling = rate[0] > 0 ? rate[k] / rate[0] : 0;
-      fprintf(stderr, "%s: %d threads, %d envs: %.0f env steps/s\n", task, w->threads, w->envs,
-              rate[k]);
+      fprintf(stderr, "%s: %d threads, %d envs: %.0f env steps/s; plain x%d %.0f\n", task,
+              w->threads, w->envs, rate[k], tc[k], plain_t[k]);
     }
   }
   printf("\nenv steps per second (random actions; MuJoCo %s; %d CPU cores)\n", mj_versionString(),
          ncpu);
-  printf("%-14s %7s %6s %14s %12s %14s %8s %8s\n", "task", "threads", "envs", "env steps/s",
-         "per thread", "plain loop/s", "ratio", "scaling");
+  printf("%-14s %7s %6s %14s %12s %14s %8s %8s %14s %11s %8s\n", "task", "threads", "envs",
+         "env steps/s", "per thread", "plain loop/s", "ratio", "scaling", "plain xT/s",
+         "vs plain xT", "plain xT");
   for (int i = 0; i < nrows; i++) {
     const row *w = &rows[i];
-    printf("%-14s %7d %6d %14.0f %12.0f %14.0f %7.1f%% %7.2fx\n", w->task, w->threads, w->envs,
-           w->rate, w->rate / w->threads, w->plain, 100.0 * w->rate / w->threads / w->plain,
-           w->scaling);
+    printf("%-14s %7d %6d %14.0f %12.0f %14.0f %7.1f%% %7.2fx %14.0f %10.1f%% %7.2fx\n", w->task,
+           w->threads, w->envs, w->rate, w->rate / w->threads, w->plain,
+           100.0 * w->rate / w->threads / w->plain, w->scaling, w->plain_t,
+           w->plain_t > 0 ? 100.0 * w->rate / w->plain_t : 0.0,
+           w->plain > 0 ? w->plain_t / w->plain : 0.0);
   }
   printf(
       "ratio = per-thread env rate / plain one-thread mj_step loop; scaling = rate / rate on "
-      "1 thread\n");
+      "the first thread count\n"
+      "plain xT/s = T plain mj_step loops at once (own mjData each); vs plain xT = env rate / "
+      "that; plain xT = that / plain one-thread loop (the machine's own scaling)\n");
   if (json) {
     FILE *f = fopen(json, "w");
     if (!f) {
@@ -246,9 +336,12 @@ int tdm_bench_envs(int argc, char **argv) {
       const row *w = &rows[i];
       fprintf(f,
               "%s\n  {\"task\": \"%s\", \"threads\": %d, \"envs\": %d, \"env_steps_per_s\": %.1f, "
-              "\"plain_steps_per_s\": %.1f, \"ratio_per_thread\": %.4f, \"scaling\": %.4f}",
+              "\"plain_steps_per_s\": %.1f, \"ratio_per_thread\": %.4f, \"scaling\": %.4f, "
+              "\"plain_xT_steps_per_s\": %.1f, \"vs_plain_xT\": %.4f, \"plain_xT_scaling\": %.4f}",
               i ? "," : "", w->task, w->threads, w->envs, w->rate, w->plain,
-              w->rate / w->threads / w->plain, w->scaling);
+              w->rate / w->threads / w->plain, w->scaling, w->plain_t,
+              w->plain_t > 0 ? w->rate / w->plain_t : 0.0,
+              w->plain > 0 ? w->plain_t / w->plain : 0.0);
     }
     fprintf(f, "\n]}\n");
     if (fclose(f) != 0) {

@@ -1,4 +1,6 @@
 // Core: Philox known answers, host streams, thread pool, arena, CRC, errors, devices.
+#include <stdatomic.h>
+
 #include "test.h"
 
 static void test_philox_known_answers(void) {
@@ -84,6 +86,53 @@ static void test_pool_parallel_for(void) {
   tdm_pool_destroy(p);
 }
 
+// every item exactly once, worker ids in range, uneven work (stealing), n below and around the
+// worker count, back-to-back calls; for both schedulers and with and without spinning
+typedef struct {
+  _Atomic int *hits;  // (n)
+  _Atomic int bad_worker;
+  int size;
+} once_ctx;
+static void once_fn(void *ctx, int64_t b, int64_t e, int w) {
+  once_ctx *c = ctx;
+  if (w < 0 || w >= c->size) atomic_store(&c->bad_worker, 1);
+  for (int64_t i = b; i < e; i++) {
+    atomic_fetch_add(&c->hits[i], 1);
+    if (i % 7 == 0) {  // uneven cost
+      volatile double x = 0;
+      for (int k = 0; k < 2000; k++) x += k;
+    }
+  }
+}
+
+static void test_pool_schedulers(void) {
+  const char *modes[][2] = {{"", ""}, {"0", ""}, {"", "dynamic"}, {"0", "dynamic"}};
+  enum { NMAX = 1000 };
+  static _Atomic int hits[NMAX];
+  const int64_t sizes[] = {1, 2, 3, 5, 7, 64, 65, 257, NMAX};
+  for (int m = 0; m < 4; m++) {
+    setenv("TDM_POOL_SPIN_US", modes[m][0], 1);
+    setenv("TDM_POOL_SCHED", modes[m][1], 1);
+    tdm_pool *p;
+    CHECK_OK(tdm_pool_create(3, &p));  // more workers than this machine's cores is fine
+    once_ctx c = {.hits = hits, .size = 3};
+    atomic_init(&c.bad_worker, 0);
+    for (int rep = 0; rep < 20; rep++)
+      for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        const int64_t n = sizes[k];
+        for (int64_t i = 0; i < n; i++) atomic_store(&hits[i], 0);
+        tdm_pool_for(p, n, 1 + rep % 3, once_fn, &c);
+        int ok = 1;
+        for (int64_t i = 0; i < n; i++) ok &= atomic_load(&hits[i]) == 1;
+        CHECKF(ok, "mode %d n %lld: an item ran other than once", m, (long long)n);
+      }
+    CHECK(atomic_load(&c.bad_worker) == 0);
+    tdm_pool_destroy(p);
+  }
+  unsetenv("TDM_POOL_SPIN_US");
+  unsetenv("TDM_POOL_SCHED");
+}
+
 static void test_arena_mark_reset(void) {
   tdm_arena a;
   CHECK_OK(tdm_arena_init(&a, 1 << 16));
@@ -158,6 +207,7 @@ int main(void) {
   TDM_RUN(test_rng_stream_moments);
   TDM_RUN(test_rng_determinism);
   TDM_RUN(test_pool_parallel_for);
+  TDM_RUN(test_pool_schedulers);
   TDM_RUN(test_arena_mark_reset);
   TDM_RUN(test_crc32_and_errors);
   TDM_RUN(test_dev_cpu);
