@@ -1,7 +1,8 @@
 // tandem bench sac: SAC gradient updates per second (sample + critic + actor + temperature +
 // Polyak) at batch 256 with 256 x 2 ReLU networks, obs 17, act 6 (half_cheetah's sizes), from a
 // replay buffer prefilled with random transitions. Rows: GPU with the update replayed as a CUDA
-// graph, GPU launched plainly, and the CPU.
+// graph (forked onto two streams, the default, and on one stream), GPU launched plainly, and the
+// CPU.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,9 @@ typedef struct {
   double us, per_s;
 } sac_row;
 
-// Nodes (and kernel launches) of one update captured as a CUDA graph; -1 when not counted.
-static int g_nodes = -1, g_kernels = -1;
+// Nodes (and kernel launches) of one update captured as a CUDA graph, and its longest chain of
+// kernels (critical path); -1 when not counted.
+static int g_nodes = -1, g_kernels = -1, g_path = -1;
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -29,7 +31,7 @@ static void usage(FILE *f) {
           "  from a replay buffer prefilled with random transitions. Each rate is the median of\n"
           "  %d timed blocks after warm-up (graph capture included in the warm-up).\n"
           "\n"
-          "  --device D    auto (default): GPU rows (graph and plain) when a GPU is visible, and\n"
+          "  --device D    auto (default): GPU rows (graph, graph1, plain) when a GPU is visible,\n"
           "                the CPU row; cpu: the CPU row only; cuda:N: GPU N rows only\n"
           "  --updates N   updates per timed block (default 1000 on the GPU, 20 on the CPU)\n"
           "  --prefill N   transitions in the replay buffer (default 100000; capacity 1e6)\n"
@@ -78,10 +80,12 @@ static tdm_status prefill(tdm_agent *a, int64_t n) {
 }
 
 // Median microseconds per update on dev.
-static tdm_status time_sac(tdm_dev *dev, bool graph, int updates, int64_t fill, double *us) {
+static tdm_status time_sac(tdm_dev *dev, bool graph, int streams, int updates, int64_t fill,
+                           double *us) {
   tdm_graph *cg = NULL;
   tdm_sac_cfg c = tdm_sac_defaults();
   c.use_graph = graph;
+  c.graph_streams = streams;
   tdm_agent_dims dims = {kObs, kAct, kFillEnvs};
   tdm_agent *a = NULL;
   tdm_status st;
@@ -99,6 +103,7 @@ static tdm_status time_sac(tdm_dev *dev, bool graph, int updates, int64_t fill, 
     if (st == TDM_OK) st = st2;
     if (st != TDM_OK) goto fail;
     TDM_TRYG(tdm_graph_num_nodes(cg, &g_nodes, &g_kernels));
+    TDM_TRYG(tdm_graph_critical_path(cg, &g_path));
   }
   double per[kBlocks];
   for (int b = 0; b < kBlocks; b++) {
@@ -197,7 +202,7 @@ int tdm_bench_sac(int argc, char **argv) {
     return 2;
   }
 
-  sac_row rows[3];
+  sac_row rows[4];
   int nrows = 0;
   char cpu_name[160] = "", gpu_name[160] = "";
   fprintf(stderr, "tandem bench sac: batch 256, 256x2 relu, obs %d, act %d, %ld prefilled\n", kObs,
@@ -210,17 +215,19 @@ int tdm_bench_sac(int argc, char **argv) {
     }
     dev->tf32 = tf32;
     snprintf(gpu_name, sizeof gpu_name, "%s", dev->name);
-    for (int mode = 0; mode < 2; mode++) {
+    // graph on two streams (the default), graph on one stream, plain launches (two streams)
+    const char *mode_name[3] = {"graph", "graph1", "plain"};
+    for (int mode = 0; mode < 3; mode++) {
       sac_row *r = &rows[nrows];
       r->updates = updates ? (int)updates : 1000;
-      fprintf(stderr, "  gpu %s ...\n", mode == 0 ? "graph" : "plain");
-      if (time_sac(dev, mode == 0, r->updates, fill, &r->us) != TDM_OK) {
-        tdm_cli_error(mode == 0 ? "gpu graph" : "gpu plain");
+      fprintf(stderr, "  gpu %s ...\n", mode_name[mode]);
+      if (time_sac(dev, mode < 2, mode == 1 ? 1 : 2, r->updates, fill, &r->us) != TDM_OK) {
+        tdm_cli_error(mode_name[mode]);
         tdm_dev_close(dev);
         return 1;
       }
       snprintf(r->backend, sizeof r->backend, "gpu");
-      snprintf(r->mode, sizeof r->mode, "%s", mode == 0 ? "graph" : "plain");
+      snprintf(r->mode, sizeof r->mode, "%s", mode_name[mode]);
       r->per_s = 1e6 / r->us;
       nrows++;
     }
@@ -236,7 +243,7 @@ int tdm_bench_sac(int argc, char **argv) {
     sac_row *r = &rows[nrows];
     r->updates = updates ? (int)updates : 20;
     fprintf(stderr, "  cpu ...\n");
-    if (time_sac(dev, false, r->updates, fill, &r->us) != TDM_OK) {
+    if (time_sac(dev, false, 2, r->updates, fill, &r->us) != TDM_OK) {
       tdm_cli_error("cpu");
       tdm_dev_close(dev);
       return 1;
@@ -258,8 +265,9 @@ int tdm_bench_sac(int argc, char **argv) {
     printf("%-4s %-6s %10d %12.1f %12.0f\n", rows[i].backend, rows[i].mode, rows[i].updates,
            rows[i].us, rows[i].per_s);
   if (g_nodes >= 0)
-    printf("one update as a CUDA graph: %d nodes, %d of them kernel launches\n", g_nodes,
-           g_kernels);
+    printf("one update as a CUDA graph: %d nodes, %d of them kernel launches, %d on its longest "
+           "chain (graph1 runs them all in one chain)\n",
+           g_nodes, g_kernels, g_path);
   if (gpu_skip) printf("GPU rows skipped: %s\n", gpu_skip);
 
   if (json) {
@@ -272,8 +280,9 @@ int tdm_bench_sac(int argc, char **argv) {
             "{\n  \"bench\": \"sac\",\n  \"version\": \"%s\",\n  \"batch\": 256,\n  "
             "\"hidden\": [256, 256],\n  \"obs_dim\": %d,\n  \"act_dim\": %d,\n  "
             "\"prefill\": %ld,\n  \"blocks\": %d,\n  \"tf32\": %s,\n  \"graph_nodes\": %d,\n  "
-            "\"graph_kernels\": %d,\n",
-            TDM_VERSION, kObs, kAct, fill, kBlocks, tf32 ? "true" : "false", g_nodes, g_kernels);
+            "\"graph_kernels\": %d,\n  \"graph_critical_path_kernels\": %d,\n",
+            TDM_VERSION, kObs, kAct, fill, kBlocks, tf32 ? "true" : "false", g_nodes, g_kernels,
+            g_path);
     fprintf(f, "  \"cpu\": \"%s\",\n  \"gpu\": \"%s\",\n  \"rows\": [\n", cpu_name, gpu_name);
     for (int i = 0; i < nrows; i++)
       fprintf(f,

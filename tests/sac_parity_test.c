@@ -276,6 +276,103 @@ static void test_graph_equals_plain(void) {
   tdm_agent_destroy(y);
 }
 
+// bitwise equality of parameters, Adam moments and log_alpha of two GPU agents
+static bool gpu_same(tdm_dev *g, tdm_agent *x, tdm_agent *y, char *why, size_t nwhy) {
+  tdm_mlp *mx[3] = {tdm_sac_actor(x), tdm_sac_critic(x), tdm_sac_critic_target(x)};
+  tdm_mlp *my[3] = {tdm_sac_actor(y), tdm_sac_critic(y), tdm_sac_critic_target(y)};
+  bool same = true;
+  for (int i = 0; i < 3 && same; i++) {
+    size_t n = mx[i]->n_params;
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    const float *px[3] = {mx[i]->params, mx[i]->adam_m, mx[i]->adam_v};
+    const float *py[3] = {my[i]->params, my[i]->adam_m, my[i]->adam_v};
+    for (int k = 0; k < 3 && same; k++) {
+      same = a && b && down(g, a, px[k], n) == TDM_OK && down(g, b, py[k], n) == TDM_OK &&
+             !memcmp(a, b, n * 4);
+      if (!same) snprintf(why, nwhy, "network %d array %d (relative %g)", i, k,
+                          a && b ? tdm_t_relerr(a, b, n) : -1.0);
+    }
+    free(a);
+    free(b);
+  }
+  float la[2] = {0, 0};
+  if (same && (down(g, la, tdm_sac_log_alpha(x), 1) != TDM_OK ||
+               down(g, la + 1, tdm_sac_log_alpha(y), 1) != TDM_OK || la[0] != la[1])) {
+    same = false;
+    snprintf(why, nwhy, "log_alpha %g vs %g", la[0], la[1]);
+  }
+  return same;
+}
+
+// The forked update (graph_streams = 2: parallel graph branches, or a second stream when launched
+// plainly) gives bit for bit the parameters of the one-stream update, stacked actor or not.
+static void test_streams_equal_one_stream(void) {
+  NEED_GPU(g);
+  tdm_sac_cfg c = parity_cfg();
+  c.target_update_interval = 3;
+  tdm_agent_dims dims = {17, 6, 2};
+  for (int stacked = 0; stacked < 2; stacked++) {
+    tdm_agent *x, *y, *z;
+    c.graph_streams = 2;  // graph, forked
+    CHECK_OK(tdm_sac_create(g, &c, &dims, 21, &x));
+    c.graph_streams = 1;  // graph, one stream
+    CHECK_OK(tdm_sac_create(g, &c, &dims, 21, &y));
+    c.graph_streams = 2;  // plain launches on two streams
+    c.use_graph = false;
+    CHECK_OK(tdm_sac_create(g, &c, &dims, 21, &z));
+    c.use_graph = true;
+    tdm_agent *all[3] = {x, y, z};
+    for (int i = 0; i < 3; i++) CHECK_OK(tdm_sac_set_stacked_actor(all[i], stacked));
+    CHECK_OK(feed2(x, y, 300, 9));
+    CHECK_OK(feed2(z, NULL, 300, 9));
+    tdm_agent_stats st[3];
+    for (int k = 0; k < 3; k++) {
+      for (int i = 0; i < 3; i++) CHECK_OK(tdm_agent_update(all[i], 4, &st[i]));
+      CHECK_OK(feed2(x, y, 2, 30 + k));
+      CHECK_OK(feed2(z, NULL, 2, 30 + k));
+    }
+    char why[160] = "";
+    CHECKF(gpu_same(g, x, y, why, sizeof why), "stacked %d, forked graph vs one stream: %s",
+           stacked, why);
+    CHECKF(gpu_same(g, z, y, why, sizeof why), "stacked %d, forked plain vs one stream: %s",
+           stacked, why);
+    CHECK(st[0].critic_loss == st[1].critic_loss && st[0].actor_loss == st[1].actor_loss);
+    CHECK(st[2].critic_loss == st[1].critic_loss && st[2].q_mean == st[1].q_mean);
+    for (int i = 0; i < 3; i++) tdm_agent_destroy(all[i]);
+  }
+}
+
+// A lane runs a GEMM beside the main stream with its own handle: the same bits as on the main
+// stream, and a join orders the lane's result before the main stream's next reader.
+static void test_lane_gemm(void) {
+  NEED_GPU(g);
+  enum { M = 64, N = 96, K = 80 };
+  static float ha[M * K], hb[N * K], h0[M * N], h1[M * N];
+  tdm_t_rand(ha, M * K, -1, 1, 31);
+  tdm_t_rand(hb, N * K, -1, 1, 32);
+  float *a = up(g, ha, M * K), *b = up(g, hb, N * K), *c0 = up(g, NULL, M * N),
+        *c1 = up(g, NULL, M * N), *c2 = up(g, NULL, M * N);
+  CHECK(a && b && c0 && c1 && c2);
+  tdm_dev_lane *l = NULL;
+  CHECK_OK(tdm_dev_lane_create(g, &l));
+  void *main_stream = g->stream;
+  CHECK_OK(tdm_gemm(g, TDM_NOTRANS, TDM_TRANS, M, N, K, 1.0f, a, K, b, K, 0.0f, c0, N));
+  CHECK_OK(tdm_dev_fork(g, l));
+  CHECK(g->stream != main_stream);
+  CHECK_OK(tdm_gemm(g, TDM_NOTRANS, TDM_TRANS, M, N, K, 1.0f, a, K, b, K, 0.0f, c1, N));
+  CHECK_OK(tdm_dev_back(g, l));
+  CHECK(g->stream == main_stream);
+  CHECK_OK(tdm_dev_memset(g, c2, 0, M * N * 4));
+  CHECK_OK(tdm_dev_join(g, l));
+  CHECK_OK(tdm_dev_d2d(g, c2, c1, M * N * 4));  // after the join: reads the lane's result
+  CHECK_OK(down(g, h0, c0, M * N));
+  CHECK_OK(down(g, h1, c2, M * N));
+  CHECK(!memcmp(h0, h1, sizeof h0));
+  tdm_dev_lane_destroy(l);
+  float *all[] = {a, b, c0, c1, c2};
+  for (int i = 0; i < 5; i++) tdm_dev_free(g, all[i]);
+}
+
 static void test_gpu_checkpoint_on_cpu(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = parity_cfg();
@@ -312,6 +409,8 @@ int main(void) {
   TDM_RUN(test_replay_parity);
   TDM_RUN(test_sac_update_parity);
   TDM_RUN(test_graph_equals_plain);
+  TDM_RUN(test_streams_equal_one_stream);
+  TDM_RUN(test_lane_gemm);
   TDM_RUN(test_gpu_checkpoint_on_cpu);
   TDM_RUN(test_gpu_capacity_refused);
   return tdm_test_end();

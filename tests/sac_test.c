@@ -619,6 +619,63 @@ static void test_stacked_actor_same_updates(void) {
   tdm_agent_destroy(y);
 }
 
+// A lane on the CPU checks only the call order: fork, back, join; anything else is refused.
+static void test_lane_call_order(void) {
+  tdm_dev *d = cpu();
+  tdm_dev_lane *l = NULL;
+  CHECK_OK(tdm_dev_lane_create(d, &l));
+  CHECK(tdm_dev_back(d, l) == TDM_ERR_ARG);
+  CHECK(tdm_dev_join(d, l) == TDM_ERR_ARG);
+  CHECK_OK(tdm_dev_fork(d, l));
+  CHECK(tdm_dev_fork(d, l) == TDM_ERR_ARG);
+  CHECK(tdm_dev_join(d, l) == TDM_ERR_ARG && strstr(tdm_errmsg(), "tdm_dev_back"));
+  CHECK_OK(tdm_dev_back(d, l));
+  CHECK(tdm_dev_fork(d, l) == TDM_ERR_ARG && strstr(tdm_errmsg(), "not joined"));
+  CHECK_OK(tdm_dev_join(d, l));
+  CHECK_OK(tdm_dev_fork(d, l));
+  tdm_dev_lane_abort(d, l);  // back to idle: a fresh fork is fine
+  CHECK_OK(tdm_dev_fork(d, l));
+  CHECK_OK(tdm_dev_back(d, l));
+  CHECK_OK(tdm_dev_join(d, l));
+  CHECK(tdm_dev_fork(NULL, l) == TDM_ERR_ARG);
+  tdm_dev_lane_destroy(l);
+  tdm_dev_lane_destroy(NULL);
+}
+
+// graph_streams = 2 (the update's fork/join sequence) gives the same updates as one stream, with
+// and without the stacked actor (unstacked, the actor step's forward moves before the critic
+// backward); out-of-range values are refused.
+static void test_graph_streams_same_updates(void) {
+  tdm_dev *d = cpu();
+  tdm_sac_cfg c = small_cfg();
+  c.policy_delay = 2;
+  c.target_update_interval = 3;
+  tdm_agent_dims dims = {3, 2, 2};
+  for (int stacked = 0; stacked < 2; stacked++) {
+    tdm_agent *x, *y;
+    c.graph_streams = 1;
+    CHECK_OK(tdm_sac_create(d, &c, &dims, 43, &x));
+    c.graph_streams = 2;
+    CHECK_OK(tdm_sac_create(d, &c, &dims, 43, &y));
+    CHECK_OK(tdm_sac_set_stacked_actor(x, stacked));
+    CHECK_OK(tdm_sac_set_stacked_actor(y, stacked));
+    CHECK_OK(feed(x, 50, 7));
+    CHECK_OK(feed(y, 50, 7));
+    tdm_agent_stats sx, sy;
+    CHECK_OK(tdm_agent_update(x, 7, &sx));
+    CHECK_OK(tdm_agent_update(y, 7, &sy));
+    CHECKF(same_params(x, y), "stacked %d: graph_streams 1 and 2 differ", stacked);
+    CHECK(sx.critic_loss == sy.critic_loss && sx.actor_loss == sy.actor_loss);
+    tdm_agent_destroy(x);
+    tdm_agent_destroy(y);
+  }
+  tdm_agent *z = NULL;
+  c.graph_streams = 3;
+  CHECK(tdm_sac_create(d, &c, &dims, 1, &z) == TDM_ERR_CONFIG && !z);
+  CHECK(strstr(tdm_errmsg(), "graph_streams"));
+  CHECK(tdm_sac_defaults().graph_streams == 2);
+}
+
 static void test_checkpoint_resume_exact(void) {
   tdm_dev *d = cpu();
   tdm_sac_cfg c = small_cfg();
@@ -722,6 +779,8 @@ int main(void) {
   TDM_RUN(test_policy_delay_and_target_interval);
   TDM_RUN(test_determinism);
   TDM_RUN(test_stacked_actor_same_updates);
+  TDM_RUN(test_lane_call_order);
+  TDM_RUN(test_graph_streams_same_updates);
   TDM_RUN(test_checkpoint_resume_exact);
   TDM_RUN(test_toy_learns_target_action);
   return tdm_test_end();

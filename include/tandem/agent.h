@@ -38,6 +38,8 @@ typedef struct {
   bool use_graph;                  // true: updates and act(num_envs rows) replay CUDA graphs (GPU)
   bool tf32;                       // false; true sets dev->tf32 (TF32 GEMMs on the whole device)
   int max_seq_rows;                // replay sequence sampling rows (0 = off; world models set it)
+  int graph_streams;  // 2: an update forks independent work onto a second stream (parallel graph
+                      // branches on the GPU; the same numbers); 1 (or 0): one stream
 } tdm_sac_cfg;
 
 // Stable-Baselines3 defaults (above).

@@ -84,6 +84,35 @@ void tdm_graph_destroy(tdm_graph *g);
 // be NULL). Refused on the CPU (no graphs there).
 tdm_status tdm_graph_num_nodes(const tdm_graph *g, int *nodes, int *kernels);
 
+// Longest chain of kernel nodes through a captured graph's dependencies (the serial kernel
+// launches a replay waits for, whatever runs beside them). Refused on the CPU.
+tdm_status tdm_graph_critical_path(const tdm_graph *g, int *kernels);
+
+// ---------------------------------------------------------------------------------------------
+// lanes: a side stream with its own cuBLAS handle and workspace, to run independent work beside
+// the main stream; inside a graph capture the forked work becomes parallel graph branches.
+//   tdm_dev_fork(dev, l);  // the lane waits for all queued so far; dev's ops now go to the lane
+//   ... ops ...            // queued on the lane
+//   tdm_dev_back(dev, l);  // dev's ops go to the main stream again (which does not wait)
+//   ... ops ...            // queued on the main stream, concurrent with the lane's
+//   tdm_dev_join(dev, l);  // the main stream waits for the lane's ops
+// Create lanes (events, stream, handle, workspace) before any capture. On the CPU a lane only
+// checks the call order (fork, back, join); ops run in issue order.
+
+typedef struct tdm_dev_lane tdm_dev_lane;
+// Create a lane on dev (a stream, a cuBLAS handle with its own workspace, two events on a GPU).
+tdm_status tdm_dev_lane_create(tdm_dev *dev, tdm_dev_lane **out);
+// Free the lane (NULL is fine); its dev must not be on it.
+void tdm_dev_lane_destroy(tdm_dev_lane *l);
+// Fork: the lane waits for the work queued on dev so far, then dev's ops go to the lane.
+tdm_status tdm_dev_fork(tdm_dev *dev, tdm_dev_lane *l);
+// Back: dev's ops go to the stream it had before the fork; the lane's end is recorded.
+tdm_status tdm_dev_back(tdm_dev *dev, tdm_dev_lane *l);
+// Join: dev's current stream waits for the lane's work (up to its back).
+tdm_status tdm_dev_join(tdm_dev *dev, tdm_dev_lane *l);
+// After an error between fork and join: put dev back on its own stream (no wait), lane idle.
+void tdm_dev_lane_abort(tdm_dev *dev, tdm_dev_lane *l);
+
 // ---------------------------------------------------------------------------------------------
 // device timers (CUDA events on the GPU, host clock on the CPU)
 

@@ -15,6 +15,11 @@
 // Fused where it saves launches: squash + concat (the target's with the critic step's input),
 // target + critic loss (+ RNG advance), the Polyak average inside the critic's Adam launch, and
 // one Adam launch for actor and log_alpha.
+// With graph_streams = 2 an update forks independent work onto a second stream (a lane with its
+// own cuBLAS handle and workspace), which a capture turns into parallel graph branches: the noise
+// draw beside the replay sampling, the critic forward on (s, a) beside the target forward on
+// (s', a'), and the actor step's squash (its actor forward too when not stacked) beside the
+// critic backward and Adam. The branches write disjoint buffers, so the numbers are the same.
 // On the GPU each variant of this sequence is captured once as a CUDA graph (lazily, on its first
 // use) and replayed; the RNG counter lives in device memory and is advanced in-graph, the replay
 // size is read from device memory, so replays draw fresh batches and noise with no host sync.
@@ -50,7 +55,8 @@ typedef struct {
   float *logp_next;          // (B)
   float *xq_next;            // (B, O + A)
   float *y;                  // (B)
-  float *xq;                 // (B, O + A)
+  float *xq;                 // (B, O + A) the critic step's input [s | a]
+  float *xq_pi;              // (B, O + A) the actor step's critic input [s | pi(s)]
   float *dq;                 // (2, B)
   float *a_pi;               // (B, A)
   float *logp;               // (B)
@@ -71,6 +77,7 @@ typedef struct {
   float *h_obs;             // (N, O)
   float *h_act;             // (N, A)
   float *h_stats;           // (TDM_SAC_ST_N)
+  tdm_dev_lane *lane;       // the second stream of an update (NULL: graph_streams <= 1)
   tdm_graph *graph[4];      // update, by (actor step, Polyak step)
   tdm_graph *act_graph[2];  // act on num_envs rows, by explore
   uint64_t seed;
@@ -104,6 +111,7 @@ tdm_sac_cfg tdm_sac_defaults(void) {
   c.use_graph = true;
   c.tf32 = false;
   c.max_seq_rows = 0;
+  c.graph_streams = 2;
   return c;
 }
 
@@ -129,6 +137,8 @@ static tdm_status check_cfg(const tdm_sac_cfg *c, const tdm_agent_dims *d) {
         c->ent_coef_init);
   RANGE(c->log_std_min < c->log_std_max, "sac: log_std_min %g must be < log_std_max %g",
         c->log_std_min, c->log_std_max);
+  RANGE(c->graph_streams >= 0 && c->graph_streams <= 2, "sac: graph_streams = %d must be 0..2",
+        c->graph_streams);
 #undef RANGE
   return TDM_OK;
 }
@@ -141,6 +151,7 @@ static void sac_destroy(tdm_agent *a) {
       if (s->graph[i]) tdm_graph_destroy(s->graph[i]);
     for (int i = 0; i < 2; i++)
       if (s->act_graph[i]) tdm_graph_destroy(s->act_graph[i]);
+    tdm_dev_lane_destroy(s->lane);
     tdm_mlp_acts_destroy(s->acts_actor);
     tdm_mlp_acts_destroy(s->acts_act);
     tdm_mlp_acts_destroy(s->acts_critic);
@@ -196,18 +207,33 @@ static tdm_status same_params(const tdm_mlp *target, const tdm_mlp *critic) {
   return TDM_OK;
 }
 
+// Second-stream helpers: with a lane, fork (ops go to the lane), back (ops go to the main stream
+// again) and join (the main stream waits for the lane); without one, nothing.
+static tdm_status lane_fork(sac *s, tdm_dev *dev) {
+  return s->lane ? tdm_dev_fork(dev, s->lane) : TDM_OK;
+}
+static tdm_status lane_back(sac *s, tdm_dev *dev) {
+  return s->lane ? tdm_dev_back(dev, s->lane) : TDM_OK;
+}
+static tdm_status lane_join(sac *s, tdm_dev *dev) {
+  return s->lane ? tdm_dev_join(dev, s->lane) : TDM_OK;
+}
+
 // One SAC update on the gathered batch bt (B rows); sample first when do_sample.
-static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, bool do_sample,
-                              bool actor_step, bool polyak_step) {
+static tdm_status update_steps(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, bool do_sample,
+                               bool actor_step, bool polyak_step) {
   const int B = bt->rows, O = s->O, A = s->A, L = s->cfg.layers + 1;
   const float lo = s->cfg.log_std_min, hi = s->cfg.log_std_max;
-  if (do_sample) TDM_TRY(tdm_replay_sample(s->replay, &s->batch, B, &s->rng[0], RS_SAMPLE));
   size_t nBA = (size_t)B * A;
   float *eps = s->eps_next + nBA;  // (B, A)
 
   // critic target: a', logp' = pi(s'); y = r + gamma (1 - term) (min Q_targ(s', a') - alpha logp')
-  // eps' for the target and eps for the actor step in one draw
+  // eps' for the target and eps for the actor step in one draw, on the lane beside the sampling
+  // (both only read the update RNG counter); joined before the first squash reads it
+  TDM_TRY(lane_fork(s, dev));
   TDM_TRY(tdm_fill_normal(dev, s->eps_next, 2 * nBA, 0.0f, 1.0f, &s->rng[0], RS_EPS));
+  TDM_TRY(lane_back(s, dev));
+  if (do_sample) TDM_TRY(tdm_replay_sample(s->replay, &s->batch, B, &s->rng[0], RS_SAMPLE));
   // with stacking, one actor forward over [obs; next_obs] (2B rows) serves both the target and
   // the actor step (the actor does not change in between); its backward then runs over 2B rows
   // with zero gradient on the next_obs half. Fewer launches, more FLOPs: the GPU default.
@@ -222,19 +248,35 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->next_obs, B, false, NULL, false));
     head_next = s->acts_actor->a[L - 1];
   }
+  TDM_TRY(lane_join(s, dev));
   // xq_next = [s' | a'] and logp' in one op
   // (and, in the same launch, the critic step's input xq = [s | a] from the batch)
   TDM_TRY(tdm_sac_squash_cat(dev, head_next, s->eps_next, bt->next_obs, O, s->xq_next, NULL,
                              s->logp_next, B, A, lo, hi, bt->obs, bt->act, s->xq));
+  // the critic forward on xq (lane) beside the target forward on xq_next (main stream)
+  TDM_TRY(lane_fork(s, dev));
+  TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
+  TDM_TRY(lane_back(s, dev));
   TDM_TRY(tdm_mlp_forward(s->target, s->acts_target, s->xq_next, B, true, NULL, false));
+  TDM_TRY(lane_join(s, dev));
   const float *qt = s->acts_target->a[L - 1];  // (2, B)
+  const float *q = s->acts_critic->a[L - 1];   // (2, B)
 
   // critic step; the target y is computed with the loss (one op), which also advances the update
   // RNG counter: the sampling and the noise above were its last readers in this update
-  TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
-  const float *q = s->acts_critic->a[L - 1];  // (2, B)
   TDM_TRY(tdm_sac_target_loss(dev, qt, s->logp_next, bt->reward, bt->terminated, s->log_alpha,
                               s->cfg.gamma, q, s->y, s->dq, s->stats, B, &s->rng[0]));
+  // the actor step's a, logp = pi(s) (reparameterised) need only the actor and the noise: on the
+  // lane beside the critic backward and Adam (into xq_pi, a_pi, logp; the critic step reads xq)
+  const float *head = NULL;  // (B, 2A)
+  if (actor_step) {
+    TDM_TRY(lane_fork(s, dev));
+    if (!stacked) TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
+    head = stacked ? head_pi : s->acts_actor->a[L - 1];
+    TDM_TRY(tdm_sac_squash_cat(dev, head, eps, bt->obs, O, s->xq_pi, s->a_pi, s->logp, B, A, lo,
+                               hi, NULL, NULL, NULL));
+    TDM_TRY(lane_back(s, dev));
+  }
   TDM_TRY(tdm_mlp_backward(s->critic, s->acts_critic, s->dq, NULL, TDM_GRAD_SET));
   // critic Adam; on Polyak steps the target average rides along in the same launch (nothing
   // reads the target after its forward above, so this equals averaging at the end)
@@ -251,12 +293,9 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
   TDM_TRY(tdm_adam_step_groups(dev, &gc, 1, &s->adam, s->adam_sync));
 
   if (actor_step) {
-    // a, logp = pi(s) with the reparameterised sample, Q from the updated critic
-    if (!stacked) TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
-    const float *head = stacked ? head_pi : s->acts_actor->a[L - 1];  // (B, 2A)
-    TDM_TRY(tdm_sac_squash_cat(dev, head, eps, bt->obs, O, s->xq, s->a_pi, s->logp, B, A, lo, hi,
-                               NULL, NULL, NULL));
-    TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq, B, true, NULL, true));
+    // Q(s, pi(s)) from the updated critic
+    TDM_TRY(lane_join(s, dev));
+    TDM_TRY(tdm_mlp_forward(s->critic, s->acts_critic, s->xq_pi, B, true, NULL, true));
     const float *qpi = s->acts_critic->a[L - 1];  // (2, B)
     TDM_TRY(tdm_sac_actor_loss(dev, qpi, s->logp, s->log_alpha, s->target_entropy, s->dq, s->dlogp,
                                s->cfg.ent_coef_auto ? s->g_log_alpha : NULL, s->stats, B));
@@ -273,6 +312,14 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
     TDM_TRY(tdm_adam_step_groups(dev, gr, s->cfg.ent_coef_auto ? 2 : 1, &s->adam, s->adam_sync));
   }
   return TDM_OK;
+}
+
+// update_steps, and after an error the device back on its own stream.
+static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, bool do_sample,
+                              bool actor_step, bool polyak_step) {
+  tdm_status st = update_steps(s, dev, bt, do_sample, actor_step, polyak_step);
+  if (st != TDM_OK && s->lane) tdm_dev_lane_abort(dev, s->lane);
+  return st;
 }
 
 static tdm_status update_fn(void *p);
@@ -566,6 +613,8 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
   TDM_TRYG(tdm_mlp_acts_create(s->actor, N, &s->acts_act));
   TDM_TRYG(tdm_mlp_acts_create(s->critic, B, &s->acts_critic));
   TDM_TRYG(tdm_mlp_acts_create(s->target, B, &s->acts_target));
+  // the second stream's events, handle and workspace exist before any capture
+  if (cfg->graph_streams >= 2) TDM_TRYG(tdm_dev_lane_create(dev, &s->lane));
 
   // scratch: one allocation carved into 64-byte aligned pieces
   size_t nB = (size_t)B, nN = (size_t)N, W = (size_t)(O + A);
@@ -578,6 +627,7 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
       {&s->xq_next, nB * W},
       {&s->y, nB},
       {&s->xq, nB * W},
+      {&s->xq_pi, nB * W},
       {&s->dq, 2 * nB},
       {&s->a_pi, nB * A},
       {&s->logp, nB},

@@ -408,6 +408,206 @@ void tdm_graph_destroy(tdm_graph *g) {
 #endif
 }
 
+tdm_status tdm_graph_critical_path(const tdm_graph *g, int *kernels) {
+  if (kernels) *kernels = 0;
+#ifdef TDM_CUDA
+  if (!g) return TDM_FAIL(TDM_ERR_ARG, "tdm_graph_critical_path: g is NULL");
+  size_t n = 0, ne = 0;
+  CU(cudaGraphGetNodes(g->graph, NULL, &n));
+#if CUDART_VERSION >= 13000
+  CU(cudaGraphGetEdges(g->graph, NULL, NULL, NULL, &ne));
+#else
+  CU(cudaGraphGetEdges(g->graph, NULL, NULL, &ne));
+#endif
+  cudaGraphNode_t *nodes = calloc(n + 2 * ne + 1, sizeof *nodes);
+  int *w = calloc(n + 1, sizeof *w), *len = calloc(n + 1, sizeof *len);
+  int *from = calloc(ne + 1, sizeof *from), *to = calloc(ne + 1, sizeof *to);
+  cudaError_t e = cudaSuccess;
+  if (!nodes || !w || !len || !from || !to) {
+    free(nodes), free(w), free(len), free(from), free(to);
+    return TDM_FAIL(TDM_ERR_OOM, "out of host memory for %zu graph nodes", n);
+  }
+  cudaGraphNode_t *ef = nodes + n, *et = nodes + n + ne;
+  e = cudaGraphGetNodes(g->graph, nodes, &n);
+#if CUDART_VERSION >= 13000
+  if (e == cudaSuccess) e = cudaGraphGetEdges(g->graph, ef, et, NULL, &ne);
+#else
+  if (e == cudaSuccess) e = cudaGraphGetEdges(g->graph, ef, et, &ne);
+#endif
+  for (size_t i = 0; e == cudaSuccess && i < n; i++) {
+    enum cudaGraphNodeType t;
+    e = cudaGraphNodeGetType(nodes[i], &t);
+    w[i] = t == cudaGraphNodeTypeKernel;
+  }
+  // edges as node indices (quadratic lookup: graphs here have tens of nodes)
+  for (size_t k = 0; e == cudaSuccess && k < ne; k++) {
+    from[k] = to[k] = -1;
+    for (size_t i = 0; i < n; i++) {
+      if (nodes[i] == ef[k]) from[k] = (int)i;
+      if (nodes[i] == et[k]) to[k] = (int)i;
+    }
+  }
+  // longest path by relaxation, n rounds at most (a DAG settles in depth + 1 rounds)
+  int best = 0;
+  if (e == cudaSuccess) {
+    for (size_t i = 0; i < n; i++) len[i] = w[i];
+    for (size_t round = 0; round < n; round++) {
+      int changed = 0;
+      for (size_t k = 0; k < ne; k++) {
+        if (from[k] < 0 || to[k] < 0) continue;
+        int v = len[from[k]] + w[to[k]];
+        if (v > len[to[k]]) len[to[k]] = v, changed = 1;
+      }
+      if (!changed) break;
+    }
+    for (size_t i = 0; i < n; i++)
+      if (len[i] > best) best = len[i];
+  }
+  free(nodes), free(w), free(len), free(from), free(to);
+  CU(e);
+  if (kernels) *kernels = best;
+  return TDM_OK;
+#else
+  (void)g;
+  return TDM_FAIL(TDM_ERR_UNSUPPORTED, "CUDA graphs need a GPU device");
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// lanes
+
+struct tdm_dev_lane {
+  tdm_dev *dev;
+  int state;  // 0 idle, 1 dev's ops go to the lane, 2 back on the main stream, join pending
+  void *stream, *cublas, *workspace;  // the lane's (GPU)
+  size_t workspace_bytes;
+  void *ev_fork, *ev_join;                  // cudaEvent_t, timing off
+  void *own_stream, *own_cublas, *own_ws;   // dev's, saved at fork
+  size_t own_ws_bytes;
+};
+
+tdm_status tdm_dev_lane_create(tdm_dev *d, tdm_dev_lane **out) {
+  *out = NULL;
+  tdm_dev_lane *l = calloc(1, sizeof *l);
+  if (!l) return TDM_FAIL(TDM_ERR_OOM, "out of host memory for a device lane");
+  l->dev = d;
+#ifdef TDM_CUDA
+  if (d->kind == TDM_DEV_CUDA) {
+    cudaError_t e = cudaSetDevice(d->ordinal);
+    if (e == cudaSuccess)
+      e = cudaStreamCreateWithFlags((cudaStream_t *)&l->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess)
+      e = cudaEventCreateWithFlags((cudaEvent_t *)&l->ev_fork, cudaEventDisableTiming);
+    if (e == cudaSuccess)
+      e = cudaEventCreateWithFlags((cudaEvent_t *)&l->ev_join, cudaEventDisableTiming);
+    // the same workspace size as the main handle: cuBLAS picks its algorithm from it, and the
+    // lane must compute bit for bit what the main stream would
+    l->workspace_bytes = d->workspace_bytes;
+    if (e == cudaSuccess) e = cudaMalloc(&l->workspace, l->workspace_bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      tdm_dev_lane_destroy(l);
+      return TDM_FAIL(TDM_ERR_CUDA, "creating a device lane on %s: %s", d->name,
+                      cudaGetErrorString(e));
+    }
+    cublasStatus_t cs = cublasCreate((cublasHandle_t *)&l->cublas);
+    // stream first: cublasSetStream resets the workspace
+    if (cs == CUBLAS_STATUS_SUCCESS)
+      cs = cublasSetStream((cublasHandle_t)l->cublas, (cudaStream_t)l->stream);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+      cs = cublasSetWorkspace((cublasHandle_t)l->cublas, l->workspace, l->workspace_bytes);
+    if (cs != CUBLAS_STATUS_SUCCESS) {
+      tdm_dev_lane_destroy(l);
+      return TDM_FAIL(TDM_ERR_CUDA, "cuBLAS set-up of a device lane on %s failed: %s", d->name,
+                      cublasGetStatusString(cs));
+    }
+  }
+#endif
+  *out = l;
+  return TDM_OK;
+}
+
+void tdm_dev_lane_destroy(tdm_dev_lane *l) {
+  if (!l) return;
+  if (l->state == 1) tdm_dev_lane_abort(l->dev, l);
+#ifdef TDM_CUDA
+  if (l->dev->kind == TDM_DEV_CUDA) {
+    cudaSetDevice(l->dev->ordinal);
+    if (l->stream) cudaStreamSynchronize((cudaStream_t)l->stream);
+    if (l->cublas) cublasDestroy((cublasHandle_t)l->cublas);
+    if (l->workspace) cudaFree(l->workspace);
+    if (l->ev_fork) cudaEventDestroy((cudaEvent_t)l->ev_fork);
+    if (l->ev_join) cudaEventDestroy((cudaEvent_t)l->ev_join);
+    if (l->stream) cudaStreamDestroy((cudaStream_t)l->stream);
+  }
+#endif
+  free(l);
+}
+
+tdm_status tdm_dev_fork(tdm_dev *d, tdm_dev_lane *l) {
+  if (!l || l->dev != d)
+    return TDM_FAIL(TDM_ERR_ARG, "tdm_dev_fork: the lane is NULL or belongs to another device");
+  if (l->state != 0)
+    return TDM_FAIL(TDM_ERR_ARG, "tdm_dev_fork: the lane is %s; join it before forking again",
+                    l->state == 1 ? "already forked" : "not joined");
+#ifdef TDM_CUDA
+  if (d->kind == TDM_DEV_CUDA) {
+    CU(cudaEventRecord((cudaEvent_t)l->ev_fork, (cudaStream_t)d->stream));
+    CU(cudaStreamWaitEvent((cudaStream_t)l->stream, (cudaEvent_t)l->ev_fork, 0));
+    l->own_stream = d->stream, l->own_cublas = d->cublas;
+    l->own_ws = d->workspace, l->own_ws_bytes = d->workspace_bytes;
+    d->stream = l->stream, d->cublas = l->cublas;
+    d->workspace = l->workspace, d->workspace_bytes = l->workspace_bytes;
+  }
+#endif
+  l->state = 1;
+  return TDM_OK;
+}
+
+tdm_status tdm_dev_back(tdm_dev *d, tdm_dev_lane *l) {
+  if (!l || l->dev != d || l->state != 1)
+    return TDM_FAIL(TDM_ERR_ARG, "tdm_dev_back: the lane is not forked on this device");
+#ifdef TDM_CUDA
+  if (d->kind == TDM_DEV_CUDA) {
+    cudaError_t e = cudaEventRecord((cudaEvent_t)l->ev_join, (cudaStream_t)l->stream);
+    d->stream = l->own_stream, d->cublas = l->own_cublas;
+    d->workspace = l->own_ws, d->workspace_bytes = l->own_ws_bytes;
+    if (e != cudaSuccess) {
+      l->state = 0;
+      return TDM_FAIL(TDM_ERR_CUDA, "tdm_dev_back: recording the lane's end: %s",
+                      cudaGetErrorString(e));
+    }
+  }
+#endif
+  l->state = 2;
+  return TDM_OK;
+}
+
+tdm_status tdm_dev_join(tdm_dev *d, tdm_dev_lane *l) {
+  if (!l || l->dev != d || l->state != 2)
+    return TDM_FAIL(TDM_ERR_ARG, "tdm_dev_join: the lane is %s",
+                    !l || l->dev != d ? "not this device's"
+                    : l->state == 0   ? "not forked"
+                                      : "still current (call tdm_dev_back first)");
+  l->state = 0;
+#ifdef TDM_CUDA
+  if (d->kind == TDM_DEV_CUDA)
+    CU(cudaStreamWaitEvent((cudaStream_t)d->stream, (cudaEvent_t)l->ev_join, 0));
+#endif
+  return TDM_OK;
+}
+
+void tdm_dev_lane_abort(tdm_dev *d, tdm_dev_lane *l) {
+  if (!l || l->dev != d) return;
+#ifdef TDM_CUDA
+  if (d->kind == TDM_DEV_CUDA && l->state == 1) {
+    d->stream = l->own_stream, d->cublas = l->own_cublas;
+    d->workspace = l->own_ws, d->workspace_bytes = l->own_ws_bytes;
+  }
+#endif
+  l->state = 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // timers
 
