@@ -1,5 +1,7 @@
 // Fused replay-buffer kernels; CPU twins in src/agents/replay_ops_cpu.c. One thread per element
 // of the packed row (all arrays side by side), grid-stride loops.
+#include <curand_kernel.h>
+
 #include "../src/agents/replay_ops.h"
 #include "cuda_common.cuh"
 
@@ -52,4 +54,47 @@ extern "C" tdm_status tdm_replay_cuda_gather_cols(tdm_dev *dev, const tdm_replay
   gather_cols_kernel<<<tdm_grid_for(dev, total, RP_THREADS), RP_THREADS, 0, tdm_stream_of(dev)>>>(
       *cols, idx, n);
   return TDM_LAUNCH_CHECK("replay gather_cols_kernel");
+}
+
+// Index of batch row r as fill_randint_kernel (kernels/ops_random.cu) draws it: Philox block
+// g = r / 4 of sub-stream calls * 256 + stream, lane r % 4, u in (0, 1] formed with two explicit
+// roundings, floor(u * bound) clamped to [0, bound - 1].
+static __device__ __forceinline__ int32_t sample_index(const tdm_rng_ctr *rng, uint32_t stream,
+                                                       int r, int32_t b) {
+  unsigned long long sub = rng->calls * 256ull + (unsigned long long)(stream & 255u);
+  curandStatePhilox4_32_10_t st;
+  curand_init(rng->seed, sub, 4ull * (unsigned long long)(r / 4), &st);
+  uint4 v = curand4(&st);
+  const int k = r % 4;
+  uint32_t x = k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w));
+  float u = __fadd_rn(__fmul_rn((float)x, 2.3283064e-10f), 2.3283064e-10f / 2.0f);
+  int32_t q = (int32_t)floorf(__fmul_rn(u, (float)b));
+  if (q > b - 1) q = b - 1;
+  return q < 0 ? 0 : q;
+}
+
+// One thread per element of the packed batch row: each draws its row's index (counter-based, so
+// every thread of a row gets the same one), the first column also stores it, then copies.
+static __global__ void sample_cols_kernel(tdm_replay_cols cols, int32_t *__restrict__ idx, int n,
+                                          const int32_t *bound, const tdm_rng_ctr *rng,
+                                          uint32_t stream) {
+  const int W = cols.total_width;
+  const int32_t b = *bound;
+  TDM_GRID_LOOP(i, (size_t)n * W) {
+    int r = (int)(i / W), c, j = (int)(i % W);
+    int32_t row = sample_index(rng, stream, r, b);
+    if (j == 0) idx[r] = row;
+    int k = col_of(cols, j, &c);
+    int w = cols.width[k];
+    cols.batch[k][(size_t)r * w + c] = cols.ring[k][(size_t)row * w + c];
+  }
+}
+
+extern "C" tdm_status tdm_replay_cuda_sample_cols(tdm_dev *dev, const tdm_replay_cols *cols,
+                                                  int32_t *idx, int n, const int32_t *bound,
+                                                  const tdm_rng_ctr *rng, uint32_t stream) {
+  size_t total = (size_t)n * cols->total_width;
+  sample_cols_kernel<<<tdm_grid_for(dev, total, RP_THREADS), RP_THREADS, 0, tdm_stream_of(dev)>>>(
+      *cols, idx, n, bound, rng, stream);
+  return TDM_LAUNCH_CHECK("replay sample_cols_kernel");
 }

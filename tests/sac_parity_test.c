@@ -196,6 +196,55 @@ static void test_replay_parity(void) {
   tdm_agent_destroy(y);
 }
 
+// The fused GPU sample (draws + gather in one launch) equals tdm_fill_randint followed by
+// tdm_replay_gather bit for bit: indices and every gathered array, a row count not a multiple of
+// four, a wrapped buffer.
+static void test_replay_sample_fused(void) {
+  NEED_GPU(g);
+  tdm_sac_cfg c = parity_cfg();
+  tdm_agent_dims dims = {5, 3, 4};
+  tdm_agent *y;
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 3, &y));
+  CHECK_OK(feed2(y, NULL, 1100, 5));
+  tdm_replay *r = tdm_sac_replay(y);
+  enum { R = 203 };
+  tdm_replay_batch b1, b2;
+  CHECK_OK(tdm_replay_batch_create(r, R, &b1));
+  CHECK_OK(tdm_replay_batch_create(r, R, &b2));
+  tdm_rng_ctr hc = {77, 12};
+  tdm_rng_ctr *dc = (tdm_rng_ctr *)up(g, NULL, 4);
+  int32_t *size_dev = (int32_t *)up(g, NULL, 1);
+  int32_t size = (int32_t)tdm_replay_size(r);
+  CHECK(dc && size_dev && size == 4000);
+  CHECK_OK(tdm_dev_h2d(g, dc, &hc, sizeof hc));
+  CHECK_OK(tdm_dev_h2d(g, size_dev, &size, 4));
+  CHECK_OK(tdm_replay_sample(r, &b1, R, dc, 2));
+  CHECK_OK(tdm_fill_randint(g, b2.idx, R, size_dev, dc, 2));
+  CHECK_OK(tdm_replay_gather(r, &b2, R));
+  static int32_t i1[R], i2[R];
+  CHECK_OK(tdm_dev_d2h(g, i1, b1.idx, sizeof i1));
+  CHECK_OK(tdm_dev_d2h(g, i2, b2.idx, sizeof i2));
+  CHECK_OK(tdm_dev_sync(g));
+  CHECK(!memcmp(i1, i2, sizeof i1));
+  int distinct = 0;
+  for (int i = 1; i < R; i++) distinct += i1[i] != i1[0];
+  CHECK(distinct > R / 2);
+  const float *a1[6] = {b1.obs, b1.act, b1.reward, b1.next_obs, b1.terminated, b1.source};
+  const float *a2[6] = {b2.obs, b2.act, b2.reward, b2.next_obs, b2.terminated, b2.source};
+  const int w[6] = {5, 3, 1, 5, 1, 1};
+  static float h1[R * 5], h2[R * 5];
+  for (int k = 0; k < 6; k++) {
+    CHECK_OK(down(g, h1, a1[k], (size_t)R * w[k]));
+    CHECK_OK(down(g, h2, a2[k], (size_t)R * w[k]));
+    CHECKF(!memcmp(h1, h2, (size_t)R * w[k] * 4), "array %d differs", k);
+  }
+  tdm_dev_free(g, dc);
+  tdm_dev_free(g, size_dev);
+  tdm_replay_batch_destroy(r, &b1);
+  tdm_replay_batch_destroy(r, &b2);
+  tdm_agent_destroy(y);
+}
+
 static void test_sac_update_parity(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = parity_cfg();
@@ -407,6 +456,7 @@ static void test_gpu_capacity_refused(void) {
 int main(void) {
   TDM_RUN(test_sac_kernels_parity);
   TDM_RUN(test_replay_parity);
+  TDM_RUN(test_replay_sample_fused);
   TDM_RUN(test_sac_update_parity);
   TDM_RUN(test_graph_equals_plain);
   TDM_RUN(test_streams_equal_one_stream);

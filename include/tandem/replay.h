@@ -101,7 +101,8 @@ void tdm_replay_batch_destroy(tdm_replay *r, tdm_replay_batch *b);
 
 // Draw B row indices uniformly in [0, size) on the device (tdm_fill_randint with the size read
 // from device memory, Philox sub-stream (rng->calls, stream)) and gather them into b. No host
-// synchronisation: safe inside a CUDA graph. The buffer must not be empty when this runs.
+// synchronisation: safe inside a CUDA graph. The buffer must not be empty when this runs. One
+// launch on the GPU (draws and gathers fused; the same indices as tdm_fill_randint).
 tdm_status tdm_replay_sample(tdm_replay *r, tdm_replay_batch *b, int B, const tdm_rng_ctr *rng,
                              uint32_t stream);
 

@@ -274,8 +274,13 @@ tdm_status tdm_replay_sample(tdm_replay *r, tdm_replay_batch *b, int B, const td
     return TDM_FAIL(TDM_ERR_ARG,
                     "replay sample: the buffer is empty (add transitions first, "
                     "or raise learning_starts)");
-  TDM_TRY(tdm_fill_randint(r->dev, b->idx, (size_t)B, r->size_dev, rng, stream));
-  return tdm_replay_gather(r, b, B);
+  // indices (tdm_fill_randint's draws) and the gather of every array: one launch on the GPU
+  tdm_replay_cols cols = r->cols;
+  float *dst[TDM_REPLAY_NCOLS] = {b->obs, b->act, b->reward, b->next_obs, b->terminated, b->source};
+  for (int k = 0; k < TDM_REPLAY_NCOLS; k++) cols.batch[k] = dst[k];
+  TDM_TRY(tdm_replay_sample_cols(r->dev, &cols, b->idx, B, r->size_dev, rng, stream));
+  b->rows = B;
+  return TDM_OK;
 }
 
 // true when a sequence of L steps starts at row (no episode end before the last step)

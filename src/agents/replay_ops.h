@@ -38,6 +38,18 @@ tdm_status tdm_replay_cpu_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols,
 tdm_status tdm_replay_cuda_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols,
                                        const int32_t *idx, int n);
 
+// Sample and gather in one op: idx (n) as tdm_fill_randint(idx, n, bound, rng, stream) (the same
+// draws), then batch[k] = ring[k][idx, :] as tdm_replay_gather_cols; bound (the size) and rng are
+// read from device memory when the op runs. The CPU twin is exactly those two ops.
+tdm_status tdm_replay_sample_cols(tdm_dev *dev, const tdm_replay_cols *cols, int32_t *idx, int n,
+                                  const int32_t *bound, const tdm_rng_ctr *rng, uint32_t stream);
+tdm_status tdm_replay_cpu_sample_cols(tdm_dev *dev, const tdm_replay_cols *cols, int32_t *idx,
+                                      int n, const int32_t *bound, const tdm_rng_ctr *rng,
+                                      uint32_t stream);
+tdm_status tdm_replay_cuda_sample_cols(tdm_dev *dev, const tdm_replay_cols *cols, int32_t *idx,
+                                       int n, const int32_t *bound, const tdm_rng_ctr *rng,
+                                       uint32_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -31,6 +31,13 @@ tdm_status tdm_replay_cpu_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols,
   return TDM_OK;
 }
 
+tdm_status tdm_replay_cpu_sample_cols(tdm_dev *dev, const tdm_replay_cols *cols, int32_t *idx,
+                                      int n, const int32_t *bound, const tdm_rng_ctr *rng,
+                                      uint32_t stream) {
+  TDM_TRY(tdm_fill_randint(dev, idx, (size_t)n, bound, rng, stream));  // dev is the CPU
+  return tdm_replay_cpu_gather_cols(dev, cols, idx, n);
+}
+
 tdm_status tdm_replay_put(tdm_dev *dev, const tdm_replay_cols *cols, const float *src, int n,
                           int64_t pos, int64_t capacity, int32_t *size_dev, int32_t new_size) {
 #ifdef TDM_CUDA
@@ -46,4 +53,13 @@ tdm_status tdm_replay_gather_cols(tdm_dev *dev, const tdm_replay_cols *cols, con
   if (dev->kind == TDM_DEV_CUDA) return tdm_replay_cuda_gather_cols(dev, cols, idx, n);
 #endif
   return tdm_replay_cpu_gather_cols(dev, cols, idx, n);
+}
+
+tdm_status tdm_replay_sample_cols(tdm_dev *dev, const tdm_replay_cols *cols, int32_t *idx, int n,
+                                  const int32_t *bound, const tdm_rng_ctr *rng, uint32_t stream) {
+#ifdef TDM_CUDA
+  if (dev->kind == TDM_DEV_CUDA)
+    return tdm_replay_cuda_sample_cols(dev, cols, idx, n, bound, rng, stream);
+#endif
+  return tdm_replay_cpu_sample_cols(dev, cols, idx, n, bound, rng, stream);
 }
