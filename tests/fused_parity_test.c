@@ -18,40 +18,9 @@ static tdm_dev *cpu_dev(void) {
 }
 
 // buffers freed between tests
-#define MAX_BUFS 4096
-static struct {
-  tdm_dev *dev;
-  void *p;
-} bufs[MAX_BUFS];
-static int nbufs;
-
-static void release_all(void) {
-  for (int i = 0; i < nbufs; i++) {
-    if (bufs[i].dev)
-      tdm_dev_free(bufs[i].dev, bufs[i].p);
-    else
-      free(bufs[i].p);
-  }
-  nbufs = 0;
-}
-
-static void *track(tdm_dev *dev, void *p) {
-  if (!p) return NULL;
-  if (nbufs == MAX_BUFS) {
-    if (dev)
-      tdm_dev_free(dev, p);
-    else
-      free(p);
-    return NULL;
-  }
-  bufs[nbufs].dev = dev;
-  bufs[nbufs].p = p;
-  nbufs++;
-  return p;
-}
 
 static float *hrand(size_t n, float lo, float hi, uint64_t seed) {
-  float *x = track(NULL, malloc((n ? n : 1) * sizeof(float)));
+  float *x = tdm_t_track(NULL, malloc((n ? n : 1) * sizeof(float)));
   if (x) tdm_t_rand(x, n, lo, hi, seed);
   return x;
 }
@@ -59,14 +28,14 @@ static float *hrand(size_t n, float lo, float hi, uint64_t seed) {
 // device bytes: a copy of h, or 0xFF (NaN) when h is NULL
 static void *gbuf(tdm_dev *g, const void *h, size_t bytes) {
   void *p = NULL;
-  if (tdm_dev_alloc(g, bytes, &p) != TDM_OK || !track(g, p)) return NULL;
+  if (tdm_dev_alloc(g, bytes, &p) != TDM_OK || !tdm_t_track(g, p)) return NULL;
   tdm_status st = h ? tdm_dev_h2d(g, p, h, bytes) : tdm_dev_memset(g, p, 0xFF, bytes);
   return st == TDM_OK ? p : NULL;
 }
 
 // host copy of device floats
 static float *gdown(tdm_dev *g, const float *d, size_t n) {
-  float *h = track(NULL, malloc(n * sizeof(float)));
+  float *h = tdm_t_track(NULL, malloc(n * sizeof(float)));
   if (!h || tdm_dev_d2h(g, h, d, n * sizeof(float)) != TDM_OK || tdm_dev_sync(g) != TDM_OK)
     return NULL;
   return h;
@@ -92,7 +61,7 @@ static long first_nan(const float *x, size_t n) {
 #define RUN(fn)    \
   do {             \
     TDM_RUN(fn);   \
-    release_all(); \
+    tdm_t_release_all(); \
   } while (0)
 
 static const int shapes[][3] = {{1, 256, 256}, {3, 67, 45}, {2, 512, 1}, {7, 33, 200}};

@@ -61,22 +61,6 @@ static void rcache_free(rcache *c, const tdm_mlp_spec *s) {
   }
 }
 
-static double ract(tdm_act a, double x) {
-  switch (a) {
-    case TDM_ACT_RELU:
-      return x > 0 ? x : 0;
-    case TDM_ACT_TANH:
-      return tanh(x);
-    case TDM_ACT_SILU:
-      return x / (1 + exp(-x));
-    case TDM_ACT_MISH:
-      return x * tanh(log1p(exp(x)));
-    case TDM_ACT_ELU:
-      return x > 0 ? x : expm1(x);
-    default:
-      return x;
-  }
-}
 static double ract_grad(tdm_act a, double x) {
   switch (a) {
     case TDM_ACT_RELU:
@@ -137,7 +121,7 @@ static void ref_forward(const tdm_mlp *m, const double *p, const double *x, int 
           } else {
             for (int j = 0; j < no; j++) h[j] = z[j];
           }
-          for (int j = 0; j < no; j++) a[j] = ract(s->hidden_act, h[j]);
+          for (int j = 0; j < no; j++) a[j] = tdm_t_ref_act(s->hidden_act, h[j]);
         } else if (s->out_act == TDM_OUT_TANH) {
           for (int j = 0; j < no; j++) a[j] = tanh(z[j]);
         } else if (s->out_act == TDM_OUT_SIMNORM) {

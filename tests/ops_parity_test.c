@@ -20,41 +20,10 @@ static tdm_dev *cpu_dev(void) {
   return cpu;
 }
 
-#define MAX_BUFS 4096
-static struct {
-  tdm_dev *dev;  // NULL: host malloc
-  void *p;
-} bufs[MAX_BUFS];
-static int nbufs;
-
-static void release_all(void) {
-  for (int i = 0; i < nbufs; i++) {
-    if (bufs[i].dev)
-      tdm_dev_free(bufs[i].dev, bufs[i].p);
-    else
-      free(bufs[i].p);
-  }
-  nbufs = 0;
-}
-
-static void *track(tdm_dev *dev, void *p) {
-  if (!p) return NULL;
-  if (nbufs == MAX_BUFS) {
-    if (dev)
-      tdm_dev_free(dev, p);
-    else
-      free(p);
-    return NULL;
-  }
-  bufs[nbufs].dev = dev;
-  bufs[nbufs].p = p;
-  nbufs++;
-  return p;
-}
 
 // Host floats (uninitialised).
 static float *hbuf(size_t n) {
-  return track(NULL, malloc((n ? n : 1) * sizeof(float)));
+  return tdm_t_track(NULL, malloc((n ? n : 1) * sizeof(float)));
 }
 
 // Host floats, uniform in [lo, hi) from seed.
@@ -75,7 +44,7 @@ static float *hdup(const float *x, size_t n) {
 static void *gpoison(tdm_dev *g, size_t bytes) {
   void *p = NULL;
   if (tdm_dev_alloc(g, bytes, &p) != TDM_OK) return NULL;
-  if (!track(g, p)) return NULL;
+  if (!tdm_t_track(g, p)) return NULL;
   if (tdm_dev_memset(g, p, 0xFF, bytes) != TDM_OK) return NULL;
   return p;
 }
@@ -84,7 +53,7 @@ static void *gpoison(tdm_dev *g, size_t bytes) {
 static void *gup(tdm_dev *g, const void *h, size_t bytes) {
   void *p = NULL;
   if (tdm_dev_alloc(g, bytes, &p) != TDM_OK) return NULL;
-  if (!track(g, p)) return NULL;
+  if (!tdm_t_track(g, p)) return NULL;
   if (tdm_dev_h2d(g, p, h, bytes) != TDM_OK) return NULL;
   return p;
 }
@@ -576,7 +545,7 @@ static void test_elementwise(void) {
   const int srows = 100, D = 37;
   const size_t nidx = 250;
   float *src = hrand((size_t)srows * D, -1, 1, 192);
-  int32_t *idx = track(NULL, malloc(nidx * sizeof(int32_t)));
+  int32_t *idx = tdm_t_track(NULL, malloc(nidx * sizeof(int32_t)));
   CHECK(src && idx);
   tdm_rng r;
   tdm_rng_init(&r, 193, 0);
@@ -634,7 +603,7 @@ static void test_random(void) {
 
   int32_t bound = 1000;
   int32_t *gbound = gup(gpu, &bound, sizeof bound);
-  int32_t *ri = track(NULL, malloc(n * sizeof(int32_t))), *hri = track(NULL, malloc(n * 4));
+  int32_t *ri = tdm_t_track(NULL, malloc(n * sizeof(int32_t))), *hri = tdm_t_track(NULL, malloc(n * 4));
   int32_t *gri = gpoison(gpu, n * sizeof(int32_t));
   CHECK(gbound && ri && hri && gri);
   CHECK_OK(tdm_fill_randint(cpu, ri, n, &bound, &ctr, stream));
@@ -827,9 +796,9 @@ static void test_graph_rng(void) {
 
 #define RUN(fn)    \
   do {             \
-    release_all(); \
+    tdm_t_release_all(); \
     TDM_RUN(fn);   \
-    release_all(); \
+    tdm_t_release_all(); \
   } while (0)
 
 int main(void) {

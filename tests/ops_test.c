@@ -216,23 +216,6 @@ static void test_bias_add_grad(void) {
 // ---------------------------------------------------------------------------------------------
 // activations
 
-static double ref_act(tdm_act a, double x) {
-  switch (a) {
-    case TDM_ACT_NONE:
-      return x;
-    case TDM_ACT_RELU:
-      return x > 0 ? x : 0;
-    case TDM_ACT_TANH:
-      return tanh(x);
-    case TDM_ACT_SILU:
-      return x / (1 + exp(-x));
-    case TDM_ACT_MISH:
-      return x * tanh(x > 30 ? x : log1p(exp(x)));
-    case TDM_ACT_ELU:
-      return x > 0 ? x : expm1(x);
-  }
-  return NAN;
-}
 
 static void test_act_forward(void) {
   const size_t n = 1000;
@@ -245,7 +228,7 @@ static void test_act_forward(void) {
     float *y = tf(n);
     CHECK_OK(tdm_act_forward(cpu, (tdm_act)a, x, y, n));
     double *r = td(n);
-    for (size_t i = 0; i < n; i++) r[i] = ref_act((tdm_act)a, x[i]);
+    for (size_t i = 0; i < n; i++) r[i] = tdm_t_ref_act((tdm_act)a, x[i]);
     double e = relerr_fd(y, r, n);
     CHECKF(e < 1e-6, "%s: relerr %g", tdm_act_name((tdm_act)a), e);
     // in place
@@ -265,7 +248,7 @@ typedef struct {
 static double act_loss(void *p) {
   act_ctx *c = p;
   double L = 0;
-  for (size_t i = 0; i < c->n; i++) L += c->w[i] * ref_act(c->a, c->x[i]);
+  for (size_t i = 0; i < c->n; i++) L += c->w[i] * tdm_t_ref_act(c->a, c->x[i]);
   return L;
 }
 

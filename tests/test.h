@@ -111,4 +111,58 @@ static inline void tdm_t_rand(float *x, size_t n, float lo, float hi, uint64_t s
   for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)tdm_rng_uniform_d(&r);
 }
 
+// act(x) in double, written independently of the library (the reference of the activation tests).
+static inline double tdm_t_ref_act(tdm_act a, double x) {
+  switch (a) {
+    case TDM_ACT_NONE:
+      return x;
+    case TDM_ACT_RELU:
+      return x > 0 ? x : 0;
+    case TDM_ACT_TANH:
+      return tanh(x);
+    case TDM_ACT_SILU:
+      return x / (1 + exp(-x));
+    case TDM_ACT_MISH:
+      return x * tanh(x > 30 ? x : log1p(exp(x)));
+    case TDM_ACT_ELU:
+      return x > 0 ? x : expm1(x);
+  }
+  return NAN;
+}
+
+// Buffers a test allocates (dev NULL: host malloc), freed together by tdm_t_release_all between
+// tests, since a failed CHECK returns early.
+#define TDM_T_MAX_BUFS 4096
+static struct {
+  tdm_dev *dev;
+  void *p;
+} tdm_t_bufs[TDM_T_MAX_BUFS];
+static int tdm_t_nbufs;
+
+static inline void tdm_t_release_all(void) {
+  for (int i = 0; i < tdm_t_nbufs; i++) {
+    if (tdm_t_bufs[i].dev)
+      tdm_dev_free(tdm_t_bufs[i].dev, tdm_t_bufs[i].p);
+    else
+      free(tdm_t_bufs[i].p);
+  }
+  tdm_t_nbufs = 0;
+}
+
+// Remember p for tdm_t_release_all and return it (NULL, freeing p, when the table is full).
+static inline void *tdm_t_track(tdm_dev *dev, void *p) {
+  if (!p) return NULL;
+  if (tdm_t_nbufs == TDM_T_MAX_BUFS) {
+    if (dev)
+      tdm_dev_free(dev, p);
+    else
+      free(p);
+    return NULL;
+  }
+  tdm_t_bufs[tdm_t_nbufs].dev = dev;
+  tdm_t_bufs[tdm_t_nbufs].p = p;
+  tdm_t_nbufs++;
+  return p;
+}
+
 #endif  // TANDEM_TEST_H
