@@ -178,6 +178,10 @@ static void test_dev_cpu(void) {
   tdm_dev_close(d);
   CHECK(tdm_dev_open("gpu7", 0, &d) == TDM_ERR_ARG);
   CHECK(strstr(tdm_errmsg(), "gpu7"));
+  if (tdm_cuda_built() && tdm_cuda_device_count() == 0) {
+    CHECK(tdm_dev_open("cuda:0", 0, &d) == TDM_ERR_ARG);
+    CHECK(strstr(tdm_errmsg(), "no GPU is visible"));
+  }
 }
 
 static void test_dev_gpu_copy_and_graph(void) {

@@ -91,6 +91,11 @@ tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out) {
                       "and rebuild, or use device = \"cpu\")", spec);
     }
     int n = tdm_cuda_device_count();
+    if (n == 0) {
+      free(d);
+      return TDM_FAIL(TDM_ERR_ARG, "device \"%s\": no GPU is visible (tandem devices lists them); "
+                      "use \"cpu\" or \"auto\"", spec);
+    }
     if (want_cuda >= n) {
       free(d);
       return TDM_FAIL(TDM_ERR_ARG, "device \"%s\": %d GPU(s) visible; use cuda:0..cuda:%d or \"cpu\"",
