@@ -346,6 +346,77 @@ static void test_mj_reset_determinism(void) {
   tdm_pool_destroy(pool);
 }
 
+// A reset of a used instance (contacts, solver warm start, many steps behind it) and a step of a
+// used simulator from a given state are bit for bit those of fresh ones: nothing stale leaks in.
+static void test_mj_used_instance_resets_like_fresh(void) {
+  NEED_MUJOCO;
+  const char *tasks[] = {"half_cheetah", "hopper", "walker2d", "inverted_pendulum",
+                         "cartpole_swingup", "reacher"};
+  enum { N = 3, MAXO = 17, MAXA = 6, MAXS = 32 };
+  for (size_t t = 0; t < sizeof tasks / sizeof tasks[0]; t++) {
+    tdm_env *a = NULL, *b = NULL;
+    CHECK_OK(tdm_env_create(tasks[t], N, NULL, NULL, &a));
+    const tdm_env_spec *sp = tdm_env_get_spec(a);
+    const int O = sp->obs_dim, A = sp->act_dim, S = sp->state_dim;
+    CHECK(O <= MAXO && A <= MAXA && S <= MAXS);
+    float oa[N * MAXO], ob[N * MAXO], act[N * MAXA], ra[N], rb[N];
+    uint8_t ta[N], tb[N], ua[N], ub[N], done[N];
+    // use a: random actions, finished episodes reset
+    CHECK_OK(tdm_env_reset(a, 5, NULL, oa));
+    for (int k = 0; k < 300; k++) {
+      tdm_t_rand(act, N * A, -1, 1, 100 + (uint64_t)k);
+      CHECK_OK(tdm_env_step(a, act, oa, ra, ta, ua));
+      int any = 0;
+      for (int i = 0; i < N; i++) any |= done[i] = ta[i] | ua[i];
+      if (any) CHECK_OK(tdm_env_reset(a, TDM_ENV_CONTINUE, done, oa));
+    }
+    // a simulator used from a's states against a fresh one, from the same state
+    double x[MAXS], na[MAXS], nb[MAXS];
+    tdm_sim *sa = NULL, *sb = NULL;
+    CHECK_OK(tdm_sim_create(a, &sa));
+    for (int i = 0; i < N; i++) {
+      CHECK_OK(tdm_env_get_state(a, i, x));
+      CHECK_OK(tdm_sim_step(sa, x, act + i * A, na, NULL, NULL, NULL));
+    }
+    CHECK_OK(tdm_sim_create(a, &sb));
+    CHECK_OK(tdm_env_get_state(a, 0, x));
+    float r1, r2, o1[MAXO], o2[MAXO];
+    CHECK_OK(tdm_sim_step(sa, x, act, na, o1, &r1, NULL));
+    CHECK_OK(tdm_sim_step(sb, x, act, nb, o2, &r2, NULL));
+    CHECKF(!memcmp(na, nb, sizeof(double) * (size_t)S) && !memcmp(o1, o2, sizeof(float) * O) &&
+               r1 == r2,
+           "%s: a used simulator steps differently from a fresh one", tasks[t]);
+    tdm_sim_destroy(sa);
+    tdm_sim_destroy(sb);
+    // same seed on the used env and a fresh one: identical episodes
+    CHECK_OK(tdm_env_create(tasks[t], N, NULL, NULL, &b));
+    CHECK_OK(tdm_env_reset(a, 42, NULL, oa));
+    CHECK_OK(tdm_env_reset(b, 42, NULL, ob));
+    int same = !memcmp(oa, ob, sizeof(float) * N * O);
+    for (int k = 0; k < 200 && same; k++) {
+      tdm_t_rand(act, N * A, -1, 1, 900 + (uint64_t)k);
+      CHECK_OK(tdm_env_step(a, act, oa, ra, ta, ua));
+      CHECK_OK(tdm_env_step(b, act, ob, rb, tb, ub));
+      same = !memcmp(oa, ob, sizeof(float) * N * O) && !memcmp(ra, rb, sizeof ra) &&
+             !memcmp(ta, tb, N) && !memcmp(ua, ub, N);
+      int any = 0;
+      for (int i = 0; i < N; i++) any |= done[i] = ta[i] | ua[i];
+      if (any) {
+        CHECK_OK(tdm_env_reset(a, TDM_ENV_CONTINUE, done, oa));
+        CHECK_OK(tdm_env_reset(b, TDM_ENV_CONTINUE, done, ob));
+      }
+    }
+    for (int i = 0; i < N && same; i++) {
+      CHECK_OK(tdm_env_get_state(a, i, na));
+      CHECK_OK(tdm_env_get_state(b, i, nb));
+      same = !memcmp(na, nb, sizeof(double) * (size_t)S);
+    }
+    CHECKF(same, "%s: episodes after a reset of used instances differ from fresh ones", tasks[t]);
+    tdm_env_destroy(a);
+    tdm_env_destroy(b);
+  }
+}
+
 static void test_mj_truncation(void) {
   NEED_MUJOCO;
   tdm_env *e = NULL;
@@ -800,6 +871,7 @@ int main(void) {
   TDM_RUN(test_classic_sim_and_linearize);
   TDM_RUN(test_mj_specs);
   TDM_RUN(test_mj_reset_determinism);
+  TDM_RUN(test_mj_used_instance_resets_like_fresh);
   TDM_RUN(test_mj_truncation);
   TDM_RUN(test_mj_rewards_from_positions);
   TDM_RUN(test_mj_state_roundtrip);

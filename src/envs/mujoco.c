@@ -104,6 +104,61 @@ static bool state_finite(const mjModel *m, const mjData *d) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// reset
+
+// mj_resetData without its memset of the whole mjData buffer. MuJoCo 2.x sizes that buffer for
+// the model's njmax / nconmax (3.2 MB for half_cheetah, with efc_AR njmax^2 alone 2 MB), so the
+// memset costs ~170 us per reset, several env steps, streams through the core's cache and takes
+// memory bandwidth from the other threads. Everything mj_forward does not recompute is set here
+// exactly as mj_resetData sets it (MuJoCo 2.2's own list of "arrays not affected by mj_forward"),
+// so the next mj_forward / mj_step sees the same inputs; env_test checks trajectories after this
+// reset of a used mjData against a fresh one, bit for bit. Only for MuJoCo 2.2 (the version this
+// list was checked against); other versions call mj_resetData (3.x clears a small buffer only:
+// contacts and constraints live in an arena it does not clear).
+static void reset_data(const mjModel *m, mjData *d) {
+#if defined(mjVERSION_HEADER) && mjVERSION_HEADER >= 220 && mjVERSION_HEADER < 230
+  d->pstack = 0;
+  d->maxuse_stack = 0;
+  d->maxuse_con = 0;
+  d->maxuse_efc = 0;
+  memset(d->warning, 0, sizeof d->warning);
+  memset(d->timer, 0, sizeof d->timer);
+  memset(d->solver, 0, sizeof d->solver);
+  d->solver_iter = 0;
+  d->solver_nnz = 0;
+  mju_zero(d->solver_fwdinv, 2);
+  d->ne = 0;
+  d->nf = 0;
+  d->nefc = 0;
+  d->ncon = 0;
+  d->time = 0;
+  mju_zero(d->energy, 2);
+  mju_zero(d->qvel, m->nv);
+  mju_zero(d->act, m->na);
+  mju_zero(d->ctrl, m->nu);
+  mju_zero(d->qfrc_applied, m->nv);
+  mju_zero(d->xfrc_applied, 6 * m->nbody);
+  mju_zero(d->qacc, m->nv);
+  mju_zero(d->qacc_warmstart, m->nv);
+  mju_zero(d->act_dot, m->na);
+  mju_zero(d->userdata, m->nuserdata);
+  mju_zero(d->sensordata, m->nsensordata);
+  mju_copy(d->qpos, m->qpos0, m->nq);
+  mju_zero(d->mocap_pos, 3 * m->nmocap);
+  mju_zero(d->mocap_quat, 4 * m->nmocap);
+  for (int i = 0; i < m->nbody; i++) {
+    int id = m->body_mocapid[i];
+    if (id >= 0) {
+      mju_copy3(d->mocap_pos + 3 * id, m->body_pos + 3 * i);
+      mju_copy4(d->mocap_quat + 4 * id, m->body_quat + 4 * i);
+    }
+  }
+#else
+  mj_resetData(m, d);
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
 // random draws
 
 static double unif(tdm_rng *r, double lo, double hi) {
@@ -217,7 +272,7 @@ static void mj_reset(const void *task, void *inst, tdm_rng *r, float *obs) {
   const mj_task *t = task;
   const mjModel *m = t->m;
   mjData *d = ((mj_inst *)inst)->d;
-  mj_resetData(m, d);  // qpos = qpos0 (Gymnasium's init_qpos), qvel = 0
+  reset_data(m, d);  // qpos = qpos0 (Gymnasium's init_qpos), qvel = 0
   const double s = t->reset_noise;
   switch (t->kind) {
     case MJ_HALF_CHEETAH:
@@ -416,7 +471,7 @@ static void mj_set_state(const void *task, void *inst, const double *s) {
   mjData *d = ((mj_inst *)inst)->d;
   // clear everything that is not state (solver warm start, contacts, controls) so that a step
   // from a state is a function of the state alone
-  mj_resetData(m, d);
+  reset_data(m, d);
   memcpy(d->qpos, s, sizeof(double) * (size_t)m->nq);
   memcpy(d->qvel, s + m->nq, sizeof(double) * (size_t)m->nv);
   memcpy(d->act, s + m->nq + m->nv, sizeof(double) * (size_t)m->na);
