@@ -24,7 +24,8 @@
 // use) and replayed; the RNG counter lives in device memory and is advanced in-graph, the replay
 // size is read from device memory, so replays draw fresh batches and noise with no host sync.
 // act() on the full num_envs batch is a graph too (h2d, actor, noise, squash, d2h), one per
-// explore flag; then one synchronisation brings the actions back.
+// explore flag, the noise on the lane beside the copy and the actor; then one synchronisation
+// brings the actions back.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,13 +391,17 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 // Actions for the n observations in h_obs into h_act: h2d, actor forward, noise, squash, d2h.
 static tdm_status act_body(sac *s, tdm_dev *dev, int n, bool explore) {
   const int O = s->O, A = s->A, L = s->cfg.layers + 1;
+  if (explore) {
+    // the noise and the act counter's advance on the lane, beside the copy and the actor forward
+    TDM_TRY(lane_fork(s, dev));
+    TDM_TRY(tdm_fill_normal(dev, s->act_eps, (size_t)n * A, 0.0f, 1.0f, &s->rng[1], RS_ACT));
+    TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
+    TDM_TRY(lane_back(s, dev));
+  }
   TDM_TRY(tdm_dev_h2d(dev, s->act_obs, s->h_obs, (size_t)n * O * sizeof(float)));
   TDM_TRY(tdm_mlp_forward(s->actor, s->acts_act, s->act_obs, n, false, NULL, false));
   const float *head = s->acts_act->a[L - 1];  // (n, 2A)
-  if (explore) {
-    TDM_TRY(tdm_fill_normal(dev, s->act_eps, (size_t)n * A, 0.0f, 1.0f, &s->rng[1], RS_ACT));
-    TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
-  }
+  if (explore) TDM_TRY(lane_join(s, dev));
   TDM_TRY(tdm_sac_squash_fwd(dev, head, explore ? s->act_eps : NULL, s->act_out, NULL, n, A,
                              s->cfg.log_std_min, s->cfg.log_std_max));
   return tdm_dev_d2h(dev, s->h_act, s->act_out, (size_t)n * A * sizeof(float));
@@ -404,7 +409,9 @@ static tdm_status act_body(sac *s, tdm_dev *dev, int n, bool explore) {
 
 static tdm_status act_fn(void *p) {
   body_args *b = p;
-  return act_body(b->s, b->dev, b->n, b->explore);
+  tdm_status st = act_body(b->s, b->dev, b->n, b->explore);
+  if (st != TDM_OK && b->s->lane) tdm_dev_lane_abort(b->dev, b->s->lane);
+  return st;
 }
 
 static tdm_status sac_act(tdm_agent *a, const float *obs, int n, bool explore, float *act_out) {
@@ -419,7 +426,9 @@ static tdm_status sac_act(tdm_agent *a, const float *obs, int n, bool explore, f
     TDM_TRY(capture_once(dev, &s->act_graph[explore], act_fn, &b));
     TDM_TRY(tdm_graph_launch(dev, s->act_graph[explore]));
   } else {
-    TDM_TRY(act_body(s, dev, n, explore));
+    tdm_status st = act_body(s, dev, n, explore);
+    if (st != TDM_OK && s->lane) tdm_dev_lane_abort(dev, s->lane);
+    TDM_TRY(st);
   }
   TDM_TRY(tdm_dev_sync(dev));
   memcpy(act_out, s->h_act, (size_t)n * s->A * sizeof(float));
