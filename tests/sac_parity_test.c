@@ -422,6 +422,46 @@ static void test_lane_gemm(void) {
   for (int i = 0; i < 5; i++) tdm_dev_free(g, all[i]);
 }
 
+// A fork captured in a graph becomes a parallel branch: 6 kernels, 4 on the longest chain (main:
+// fill, scale, scale, then after the join one more; lane: fill, scale), and replaying
+// it computes what the plain sequence computes.
+static void test_lane_in_graph(void) {
+  NEED_GPU(g);
+  enum { N = 1000 };
+  float *x = up(g, NULL, N), *y = up(g, NULL, N);
+  CHECK(x && y);
+  tdm_dev_lane *l = NULL;
+  CHECK_OK(tdm_dev_lane_create(g, &l));
+  CHECK_OK(tdm_graph_begin(g));
+  tdm_status st = tdm_fill(g, x, N, 1.0f);  // main: x = 1
+  if (st == TDM_OK) st = tdm_dev_fork(g, l);
+  if (st == TDM_OK) st = tdm_fill(g, y, N, 2.0f);  // lane: y = 2, y *= 3
+  if (st == TDM_OK) st = tdm_scale(g, N, 3.0f, y);
+  if (st == TDM_OK) st = tdm_dev_back(g, l);
+  if (st == TDM_OK) st = tdm_scale(g, N, 5.0f, x);  // main: x *= 5, x *= 7
+  if (st == TDM_OK) st = tdm_scale(g, N, 7.0f, x);
+  if (st == TDM_OK) st = tdm_dev_join(g, l);
+  if (st == TDM_OK) st = tdm_axpby(g, N, 1.0f, y, 1.0f, x);  // x = y + x after the join
+  tdm_graph *gr = NULL;
+  tdm_status st2 = tdm_graph_end(g, &gr);
+  CHECK_OK(st);
+  CHECK_OK(st2);
+  int nodes = 0, kernels = 0, path = 0;
+  CHECK_OK(tdm_graph_num_nodes(gr, &nodes, &kernels));
+  CHECK_OK(tdm_graph_critical_path(gr, &path));
+  CHECKF(kernels == 6 && path == 4, "%d nodes, %d kernels, longest chain %d", nodes, kernels, path);
+  CHECK_OK(tdm_graph_launch(g, gr));
+  static float h[N];
+  CHECK_OK(down(g, h, x, N));
+  int ok = 1;
+  for (int i = 0; i < N; i++) ok &= h[i] == 41.0f;
+  CHECKF(ok, "x[0] = %g, expected 41", h[0]);
+  tdm_graph_destroy(gr);
+  tdm_dev_lane_destroy(l);
+  tdm_dev_free(g, x);
+  tdm_dev_free(g, y);
+}
+
 static void test_gpu_checkpoint_on_cpu(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = parity_cfg();
@@ -461,6 +501,7 @@ int main(void) {
   TDM_RUN(test_graph_equals_plain);
   TDM_RUN(test_streams_equal_one_stream);
   TDM_RUN(test_lane_gemm);
+  TDM_RUN(test_lane_in_graph);
   TDM_RUN(test_gpu_checkpoint_on_cpu);
   TDM_RUN(test_gpu_capacity_refused);
   return tdm_test_end();

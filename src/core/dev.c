@@ -435,7 +435,11 @@ tdm_status tdm_graph_critical_path(const tdm_graph *g, int *kernels) {
   cudaGraphNode_t *ef = nodes + n, *et = nodes + n + ne;
   e = cudaGraphGetNodes(g->graph, nodes, &n);
 #if CUDART_VERSION >= 13000
-  if (e == cudaSuccess) e = cudaGraphGetEdges(g->graph, ef, et, NULL, &ne);
+  // edge data asked for too: without it, edges carrying any data make the query fail
+  cudaGraphEdgeData *ed = calloc(ne + 1, sizeof *ed);
+  if (!ed) e = cudaErrorMemoryAllocation;
+  if (e == cudaSuccess) e = cudaGraphGetEdges(g->graph, ef, et, ed, &ne);
+  free(ed);
 #else
   if (e == cudaSuccess) e = cudaGraphGetEdges(g->graph, ef, et, &ne);
 #endif
