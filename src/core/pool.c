@@ -208,9 +208,10 @@ void tdm_pool_for(tdm_pool *p, int64_t n, int64_t grain, tdm_range_fn fn, void *
     fn(ctx, 0, n, 0);
     return;
   }
-  // about 4 chunks per worker for balance, never below grain
+  // about 16 chunks per worker, never below grain: a claim from a worker's own block is one
+  // uncontended atomic add, and small chunks let the others steal the tail of a slow worker
   const int P = p->size;
-  int64_t chunk = (n + 4 * P - 1) / (4 * P);
+  int64_t chunk = (n + 16 * P - 1) / (16 * P);
   if (chunk < grain) chunk = grain;
   p->fn = fn;
   p->ctx = ctx;

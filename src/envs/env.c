@@ -342,7 +342,8 @@ tdm_status tdm_env_reset(tdm_env *e, uint64_t seed, const uint8_t *mask, float *
       if (!mask || mask[i]) tdm_rng_init(&e->rng[i], seed, (uint64_t)i);
   }
   env_ctx c = {.e = e, .mask = mask, .obs = obs};
-  tdm_pool_for(e->pool, e->n, 16, reset_range, &c);
+  // MuJoCo: the grain of step, so that each instance is reset by the worker that steps it
+  tdm_pool_for(e->pool, e->n, e->spec.mujoco ? 1 : 16, reset_range, &c);
   return TDM_OK;
 }
 
