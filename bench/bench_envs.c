@@ -19,6 +19,8 @@ typedef struct {
   double rate;     // env steps per second (all instances)
   double plain;    // plain mj_step loop, env steps per second, one thread
   double plain_t;  // plain mj_step loops on `threads` threads at once, env steps per second (sum)
+  double step_us;  // one tdm_env_step of all instances, microseconds (envs / rate)
+  double pool_us;  // one empty parallel-for over the instances on the env's pool, microseconds
   double scaling;  // rate / rate at one thread
 } row;
 
@@ -117,8 +119,14 @@ out:
   return sum;
 }
 
-// Vector env on a pool of `threads`, N = threads * per_thread instances.
-static int env_rate(const char *task, int threads, int per_thread, double seconds, double *rate) {
+static void noop_range(void *ctx, int64_t b, int64_t e, int w) {
+  (void)ctx, (void)b, (void)e, (void)w;
+}
+
+// Vector env on a pool of `threads`, N = threads * per_thread instances; also the pool's own cost
+// of one parallel-for over N items that do nothing (wake-up, claims, join), in microseconds.
+static int env_rate(const char *task, int threads, int per_thread, double seconds, double *rate,
+                    double *pool_us) {
   tdm_pool *pool = NULL;
   tdm_env *e = NULL;
   float *act = NULL, *obs = NULL, *r = NULL;
@@ -155,6 +163,10 @@ static int env_rate(const char *task, int threads, int per_thread, double second
     t = tdm_now();
   }
   *rate = (double)steps * N / (t - t0);
+  const int reps = 2000;
+  t0 = tdm_now();
+  for (int k = 0; k < reps; k++) tdm_pool_for(pool, N, 1, noop_range, NULL);
+  *pool_us = 1e6 * (tdm_now() - t0) / reps;
   rc = 0;
 done:
   free(act);
@@ -178,7 +190,9 @@ int tdm_bench_envs(int argc, char **argv) {
         "  skip mj_steps per env step, random controls, reset every episode): one thread alone,\n"
         "  and T pthreads at once, each on its own mjData (the machine's own parallel rate)\n"
         "  ratio = per-thread env rate / plain one-thread rate; vs plain xT = env rate / plain\n"
-        "  rate on T threads (the pool's and env's own overhead at T threads)\n"
+        "  rate on T threads (the pool's and env's own overhead at T threads); step us = one\n"
+        "  step of all instances; pool us = one empty parallel-for over them on the same pool\n"
+        "  (TDM_POOL_SCHED=dynamic TDM_POOL_SPIN_US=0 give the previous pool, for A/B)\n"
         "  --seconds S     time per measurement (default 1)\n"
         "  --per-thread K  instances per thread (default 16)\n"
         "  --tasks LIST    comma-separated MuJoCo tasks (default half_cheetah,hopper)\n"
@@ -276,18 +290,20 @@ int tdm_bench_envs(int argc, char **argv) {
     }
     const tdm_env_spec *sp = tdm_env_get_spec(e);
     // interleave the measurements and keep the best of `repeats`: robust to a busy machine
-    double plain = 0, rate[MAXT] = {0}, plain_t[MAXT] = {0};
+    double plain = 0, rate[MAXT] = {0}, plain_t[MAXT] = {0}, pool_us[MAXT];
+    for (int k = 0; k < nt; k++) pool_us[k] = INFINITY;
     for (int rep = 0; rep < repeats; rep++) {
       if (t1 < 0) plain = fmax(plain, plain_rate(m, sp, 1, seconds));
       for (int k = 0; k < nt; k++) {
         plain_t[k] = fmax(plain_t[k], plain_rate(m, sp, tc[k], seconds));
-        double r = 0;
-        if (env_rate(task, tc[k], per_thread, seconds, &r) != 0) {
+        double r = 0, pu = INFINITY;
+        if (env_rate(task, tc[k], per_thread, seconds, &r, &pu) != 0) {
           tdm_cli_error("bench envs");
           tdm_env_destroy(e);
           return 1;
         }
         rate[k] = fmax(rate[k], r);
+        pool_us[k] = fmin(pool_us[k], pu);
       }
     }
     if (t1 >= 0) plain = plain_t[t1];
@@ -302,28 +318,32 @@ int tdm_bench_envs(int argc, char **argv) {
       w->plain = plain;
       w->plain_t = plain_t[k];
       w->scaling = rate[0] > 0 ? rate[k] / rate[0] : 0;
+      w->step_us = rate[k] > 0 ? 1e6 * w->envs / rate[k] : 0;
+      w->pool_us = pool_us[k];
       fprintf(stderr, "%s: %d threads, %d envs: %.0f env steps/s; plain x%d %.0f\n", task,
               w->threads, w->envs, rate[k], tc[k], plain_t[k]);
     }
   }
   printf("\nenv steps per second (random actions; MuJoCo %s; %d CPU cores)\n", mj_versionString(),
          ncpu);
-  printf("%-14s %7s %6s %14s %12s %14s %8s %8s %14s %11s %8s\n", "task", "threads", "envs",
-         "env steps/s", "per thread", "plain loop/s", "ratio", "scaling", "plain xT/s",
-         "vs plain xT", "plain xT");
+  printf("%-14s %7s %6s %14s %12s %14s %8s %8s %14s %11s %8s %9s %8s\n", "task", "threads",
+         "envs", "env steps/s", "per thread", "plain loop/s", "ratio", "scaling", "plain xT/s",
+         "vs plain xT", "plain xT", "step us", "pool us");
   for (int i = 0; i < nrows; i++) {
     const row *w = &rows[i];
-    printf("%-14s %7d %6d %14.0f %12.0f %14.0f %7.1f%% %7.2fx %14.0f %10.1f%% %7.2fx\n", w->task,
-           w->threads, w->envs, w->rate, w->rate / w->threads, w->plain,
+    printf("%-14s %7d %6d %14.0f %12.0f %14.0f %7.1f%% %7.2fx %14.0f %10.1f%% %7.2fx %9.1f %8.2f\n",
+           w->task, w->threads, w->envs, w->rate, w->rate / w->threads, w->plain,
            100.0 * w->rate / w->threads / w->plain, w->scaling, w->plain_t,
            w->plain_t > 0 ? 100.0 * w->rate / w->plain_t : 0.0,
-           w->plain > 0 ? w->plain_t / w->plain : 0.0);
+           w->plain > 0 ? w->plain_t / w->plain : 0.0, w->step_us, w->pool_us);
   }
   printf(
       "ratio = per-thread env rate / plain one-thread mj_step loop; scaling = rate / rate on "
       "the first thread count\n"
       "plain xT/s = T plain mj_step loops at once (own mjData each); vs plain xT = env rate / "
-      "that; plain xT = that / plain one-thread loop (the machine's own scaling)\n");
+      "that; plain xT = that / plain one-thread loop (the machine's own scaling)\n"
+      "step us = one step of all envs; pool us = one empty parallel-for over them (best of "
+      "repeats): the pool's share of a step\n");
   if (json) {
     FILE *f = fopen(json, "w");
     if (!f) {
@@ -337,11 +357,12 @@ int tdm_bench_envs(int argc, char **argv) {
       fprintf(f,
               "%s\n  {\"task\": \"%s\", \"threads\": %d, \"envs\": %d, \"env_steps_per_s\": %.1f, "
               "\"plain_steps_per_s\": %.1f, \"ratio_per_thread\": %.4f, \"scaling\": %.4f, "
-              "\"plain_xT_steps_per_s\": %.1f, \"vs_plain_xT\": %.4f, \"plain_xT_scaling\": %.4f}",
+              "\"plain_xT_steps_per_s\": %.1f, \"vs_plain_xT\": %.4f, \"plain_xT_scaling\": %.4f, "
+              "\"step_us\": %.2f, \"pool_us\": %.3f}",
               i ? "," : "", w->task, w->threads, w->envs, w->rate, w->plain,
               w->rate / w->threads / w->plain, w->scaling, w->plain_t,
               w->plain_t > 0 ? w->rate / w->plain_t : 0.0,
-              w->plain > 0 ? w->plain_t / w->plain : 0.0);
+              w->plain > 0 ? w->plain_t / w->plain : 0.0, w->step_us, w->pool_us);
     }
     fprintf(f, "\n]}\n");
     if (fclose(f) != 0) {

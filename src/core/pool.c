@@ -1,12 +1,15 @@
 // Thread pool with a blocking parallel-for. Each worker owns a fixed contiguous block of [0, n)
 // and takes chunks from its front, then steals chunks from the other blocks; an item therefore
 // stays on the same worker from call to call (its data stays in that core's cache) unless the
-// load is uneven. Idle workers spin briefly on the job counter before sleeping on a condition
-// variable, so back-to-back calls (env steps) do not pay a futex wake-up per worker.
+// load is uneven. Idle workers spin briefly on the job counter (pause, then sched_yield so that
+// an oversubscribed machine still runs the thread with work) before sleeping on a condition
+// variable, so back-to-back calls (env steps) pay no futex wake-up per worker (on a VM, waking
+// a halted vCPU is an inter-processor interrupt through the hypervisor).
 // Environment knobs (read at tdm_pool_create, for A/B measurements): TDM_POOL_SPIN_US (spin
 // time before sleeping, default 50; 0 = sleep at once), TDM_POOL_SCHED=dynamic (no owned blocks:
 // every worker takes chunks from one shared counter in order, the previous scheduler).
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,13 +79,20 @@ static void run_chunks(tdm_pool *p, int worker) {
   }
 }
 
+// One spin iteration: pause, and after the first few hundred also yield the core, so that a
+// pool thread waiting to run on it (more threads than free cores) is not kept off by the spin.
+static void relax(unsigned i) {
+  cpu_relax();
+  if (i > 256) sched_yield();
+}
+
 // Spin up to spin_ns while *x == v; returns the last value read.
 static unsigned long long spin_while_eq(tdm_pool *p, atomic_ullong *x, unsigned long long v) {
   unsigned long long g = atomic_load(x);
   if (g != v || p->spin_ns <= 0) return g;
   int64_t t0 = now_ns();
   for (unsigned i = 1;; i++) {
-    cpu_relax();
+    relax(i);
     g = atomic_load(x);
     if (g != v || atomic_load(&p->quit)) return g;
     if ((i & 63) == 0 && now_ns() - t0 > p->spin_ns) return g;
@@ -240,7 +250,7 @@ void tdm_pool_for(tdm_pool *p, int64_t n, int64_t grain, tdm_range_fn fn, void *
   if (atomic_load(&p->pending) > 0 && p->spin_ns > 0) {
     int64_t t0 = now_ns();
     for (unsigned i = 1; atomic_load(&p->pending) > 0; i++) {
-      cpu_relax();
+      relax(i);
       if ((i & 63) == 0 && now_ns() - t0 > p->spin_ns) break;
     }
   }
