@@ -265,9 +265,10 @@ int tdm_bench_sac(int argc, char **argv) {
     printf("%-4s %-6s %10d %12.1f %12.0f\n", rows[i].backend, rows[i].mode, rows[i].updates,
            rows[i].us, rows[i].per_s);
   if (g_nodes >= 0)
-    printf("one update as a CUDA graph: %d nodes, %d of them kernel launches, %d on its longest "
-           "chain (graph1 runs them all in one chain)\n",
-           g_nodes, g_kernels, g_path);
+    printf(
+        "one update as a CUDA graph: %d nodes, %d of them kernel launches, %d on its longest "
+        "chain (graph1 runs them all in one chain)\n",
+        g_nodes, g_kernels, g_path);
   if (gpu_skip) printf("GPU rows skipped: %s\n", gpu_skip);
 
   if (json) {

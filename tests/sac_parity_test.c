@@ -338,8 +338,9 @@ static bool gpu_same(tdm_dev *g, tdm_agent *x, tdm_agent *y, char *why, size_t n
     for (int k = 0; k < 3 && same; k++) {
       same = a && b && down(g, a, px[k], n) == TDM_OK && down(g, b, py[k], n) == TDM_OK &&
              !memcmp(a, b, n * 4);
-      if (!same) snprintf(why, nwhy, "network %d array %d (relative %g)", i, k,
-                          a && b ? tdm_t_relerr(a, b, n) : -1.0);
+      if (!same)
+        snprintf(why, nwhy, "network %d array %d (relative %g)", i, k,
+                 a && b ? tdm_t_relerr(a, b, n) : -1.0);
     }
     free(a);
     free(b);

@@ -274,8 +274,8 @@ static tdm_status update_steps(sac *s, tdm_dev *dev, const tdm_replay_batch *bt,
     TDM_TRY(lane_fork(s, dev));
     if (!stacked) TDM_TRY(tdm_mlp_forward(s->actor, s->acts_actor, bt->obs, B, false, NULL, true));
     head = stacked ? head_pi : s->acts_actor->a[L - 1];
-    TDM_TRY(tdm_sac_squash_cat(dev, head, eps, bt->obs, O, s->xq_pi, s->a_pi, s->logp, B, A, lo,
-                               hi, NULL, NULL, NULL));
+    TDM_TRY(tdm_sac_squash_cat(dev, head, eps, bt->obs, O, s->xq_pi, s->a_pi, s->logp, B, A, lo, hi,
+                               NULL, NULL, NULL));
     TDM_TRY(lane_back(s, dev));
   }
   TDM_TRY(tdm_mlp_backward(s->critic, s->acts_critic, s->dq, NULL, TDM_GRAD_SET));
