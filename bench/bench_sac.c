@@ -31,7 +31,11 @@ static void usage(FILE *f) {
           "  from a replay buffer prefilled with random transitions. Each rate is the median of\n"
           "  %d timed blocks after warm-up (graph capture included in the warm-up).\n"
           "\n"
-          "  --device D    auto (default): GPU rows (graph, graph1, plain) when a GPU is visible,\n"
+          "  GPU rows: graph (the update replayed as a CUDA graph, forked onto two streams: the\n"
+          "  default), graph1 (one stream), graph_us (two streams, actor forward not stacked),\n"
+          "  plain (launched one by one).\n"
+          "\n"
+          "  --device D    auto (default): the GPU rows when a GPU is visible, and\n"
           "                the CPU row; cpu: the CPU row only; cuda:N: GPU N rows only\n"
           "  --updates N   updates per timed block (default 1000 on the GPU, 20 on the CPU)\n"
           "  --prefill N   transitions in the replay buffer (default 100000; capacity 1e6)\n"
@@ -80,8 +84,9 @@ static tdm_status prefill(tdm_agent *a, int64_t n) {
 }
 
 // Median microseconds per update on dev.
-static tdm_status time_sac(tdm_dev *dev, bool graph, int streams, int updates, int64_t fill,
-                           double *us) {
+// stacked: -1 the agent's default, 0 / 1 the actor forward over B rows twice / 2B rows once.
+static tdm_status time_sac(tdm_dev *dev, bool graph, int streams, int stacked, int updates,
+                           int64_t fill, double *us) {
   tdm_graph *cg = NULL;
   tdm_sac_cfg c = tdm_sac_defaults();
   c.use_graph = graph;
@@ -90,6 +95,7 @@ static tdm_status time_sac(tdm_dev *dev, bool graph, int streams, int updates, i
   tdm_agent *a = NULL;
   tdm_status st;
   TDM_TRYG(tdm_sac_create(dev, &c, &dims, 1, &a));
+  if (stacked >= 0) TDM_TRYG(tdm_sac_set_stacked_actor(a, stacked == 1));
   TDM_TRYG(prefill(a, fill));
   int warm = updates / 5 > 3 ? updates / 5 : 3;
   tdm_agent_stats s;
@@ -202,7 +208,7 @@ int tdm_bench_sac(int argc, char **argv) {
     return 2;
   }
 
-  sac_row rows[4];
+  sac_row rows[5];
   int nrows = 0;
   char cpu_name[160] = "", gpu_name[160] = "";
   fprintf(stderr, "tandem bench sac: batch 256, 256x2 relu, obs %d, act %d, %ld prefilled\n", kObs,
@@ -215,13 +221,15 @@ int tdm_bench_sac(int argc, char **argv) {
     }
     dev->tf32 = tf32;
     snprintf(gpu_name, sizeof gpu_name, "%s", dev->name);
-    // graph on two streams (the default), graph on one stream, plain launches (two streams)
-    const char *mode_name[3] = {"graph", "graph1", "plain"};
-    for (int mode = 0; mode < 3; mode++) {
+    // graph on two streams (the default), graph on one stream, graph on two streams with the
+    // actor forward unstacked (its obs half then runs on the second stream), plain launches
+    const char *mode_name[4] = {"graph", "graph1", "graph_us", "plain"};
+    for (int mode = 0; mode < 4; mode++) {
       sac_row *r = &rows[nrows];
       r->updates = updates ? (int)updates : 1000;
       fprintf(stderr, "  gpu %s ...\n", mode_name[mode]);
-      if (time_sac(dev, mode < 2, mode == 1 ? 1 : 2, r->updates, fill, &r->us) != TDM_OK) {
+      if (time_sac(dev, mode < 3, mode == 1 ? 1 : 2, mode == 2 ? 0 : -1, r->updates, fill,
+                   &r->us) != TDM_OK) {
         tdm_cli_error(mode_name[mode]);
         tdm_dev_close(dev);
         return 1;
@@ -243,7 +251,7 @@ int tdm_bench_sac(int argc, char **argv) {
     sac_row *r = &rows[nrows];
     r->updates = updates ? (int)updates : 20;
     fprintf(stderr, "  cpu ...\n");
-    if (time_sac(dev, false, 2, r->updates, fill, &r->us) != TDM_OK) {
+    if (time_sac(dev, false, 2, -1, r->updates, fill, &r->us) != TDM_OK) {
       tdm_cli_error("cpu");
       tdm_dev_close(dev);
       return 1;
@@ -260,9 +268,9 @@ int tdm_bench_sac(int argc, char **argv) {
          kBlocks);
   if (gpu_name[0]) printf("gpu: %s%s\n", gpu_name, tf32 ? " (TF32 allowed)" : " (fp32)");
   if (cpu_name[0]) printf("cpu: %s\n", cpu_name);
-  printf("%-4s %-6s %10s %12s %12s\n", "dev", "mode", "updates", "us/update", "updates/s");
+  printf("%-4s %-8s %10s %12s %12s\n", "dev", "mode", "updates", "us/update", "updates/s");
   for (int i = 0; i < nrows; i++)
-    printf("%-4s %-6s %10d %12.1f %12.0f\n", rows[i].backend, rows[i].mode, rows[i].updates,
+    printf("%-4s %-8s %10d %12.1f %12.0f\n", rows[i].backend, rows[i].mode, rows[i].updates,
            rows[i].us, rows[i].per_s);
   if (g_nodes >= 0)
     printf(
