@@ -175,6 +175,22 @@ struct tdm_env {
   const void *mj_model;
 };
 
+// Make instances [b, end) that do not exist yet (one that fails stays NULL) and reset them:
+// a fresh env starts seeded with 0 and all instances reset, so stepping right away is defined.
+static void create_range(void *ctx, int64_t b, int64_t end, int w) {
+  (void)w;
+  tdm_env *e = ctx;
+  const int O = e->spec.obs_dim;
+  for (int64_t i = b; i < end; i++) {
+    if (!e->inst[i] && e->ops->inst_create(e->task, &e->inst[i]) != TDM_OK) {
+      e->inst[i] = NULL;
+      continue;
+    }
+    tdm_rng_init(&e->rng[i], 0, (uint64_t)i);
+    e->ops->reset(e->task, e->inst[i], &e->rng[i], e->last_obs + i * O);
+  }
+}
+
 static tdm_status lookup(const char *task, const tdm_task_info **out) {
   for (int i = 0; i < n_registry; i++)
     if (!strcmp(task, registry[i].name)) {
@@ -257,13 +273,16 @@ tdm_status tdm_env_create(const char *task, int n, const struct config_setting_t
     e->center[k] = 0.5f * (e->spec.act_low[k] + e->spec.act_high[k]);
     e->half[k] = 0.5f * (e->spec.act_high[k] - e->spec.act_low[k]);
   }
-  for (int i = 0; i < n; i++) TDM_TRYG(e->ops->inst_create(e->task, &e->inst[i]));
   atomic_init(&e->unstable, 0);
-  // a fresh env starts seeded with 0 and all instances reset, so stepping right away is defined
-  for (int i = 0; i < n; i++) {
-    tdm_rng_init(&e->rng[i], 0, (uint64_t)i);
-    e->ops->reset(e->task, e->inst[i], &e->rng[i], e->last_obs + (size_t)i * O);
-  }
+  // instances are made and first reset on the pool, each by the worker that will step it (its
+  // memory first touched there, its small allocations from that thread's malloc arena); one that
+  // failed there is made again here, where a failure's message is this thread's
+  tdm_pool_for(pool, n, e->spec.mujoco ? 1 : 64, create_range, e);
+  for (int i = 0; i < n; i++)
+    if (!e->inst[i]) {
+      TDM_TRYG(e->ops->inst_create(e->task, &e->inst[i]));
+      create_range(e, i, i + 1, 0);
+    }
   *out = e;
   return TDM_OK;
 fail:
