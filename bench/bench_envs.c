@@ -95,8 +95,8 @@ static double plain_rate(const mjModel *m, const tdm_env_spec *sp, int threads, 
   if (!th || !pa || pthread_barrier_init(&start, NULL, (unsigned)threads) != 0) goto out;
   int started = 0;
   for (int i = 0; i < threads; i++) {
-    pa[i] = (plain_arg){.m = m, .sp = sp, .seconds = seconds, .start = &start,
-                        .seed = 5 + (uint64_t)i};
+    pa[i] =
+        (plain_arg){.m = m, .sp = sp, .seconds = seconds, .start = &start, .seed = 5 + (uint64_t)i};
     if (pthread_create(&th[i], NULL, plain_thread, &pa[i]) != 0) break;
     started++;
   }
@@ -326,8 +326,8 @@ int tdm_bench_envs(int argc, char **argv) {
   }
   printf("\nenv steps per second (random actions; MuJoCo %s; %d CPU cores)\n", mj_versionString(),
          ncpu);
-  printf("%-14s %7s %6s %14s %12s %14s %8s %8s %14s %11s %8s %9s %8s\n", "task", "threads",
-         "envs", "env steps/s", "per thread", "plain loop/s", "ratio", "scaling", "plain xT/s",
+  printf("%-14s %7s %6s %14s %12s %14s %8s %8s %14s %11s %8s %9s %8s\n", "task", "threads", "envs",
+         "env steps/s", "per thread", "plain loop/s", "ratio", "scaling", "plain xT/s",
          "vs plain xT", "plain xT", "step us", "pool us");
   for (int i = 0; i < nrows; i++) {
     const row *w = &rows[i];

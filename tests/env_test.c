@@ -350,8 +350,8 @@ static void test_mj_reset_determinism(void) {
 // used simulator from a given state are bit for bit those of fresh ones: nothing stale leaks in.
 static void test_mj_used_instance_resets_like_fresh(void) {
   NEED_MUJOCO;
-  const char *tasks[] = {"half_cheetah", "hopper", "walker2d", "inverted_pendulum",
-                         "cartpole_swingup", "reacher"};
+  const char *tasks[] = {"half_cheetah",      "hopper",           "walker2d",
+                         "inverted_pendulum", "cartpole_swingup", "reacher"};
   enum { N = 3, MAXO = 17, MAXA = 6, MAXS = 32 };
   for (size_t t = 0; t < sizeof tasks / sizeof tasks[0]; t++) {
     tdm_env *a = NULL, *b = NULL;

@@ -136,7 +136,8 @@ int tdm_cpu_count(void) {
 
 tdm_status tdm_pool_create(int nthreads, tdm_pool **out) {
   *out = NULL;
-  if (nthreads < 0) return TDM_FAIL(TDM_ERR_ARG, "thread count %d is negative; use 0 for all cores", nthreads);
+  if (nthreads < 0)
+    return TDM_FAIL(TDM_ERR_ARG, "thread count %d is negative; use 0 for all cores", nthreads);
   if (nthreads == 0) nthreads = tdm_cpu_count();
   tdm_pool *p = calloc(1, sizeof *p);
   if (!p) return TDM_FAIL(TDM_ERR_OOM, "out of host memory creating a thread pool");
@@ -209,7 +210,9 @@ void tdm_pool_destroy(tdm_pool *p) {
   free(p);
 }
 
-int tdm_pool_size(const tdm_pool *p) { return p ? p->size : 1; }
+int tdm_pool_size(const tdm_pool *p) {
+  return p ? p->size : 1;
+}
 
 void tdm_pool_for(tdm_pool *p, int64_t n, int64_t grain, tdm_range_fn fn, void *ctx) {
   if (n <= 0) return;
@@ -238,7 +241,7 @@ void tdm_pool_for(tdm_pool *p, int64_t n, int64_t grain, tdm_range_fn fn, void *
       p->blocks[w].end = e < n ? e : n;
     }
   }
-  atomic_store(&p->pending, P - 1);  // every helper checks in, even with no chunk of its own
+  atomic_store(&p->pending, P - 1);     // every helper checks in, even with no chunk of its own
   atomic_fetch_add(&p->generation, 1);  // publishes the job (seq_cst)
   if (atomic_load(&p->sleepers) > 0) {
     pthread_mutex_lock(&p->mu);

@@ -461,7 +461,7 @@ tdm_status tdm_env_set_state(tdm_env *e, int i, const double *state, float *obs)
 struct tdm_sim {
   const tdm_env *env;
   void *inst;
-  float *u, *obs, *u2;   // (A), (O), (A)
+  float *u, *obs, *u2;        // (A), (O), (A)
   double *s0, *s1, *s2, *s3;  // (S) scratch
 };
 

@@ -694,8 +694,8 @@ static tdm_status parse_terms(mj_task *t, const config_setting_t *list) {
                     tdm_envcfg_where(list, w, sizeof w));
   int n = config_setting_length(list);
   if (n > MAX_TERMS)
-    return TDM_FAIL(TDM_ERR_CONFIG, "%s: at most %d reward terms", tdm_envcfg_where(list, w, sizeof w),
-                    MAX_TERMS);
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s: at most %d reward terms",
+                    tdm_envcfg_where(list, w, sizeof w), MAX_TERMS);
   static const char *const keys[] = {"term",   "weight", "body", "target",
                                      "sensor", "joint",  "norm", NULL};
   for (int i = 0; i < n; i++) {
