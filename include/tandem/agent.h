@@ -145,7 +145,8 @@ float *tdm_sac_log_alpha(tdm_agent *a);
 tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int n);
 
 // Run the actor once over [obs; next_obs] (2B rows) per update instead of twice over B rows (the
-// same result; fewer launches, more FLOPs). Default: on for the GPU, off for the CPU.
+// same result; fewer launches, more FLOPs). Default: on for the GPU with graph_streams < 2, off
+// otherwise (with two streams the unstacked forward overlaps the critic's work).
 tdm_status tdm_sac_set_stacked_actor(tdm_agent *a, bool on);
 
 #ifdef __cplusplus
