@@ -271,24 +271,9 @@ int tdm_bench_ops(int argc, char **argv) {
       return 2;
     }
   }
-  bool want_cpu = false, want_gpu = false;
-  const char *gpu_spec = "cuda:0";
-  const char *gpu_skip = NULL;
-  if (!strcmp(device, "auto")) {
-    want_cpu = true;
-    want_gpu = tdm_cuda_built() && tdm_cuda_device_count() > 0;
-    if (!want_gpu)
-      gpu_skip = tdm_cuda_built() ? "no GPU visible" : "this build has no CUDA backend";
-  } else if (!strcmp(device, "cpu")) {
-    want_cpu = true;
-    gpu_skip = "--device cpu";
-  } else if (!strncmp(device, "cuda", 4)) {
-    want_gpu = true;
-    gpu_spec = device;
-  } else {
-    fprintf(stderr, "tandem: --device %s: expected auto, cpu or cuda:N\n", device);
-    return 2;
-  }
+  bool want_cpu, want_gpu;
+  const char *gpu_spec, *gpu_skip;
+  if (!tdm_cli_bench_devices(device, &want_cpu, &want_gpu, &gpu_spec, &gpu_skip)) return 2;
 
   // the two shapes
   bench_shape shapes[2];

@@ -13,6 +13,12 @@ typedef struct {
 // True when argv holds --help or -h (then the command prints its usage and returns 0).
 int tdm_cli_wants_help(int argc, char **argv);
 
+// Benchmark --device choice: "auto" (CPU rows, and GPU rows when a GPU is visible), "cpu" or
+// "cuda[:N]". Fills which rows to run, the GPU spec and why GPU rows are skipped; returns 0 (after
+// printing the error) for an unknown value.
+int tdm_cli_bench_devices(const char *device, bool *want_cpu, bool *want_gpu,
+                          const char **gpu_spec, const char **gpu_skip);
+
 // Print "tandem: error: <message>" with the library's last error.
 void tdm_cli_error(const char *what);
 

@@ -14,6 +14,29 @@ void tdm_cli_error(const char *what) {
   fprintf(stderr, "tandem: error: %s%s%s\n", what ? what : "", what ? ": " : "", tdm_errmsg());
 }
 
+int tdm_cli_bench_devices(const char *device, bool *want_cpu, bool *want_gpu,
+                          const char **gpu_spec, const char **gpu_skip) {
+  *want_cpu = *want_gpu = false;
+  *gpu_spec = "cuda:0";
+  *gpu_skip = NULL;
+  if (!strcmp(device, "auto")) {
+    *want_cpu = true;
+    *want_gpu = tdm_cuda_built() && tdm_cuda_device_count() > 0;
+    if (!*want_gpu)
+      *gpu_skip = tdm_cuda_built() ? "no GPU visible" : "this build has no CUDA backend";
+  } else if (!strcmp(device, "cpu")) {
+    *want_cpu = true;
+    *gpu_skip = "--device cpu";
+  } else if (!strncmp(device, "cuda", 4)) {
+    *want_gpu = true;
+    *gpu_spec = device;
+  } else {
+    fprintf(stderr, "tandem: --device %s: expected auto, cpu or cuda:N\n", device);
+    return 0;
+  }
+  return 1;
+}
+
 int tdm_cmd_version(int argc, char **argv) {
   if (tdm_cli_wants_help(argc, argv)) {
     printf("usage: tandem version\n  Print the version and which backends this build has.\n");
