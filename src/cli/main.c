@@ -7,7 +7,7 @@
 static const tdm_cli_cmd commands[] = {
     {"version", "print the version and the backends this build has", tdm_cmd_version},
     {"devices", "list CPU threads and GPUs (name, compute capability, memory)", tdm_cmd_devices},
-    {"bench", "run a benchmark: bench ops", tdm_cmd_bench},
+    {"bench", "run a benchmark: bench ops | sac | envs", tdm_cmd_bench},
     {"envs", "list the environment tasks (sizes, bounds, episode length)", tdm_cmd_envs},
     {"rollout", "run a task and write a CSV trajectory: rollout TASK [--steps N] ...",
      tdm_cmd_rollout},
