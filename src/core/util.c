@@ -1,4 +1,5 @@
 // Arena, timers, aligned allocation, CRC-32.
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,17 +42,20 @@ void *tdm_malloc_aligned(size_t bytes) {
 
 void tdm_free_aligned(void *p) { free(p); }
 
-uint32_t tdm_crc32(uint32_t crc, const void *data, size_t n) {
-  static uint32_t table[256];
-  static int ready = 0;
-  if (!ready) {
-    for (uint32_t i = 0; i < 256; i++) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      table[i] = c;
-    }
-    ready = 1;
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    crc_table[i] = c;
   }
+}
+
+uint32_t tdm_crc32(uint32_t crc, const void *data, size_t n) {
+  const uint32_t *table = crc_table;
+  pthread_once(&crc_once, crc_init);  // threads may checksum concurrently (checkpoints, tests)
   const uint8_t *p = (const uint8_t *)data;
   crc = ~crc;
   for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
