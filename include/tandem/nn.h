@@ -57,12 +57,19 @@ typedef struct {
   int32_t *adam_step;                         // device counter
   float *adam_scratch;
   tdm_rng_ctr *rng;                           // device: dropout stream
+  tdm_dev_lane *lane;  // second stream for the backward's weight gradients (not owned), or NULL
 } tdm_mlp;
 
 // Create an MLP on dev with zeroed gradients and moments; parameters are initialised by
 // tdm_mlp_init. Checks the spec and names the offending field.
 tdm_status tdm_mlp_create(tdm_dev *dev, const tdm_mlp_spec *spec, tdm_mlp **out);
 void tdm_mlp_destroy(tdm_mlp *m);
+
+// Run the backward's weight and bias gradients on lane (made by tdm_dev_lane_create on m's device;
+// not owned; NULL: one stream) beside the input-gradient chain; joined before the backward
+// returns, the numbers are the same. The lane must be idle (joined) whenever a backward starts:
+// one lane may serve several networks whose backwards do not overlap.
+tdm_status tdm_mlp_set_lane(tdm_mlp *m, tdm_dev_lane *lane);
 
 // Initialise parameters from seed (drawn on the host, identical on every device), zero the Adam
 // state and the step counter.

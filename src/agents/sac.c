@@ -20,6 +20,7 @@
 // draw beside the replay sampling, the critic forward on (s, a) beside the target forward on
 // (s', a'), and the actor step's squash (its actor forward too when not stacked) beside the
 // critic backward and Adam. The branches write disjoint buffers, so the numbers are the same.
+// The critic and actor backwards put their weight gradients on a third stream (their own lane).
 // On the GPU each variant of this sequence is captured once as a CUDA graph (lazily, on its first
 // use) and replayed; the RNG counter lives in device memory and is advanced in-graph, the replay
 // size is read from device memory, so replays draw fresh batches and noise with no host sync.
@@ -79,6 +80,7 @@ typedef struct {
   float *h_act;             // (N, A)
   float *h_stats;           // (TDM_SAC_ST_N)
   tdm_dev_lane *lane;       // the second stream of an update (NULL: graph_streams <= 1)
+  tdm_dev_lane *mlp_lane;   // critic and actor backwards' weight gradients (NULL: likewise)
   tdm_graph *graph[4];      // update, by (actor step, Polyak step)
   tdm_graph *act_graph[2];  // act on num_envs rows, by explore
   uint64_t seed;
@@ -153,6 +155,7 @@ static void sac_destroy(tdm_agent *a) {
     for (int i = 0; i < 2; i++)
       if (s->act_graph[i]) tdm_graph_destroy(s->act_graph[i]);
     tdm_dev_lane_destroy(s->lane);
+    tdm_dev_lane_destroy(s->mlp_lane);
     tdm_mlp_acts_destroy(s->acts_actor);
     tdm_mlp_acts_destroy(s->acts_act);
     tdm_mlp_acts_destroy(s->acts_critic);
@@ -626,6 +629,14 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
   TDM_TRYG(tdm_mlp_acts_create(s->target, B, &s->acts_target));
   // the second stream's events, handle and workspace exist before any capture
   if (cfg->graph_streams >= 2) TDM_TRYG(tdm_dev_lane_create(dev, &s->lane));
+  // the MLP backwards' weight gradients beside their input-gradient chains: a lane of their own
+  // (the critic backward runs while the update's lane is forked); the critic's and the actor's
+  // backwards never overlap, so they share it
+  if (cfg->graph_streams >= 2) {
+    TDM_TRYG(tdm_dev_lane_create(dev, &s->mlp_lane));
+    TDM_TRYG(tdm_mlp_set_lane(s->critic, s->mlp_lane));
+    TDM_TRYG(tdm_mlp_set_lane(s->actor, s->mlp_lane));
+  }
 
   // scratch: one allocation carved into 64-byte aligned pieces
   size_t nB = (size_t)B, nN = (size_t)N, W = (size_t)(O + A);

@@ -359,8 +359,34 @@ tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B
 // ---------------------------------------------------------------------------------------------
 // backward
 
+tdm_status tdm_mlp_set_lane(tdm_mlp *m, tdm_dev_lane *lane) {
+  if (!m) return TDM_FAIL(TDM_ERR_ARG, "tdm_mlp_set_lane: m is NULL");
+  m->lane = lane;
+  return TDM_OK;
+}
+
+// With a lane, each layer's weight gradient (and an unfused bias gradient) goes to the lane beside
+// the main stream's input-gradient chain; they only feed the optimiser. One lane runs its work in
+// order, and the API joins it before each fork: the join comes late (just before the next layer's
+// fork, after that layer's activation backward on the main stream), so the input-gradient GEMM
+// after it waits for the previous weight gradient. That join also keeps the gradient ping-pong
+// safe: the next write into the buffer the lane reads comes after it. LayerNorm's backward writes
+// that buffer earlier, so with LayerNorm the join comes before it.
+static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, float *dx,
+                                 tdm_grad_mode mode, bool *lane_pending);
+
 tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, float *dx,
                             tdm_grad_mode mode) {
+  if (!m) return TDM_FAIL(TDM_ERR_ARG, "tdm_mlp_backward: m is NULL");
+  bool pending = false;
+  tdm_status st = backward_steps(m, acts, dy, dx, mode, &pending);
+  if (st == TDM_OK && pending) st = tdm_dev_join(m->dev, m->lane);
+  if (st != TDM_OK && m->lane) tdm_dev_lane_abort(m->dev, m->lane);
+  return st;
+}
+
+static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, float *dx,
+                                 tdm_grad_mode mode, bool *lane_pending) {
   const tdm_mlp_spec *s = &m->spec;
   if (!acts || acts->m != m)
     return TDM_FAIL(TDM_ERR_ARG, "tdm_mlp_backward: acts belong to another network");
@@ -415,6 +441,10 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
     if (l < L - 1) {
       // hidden layer: g (in dbuf[cur]) is wrt a[l]; take it back to z[l] (before dropout)
       float *gw = acts->dbuf[cur];
+      if (*lane_pending && s->layernorm) {  // LayerNorm's backward writes the lane's dbuf
+        TDM_TRY(tdm_dev_join(dev, m->lane));
+        *lane_pending = false;
+      }
       // relu' and the identity's derivative read from the output a as well (relu(x) > 0 iff
       // x > 0), and the forward may not have kept z for them
       const bool from_a = s->hidden_act == TDM_ACT_RELU || s->hidden_act == TDM_ACT_NONE;
@@ -459,6 +489,13 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
     const float *xin = first ? acts->x : acts->a[l - 1];  // (E, B, in) or (B, in)
     const long long s_in = first && acts->shared_input ? 0 : (long long)B * ni;
     if (pgrad) {
+      // on the lane when the main stream has work after it (the input gradient)
+      const bool on_lane = m->lane && !(first && !dx);
+      if (on_lane) {
+        if (*lane_pending) TDM_TRY(tdm_dev_join(dev, m->lane));
+        *lane_pending = false;
+        TDM_TRY(tdm_dev_fork(dev, m->lane));
+      }
       // grads W (E, out, in) = (SET) or += (ACC) dz^T (out, B) x (B, in), per member
       TDM_TRY(tdm_gemm_batched(dev, TDM_TRANS, TDM_NOTRANS, no, ni, B, 1.0f, g, no,
                                (long long)B * no, xin, ni, s_in, beta, m->grads + ly->w, ni,
@@ -470,6 +507,10 @@ tdm_status tdm_mlp_backward(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy, flo
         pend_n = no;
       } else if (!bias_done) {
         TDM_TRY(tdm_bias_grad(dev, m->grads + ly->b, g, E, B, no, beta));
+      }
+      if (on_lane) {
+        TDM_TRY(tdm_dev_back(dev, m->lane));
+        *lane_pending = true;
       }
     }
     bias_done = false;

@@ -1,0 +1,279 @@
+// MLP backward on a lane (tdm_mlp_set_lane): the weight gradients on a second stream give bit for
+// bit the gradients, input gradients and Adam steps of the one-stream backward, in every gradient
+// mode, with and without dx, plain and captured in a CUDA graph, and nested inside another lane's
+// fork (as SAC calls it). On the CPU the lane only checks the call order; the numbers must match
+// there too, and the lane must be idle after every backward.
+#include "test.h"
+
+static tdm_dev *cpu;
+
+// One network with its buffers on one device.
+typedef struct {
+  tdm_dev *dev;
+  tdm_mlp *m;
+  tdm_mlp_acts *acts;
+  float *x, *dy, *y, *dx;  // (E, B, in) or (B, in), (E, B, out), (E, B, out), like x
+  size_t nx, ny;
+  int B;
+  bool shared;
+} side;
+
+static tdm_status side_make(side *s, tdm_dev *dev, const tdm_mlp_spec *spec, uint64_t seed, int B,
+                            bool shared) {
+  memset(s, 0, sizeof *s);
+  s->dev = dev;
+  s->B = B;
+  s->shared = shared;
+  s->nx = (shared ? 1 : (size_t)spec->members) * B * spec->sizes[0];
+  s->ny = (size_t)spec->members * B * spec->sizes[spec->n_layers];
+  TDM_TRY(tdm_mlp_create(dev, spec, &s->m));
+  TDM_TRY(tdm_mlp_init(s->m, seed));
+  TDM_TRY(tdm_mlp_acts_create(s->m, B, &s->acts));
+  TDM_TRY(tdm_dev_alloc(dev, s->nx * 4, (void **)&s->x));
+  TDM_TRY(tdm_dev_alloc(dev, s->nx * 4, (void **)&s->dx));
+  TDM_TRY(tdm_dev_alloc(dev, s->ny * 4, (void **)&s->y));
+  TDM_TRY(tdm_dev_alloc(dev, s->ny * 4, (void **)&s->dy));
+  float *h = malloc((s->nx > s->ny ? s->nx : s->ny) * 4);
+  tdm_t_rand(h, s->nx, -2.0f, 2.0f, seed + 1);
+  TDM_TRY(tdm_dev_h2d(dev, s->x, h, s->nx * 4));
+  tdm_t_rand(h, s->ny, -1.0f, 1.0f, seed + 2);
+  TDM_TRY(tdm_dev_h2d(dev, s->dy, h, s->ny * 4));
+  // the same NaN bytes in both sides' gradients and dx: anything left unwritten shows
+  TDM_TRY(tdm_dev_memset(dev, s->dx, 0xFF, s->nx * 4));
+  TDM_TRY(tdm_dev_memset(dev, s->m->grads, 0xFF, s->m->n_params * 4));
+  TDM_TRY(tdm_dev_sync(dev));
+  free(h);
+  return TDM_OK;
+}
+
+static void side_free(side *s) {
+  if (!s->m) return;
+  tdm_dev_free(s->dev, s->x), tdm_dev_free(s->dev, s->dx);
+  tdm_dev_free(s->dev, s->y), tdm_dev_free(s->dev, s->dy);
+  tdm_mlp_acts_destroy(s->acts);
+  tdm_mlp_destroy(s->m);
+}
+
+// Forward, backward in mode (dx when want_dx), then Adam when cfg.
+static tdm_status step(side *s, bool train, tdm_grad_mode mode, bool want_dx,
+                       const tdm_adam_cfg *cfg) {
+  TDM_TRY(tdm_mlp_forward(s->m, s->acts, s->x, s->B, s->shared, s->y, train));
+  TDM_TRY(tdm_mlp_backward(s->m, s->acts, s->dy, want_dx ? s->dx : NULL, mode));
+  return cfg ? tdm_mlp_adam(s->m, cfg) : TDM_OK;
+}
+
+// Floats that differ bitwise between two buffers of one device (NaN bytes compare as bytes).
+static size_t ndiff(tdm_dev *d, const float *a, const float *b, size_t n) {
+  float *ha = malloc(n * 4 + 4), *hb = malloc(n * 4 + 4);
+  size_t k = 0;
+  if (tdm_dev_d2h(d, ha, a, n * 4) != TDM_OK || tdm_dev_d2h(d, hb, b, n * 4) != TDM_OK ||
+      tdm_dev_sync(d) != TDM_OK) {
+    k = n + 1;
+  } else {
+    for (size_t i = 0; i < n; i++) k += memcmp(ha + i, hb + i, 4) != 0;
+  }
+  free(ha), free(hb);
+  return k;
+}
+
+// Both sides' params, grads, Adam moments, y and dx are bitwise equal.
+static bool same(const side *a, const side *b, const char *label, const char *when) {
+  const size_t np = a->m->n_params;
+  size_t dp = ndiff(a->dev, a->m->params, b->m->params, np);
+  size_t dg = ndiff(a->dev, a->m->grads, b->m->grads, np);
+  size_t dm = ndiff(a->dev, a->m->adam_m, b->m->adam_m, np);
+  size_t dy = ndiff(a->dev, a->y, b->y, a->ny);
+  size_t dx = ndiff(a->dev, a->dx, b->dx, a->nx);
+  if (dp || dg || dm || dy || dx) {
+    snprintf(tdm_t_why, sizeof tdm_t_why,
+             "%s, %s: floats differing with the lane: params %zu grads %zu adam_m %zu y %zu "
+             "dx %zu (of %zu params)",
+             label, when, dp, dg, dm, dy, dx, np);
+    tdm_t_failed_now = 1;
+    return false;
+  }
+  return true;
+}
+
+// The lane is idle: a fresh fork, back and join go through.
+static tdm_status idle(tdm_dev *d, tdm_dev_lane *l) {
+  TDM_TRY(tdm_dev_fork(d, l));
+  TDM_TRY(tdm_dev_back(d, l));
+  return tdm_dev_join(d, l);
+}
+
+typedef struct {
+  tdm_mlp_spec spec;
+  int B;
+  bool shared, train;
+  const char *label;
+} lcase;
+
+// The specs: SAC's critic shape (shared input, 2 members), a deep LayerNorm + dropout ensemble
+// (gradient ping-pong past 3 layers, LayerNorm joins), a tanh output, a deep shared-input relu
+// ensemble (members' input gradients summed).
+static int cases(lcase *c) {
+  int n = 0;
+  c[n] = (lcase){tdm_mlp_spec_make(23, 256, 2, 1, 2, TDM_ACT_RELU), 64, true, true, "critic"};
+  n++;
+  c[n] = (lcase){tdm_mlp_spec_make(10, 48, 4, 5, 3, TDM_ACT_MISH), 16, false, true, "LN+dropout"};
+  c[n].spec.layernorm = true;
+  c[n].spec.dropout = 0.1f;
+  n++;
+  c[n] = (lcase){tdm_mlp_spec_make(9, 32, 3, 4, 1, TDM_ACT_SILU), 12, false, false, "tanh out"};
+  c[n].spec.out_act = TDM_OUT_TANH;
+  n++;
+  c[n] = (lcase){tdm_mlp_spec_make(7, 40, 3, 3, 4, TDM_ACT_RELU), 20, true, true, "deep shared"};
+  n++;
+  return n;
+}
+
+// Plain (uncaptured) steps with and without the lane on dev: every mode, with and without dx.
+static void plain_equal(tdm_dev *dev) {
+  lcase cs[8];
+  const int nc = cases(cs);
+  tdm_adam_cfg cfg = tdm_adam_defaults();
+  cfg.lr = 1e-3f;
+  tdm_dev_lane *lane = NULL;
+  CHECK_OK(tdm_dev_lane_create(dev, &lane));
+  for (int k = 0; k < nc && !tdm_t_failed_now; k++) {
+    const lcase *c = &cs[k];
+    side a, b;
+    CHECK_OK(side_make(&a, dev, &c->spec, 5 + k, c->B, c->shared));
+    CHECK_OK(side_make(&b, dev, &c->spec, 5 + k, c->B, c->shared));
+    CHECK_OK(tdm_mlp_set_lane(b.m, lane));
+    struct {
+      tdm_grad_mode mode;
+      bool dx;
+      const char *when;
+    } seq[] = {{TDM_GRAD_SET, true, "SET with dx"},
+               {TDM_GRAD_ACC, true, "ACC with dx"},
+               {TDM_GRAD_SET, false, "SET no dx"},
+               {TDM_GRAD_ACC, false, "ACC no dx"},
+               {TDM_GRAD_NONE, true, "NONE with dx"}};
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+      CHECK_OK(step(&a, c->train, seq[i].mode, seq[i].dx, NULL));
+      CHECK_OK(step(&b, c->train, seq[i].mode, seq[i].dx, NULL));
+      if (!same(&a, &b, c->label, seq[i].when)) return;
+      CHECK_OK(idle(dev, lane));
+    }
+    for (int t = 0; t < 2; t++) {
+      CHECK_OK(step(&a, c->train, TDM_GRAD_SET, t == 0, &cfg));
+      CHECK_OK(step(&b, c->train, TDM_GRAD_SET, t == 0, &cfg));
+    }
+    if (!same(&a, &b, c->label, "after 2 Adam steps")) return;
+    side_free(&a);
+    side_free(&b);
+  }
+  tdm_dev_lane_destroy(lane);
+}
+
+static void test_cpu_lane_equal(void) {
+  plain_equal(cpu);
+}
+
+static void test_gpu_lane_equal(void) {
+  NEED_GPU(gpu);
+  plain_equal(gpu);
+}
+
+// Captured: fwd + bwd (+ Adam) with the lane, optionally nested inside an outer lane's fork,
+// replayed 3 times = 3 plain one-stream steps, bit for bit; the graph has parallel branches.
+static void graph_equal(bool nested) {
+  NEED_GPU(gpu);
+  lcase cs[8];
+  const int nc = cases(cs);
+  tdm_adam_cfg cfg = tdm_adam_defaults();
+  cfg.lr = 1e-3f;
+  tdm_dev_lane *lane = NULL, *outer = NULL;
+  CHECK_OK(tdm_dev_lane_create(gpu, &lane));
+  CHECK_OK(tdm_dev_lane_create(gpu, &outer));
+  for (int k = 0; k < nc && !tdm_t_failed_now; k++) {
+    const lcase *c = &cs[k];
+    side a, b;
+    CHECK_OK(side_make(&a, gpu, &c->spec, 11 + k, c->B, c->shared));
+    CHECK_OK(side_make(&b, gpu, &c->spec, 11 + k, c->B, c->shared));
+    CHECK_OK(tdm_mlp_set_lane(b.m, lane));
+    for (int t = 0; t < 3; t++) CHECK_OK(step(&a, c->train, TDM_GRAD_SET, true, &cfg));
+    tdm_graph *g = NULL;
+    CHECK_OK(tdm_graph_begin(gpu));
+    tdm_status st = TDM_OK;
+    if (nested) st = tdm_dev_fork(gpu, outer);
+    if (st == TDM_OK) st = step(&b, c->train, TDM_GRAD_SET, true, &cfg);
+    if (nested && st == TDM_OK) st = tdm_dev_back(gpu, outer);
+    if (nested && st == TDM_OK) st = tdm_dev_join(gpu, outer);
+    if (nested && st != TDM_OK) tdm_dev_lane_abort(gpu, outer);
+    tdm_status st2 = tdm_graph_end(gpu, &g);
+    CHECK_OK(st);
+    CHECK_OK(st2);
+    int kernels = 0, path = 0;
+    CHECK_OK(tdm_graph_num_nodes(g, NULL, &kernels));
+    CHECK_OK(tdm_graph_critical_path(g, &path));
+    // at least one weight gradient ran beside the input-gradient chain
+    CHECKF(path < kernels, "%s: graph of %d kernels has a chain of %d (no parallel branch)",
+           c->label, kernels, path);
+    for (int t = 0; t < 3; t++) CHECK_OK(tdm_graph_launch(gpu, g));
+    CHECK_OK(tdm_dev_sync(gpu));
+    tdm_graph_destroy(g);
+    if (!same(&a, &b, c->label, nested ? "graph nested in a fork" : "graph")) return;
+    // and the plain nested call (dev on the outer lane while the MLP forks its own)
+    if (nested) {
+      CHECK_OK(step(&a, c->train, TDM_GRAD_ACC, true, NULL));
+      CHECK_OK(tdm_dev_fork(gpu, outer));
+      CHECK_OK(step(&b, c->train, TDM_GRAD_ACC, true, NULL));
+      CHECK_OK(tdm_dev_back(gpu, outer));
+      CHECK_OK(tdm_dev_join(gpu, outer));
+      if (!same(&a, &b, c->label, "plain nested in a fork")) return;
+    }
+    side_free(&a);
+    side_free(&b);
+  }
+  tdm_dev_lane_destroy(lane);
+  tdm_dev_lane_destroy(outer);
+}
+
+static void test_gpu_graph_equal(void) {
+  graph_equal(false);
+}
+static void test_gpu_graph_nested_equal(void) {
+  graph_equal(true);
+}
+
+// A lane that is busy (forked by someone else) is refused with a message; the backward then puts
+// the device back on its stream and leaves the lane idle, and the next backward matches.
+static void test_cpu_busy_lane_refused(void) {
+  tdm_mlp_spec s = tdm_mlp_spec_make(6, 16, 2, 3, 2, TDM_ACT_RELU);
+  side a, b;
+  CHECK_OK(side_make(&a, cpu, &s, 3, 8, false));
+  CHECK_OK(side_make(&b, cpu, &s, 3, 8, false));
+  tdm_dev_lane *lane = NULL;
+  CHECK_OK(tdm_dev_lane_create(cpu, &lane));
+  CHECK_OK(tdm_mlp_set_lane(b.m, lane));
+  CHECK_OK(tdm_dev_fork(cpu, lane));
+  CHECK(step(&b, false, TDM_GRAD_SET, true, NULL) == TDM_ERR_ARG);
+  CHECKF(strstr(tdm_errmsg(), "fork") != NULL, "message: %s", tdm_errmsg());
+  CHECK_OK(idle(cpu, lane));
+  CHECK_OK(step(&a, false, TDM_GRAD_SET, true, NULL));
+  CHECK_OK(step(&b, false, TDM_GRAD_SET, true, NULL));
+  if (!same(&a, &b, "busy lane", "after the refusal")) return;
+  CHECK(tdm_mlp_set_lane(NULL, lane) == TDM_ERR_ARG);
+  CHECK_OK(tdm_mlp_set_lane(b.m, NULL));
+  CHECK(b.m->lane == NULL);
+  tdm_dev_lane_destroy(lane);
+  side_free(&a);
+  side_free(&b);
+}
+
+int main(void) {
+  if (tdm_dev_open("cpu", 1, &cpu) != TDM_OK) {
+    printf("FAIL mlp_lane_parity_test: cannot open the CPU device: %s\n", tdm_errmsg());
+    return 1;
+  }
+  TDM_RUN(test_cpu_lane_equal);
+  TDM_RUN(test_cpu_busy_lane_refused);
+  TDM_RUN(test_gpu_lane_equal);
+  TDM_RUN(test_gpu_graph_equal);
+  TDM_RUN(test_gpu_graph_nested_equal);
+  tdm_dev_close(cpu);
+  return tdm_test_end();
+}
