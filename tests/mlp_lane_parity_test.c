@@ -239,6 +239,36 @@ static void test_gpu_graph_nested_equal(void) {
   graph_equal(true);
 }
 
+// The critic's forward + backward (no dx) captured with and without the lane: the same kernels,
+// and the two hidden-output layers' weight gradients (>= 1 kernel each) leave the longest chain.
+static void test_gpu_chain_shorter(void) {
+  NEED_GPU(gpu);
+  tdm_mlp_spec s = tdm_mlp_spec_make(23, 256, 2, 1, 2, TDM_ACT_RELU);
+  tdm_dev_lane *lane = NULL;
+  CHECK_OK(tdm_dev_lane_create(gpu, &lane));
+  int kern[2] = {0, 0}, path[2] = {0, 0};
+  for (int k = 0; k < 2; k++) {
+    side a;
+    CHECK_OK(side_make(&a, gpu, &s, 21, 256, true));
+    CHECK_OK(tdm_mlp_set_lane(a.m, k ? lane : NULL));
+    tdm_graph *g = NULL;
+    CHECK_OK(tdm_graph_begin(gpu));
+    tdm_status st = step(&a, true, TDM_GRAD_SET, false, NULL);
+    tdm_status st2 = tdm_graph_end(gpu, &g);
+    CHECK_OK(st);
+    CHECK_OK(st2);
+    CHECK_OK(tdm_graph_num_nodes(g, NULL, &kern[k]));
+    CHECK_OK(tdm_graph_critical_path(g, &path[k]));
+    tdm_graph_destroy(g);
+    side_free(&a);
+  }
+  CHECKF(kern[0] == kern[1] && path[1] <= path[0] - 2,
+         "critic fwd+bwd graph: one stream %d kernels, chain %d; lane %d kernels, chain %d "
+         "(want the same kernels and a chain at least 2 shorter)",
+         kern[0], path[0], kern[1], path[1]);
+  tdm_dev_lane_destroy(lane);
+}
+
 // A lane that is busy (forked by someone else) is refused with a message; the backward then puts
 // the device back on its stream and leaves the lane idle, and the next backward matches.
 static void test_cpu_busy_lane_refused(void) {
@@ -274,6 +304,7 @@ int main(void) {
   TDM_RUN(test_gpu_lane_equal);
   TDM_RUN(test_gpu_graph_equal);
   TDM_RUN(test_gpu_graph_nested_equal);
+  TDM_RUN(test_gpu_chain_shorter);
   tdm_dev_close(cpu);
   return tdm_test_end();
 }
