@@ -111,7 +111,7 @@ typedef struct {
 
 // The specs: SAC's critic shape (shared input, 2 members), a deep LayerNorm + dropout ensemble
 // (gradient ping-pong past 3 layers, LayerNorm joins), a tanh output, a deep shared-input relu
-// ensemble (members' input gradients summed).
+// ensemble (members' input gradients summed), a single linear layer.
 static int cases(lcase *c) {
   int n = 0;
   c[n] = (lcase){tdm_mlp_spec_make(23, 256, 2, 1, 2, TDM_ACT_RELU), 64, true, true, "critic"};
@@ -124,6 +124,8 @@ static int cases(lcase *c) {
   c[n].spec.out_act = TDM_OUT_TANH;
   n++;
   c[n] = (lcase){tdm_mlp_spec_make(7, 40, 3, 3, 4, TDM_ACT_RELU), 20, true, true, "deep shared"};
+  n++;
+  c[n] = (lcase){tdm_mlp_spec_make(5, 1, 0, 3, 2, TDM_ACT_RELU), 9, true, true, "one layer"};
   n++;
   return n;
 }
