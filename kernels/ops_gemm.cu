@@ -69,12 +69,17 @@ static uint32_t align_bytes(const void *p, long long ld, long long stride) {
   return (uint32_t)(v & (~v + 1u));  // the lowest set bit
 }
 
+// ReLU bit-mask leading dimension in bits: the rows (N) rounded up to 128 (cuBLASLt's rule).
+static int64_t mask_ld(int N) {
+  return ((int64_t)N + 127) / 128 * 128;
+}
+
 // Heuristic results by problem (the query costs host time; a graph replays without it).
 typedef struct {
   void *handle;
   int compute, epilogue, M, N, K, ldx, ldw, batch;
   long long sX, sW;
-  uint32_t aX, aW, aY, aB;
+  uint32_t aX, aW, aY, aB, aAux;
   size_t workspace;
 } lt_key;
 typedef struct {
@@ -91,14 +96,17 @@ static std::mutex lt_mu;
 // algorithm for it (the caller then takes the two-kernel path). Column-major view, as tdm_gemm:
 // Y^T (N x M, ld N) = W (stored K x N col-major, ld ldw, transposed) * X^T (K x M, ld ldx); the
 // bias runs along the N rows of Y^T and is broadcast over its M columns.
+// With aux (relu only), the ReLU bit mask goes there too (RELU_AUX_BIAS; layout of tdm_relu_mask).
 static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, const float *X, int ldx,
                             long long sX, const float *W, int ldw, long long sW, const float *b,
-                            float *Y, int batch, bool *ran) {
+                            float *Y, int batch, void *aux, bool *ran) {
   *ran = false;
   cublasLtHandle_t h = (cublasLtHandle_t)dev->cublas;
   const cublasComputeType_t ct = compute_of(dev);
-  const uint32_t epi = act == TDM_ACT_RELU ? (uint32_t)CUBLASLT_EPILOGUE_RELU_BIAS
+  const uint32_t epi = act == TDM_ACT_RELU ? (aux ? (uint32_t)CUBLASLT_EPILOGUE_RELU_AUX_BIAS
+                                                  : (uint32_t)CUBLASLT_EPILOGUE_RELU_BIAS)
                                            : (uint32_t)CUBLASLT_EPILOGUE_BIAS;
+  const int64_t aux_ld = mask_ld(N), aux_s = mask_ld(N) * (int64_t)M;
   const int32_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N, nb = batch;
   const int64_t s_w = sW, s_x = sX, s_y = (int64_t)M * N, s_b = N;
   const void *bias = b;
@@ -118,6 +126,15 @@ static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, cons
   LT(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, (uint64_t)K, (uint64_t)N, ldw));
   LT(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, (uint64_t)K, (uint64_t)M, ldx));
   LT(cublasLtMatrixLayoutCreate(&ly, CUDA_R_32F, (uint64_t)N, (uint64_t)M, N));
+  if (aux && act == TDM_ACT_RELU) {
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
+                                      sizeof aux));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                      sizeof aux_ld));
+    if (batch > 1)
+      LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE, &aux_s,
+                                        sizeof aux_s));
+  }
   if (batch > 1) {
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &s_b,
                                       sizeof s_b));
@@ -143,6 +160,7 @@ static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, cons
   key.aW = align_bytes(W, ldw, key.sW);
   key.aY = align_bytes(Y, N, batch > 1 ? s_y : 0);
   key.aB = align_bytes(b, 0, batch > 1 ? s_b : 0);
+  key.aAux = aux ? align_bytes(aux, 0, 0) : 0;
   key.workspace = dev->workspace_bytes;
   bool found = false, ok = false;
   cublasLtMatmulAlgo_t algo;
@@ -220,11 +238,178 @@ extern "C" tdm_status tdm_cuda_linear_act_forward(tdm_dev *dev, tdm_act act, int
                                                   const float *b, float *Y, int batch) {
   if ((act == TDM_ACT_NONE || act == TDM_ACT_RELU) && !lt_off()) {
     bool ran = false;
-    TDM_TRY(lt_linear(dev, act, M, N, K, X, ldx, sX, W, ldw, sW, b, Y, batch, &ran));
+    TDM_TRY(lt_linear(dev, act, M, N, K, X, ldx, sX, W, ldw, sW, b, Y, batch, NULL, &ran));
     if (ran) return TDM_OK;
   }
   // two kernels: Y = X W^T, then Y = act(Y + b)
   TDM_TRY(tdm_cuda_gemm_batched(dev, TDM_NOTRANS, TDM_TRANS, M, N, K, 1.0f, X, ldx, sX, W, ldw, sW,
                                 0.0f, Y, N, (long long)M * N, batch));
   return tdm_cuda_bias_act_forward(dev, act, Y, b, Y, batch, M, N);
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear layer backward through the ReLU below it (cuBLASLt DRELU_BGRAD epilogue)
+
+// TDM_NO_LT_DRELU set to anything but "" or "0" turns the ReLU-mask path off (read once).
+static bool drelu_off(void) {
+  static int off = -1;
+  if (off < 0) {
+    const char *e = getenv("TDM_NO_LT_DRELU");
+    off = e && *e && strcmp(e, "0") != 0 ? 1 : 0;
+  }
+  return off == 1 || lt_off();
+}
+
+extern "C" size_t tdm_cuda_relu_mask_bytes(int M, int N) {
+  return (size_t)(mask_ld(N) * (int64_t)M / 8);  // a multiple of 16 bytes
+}
+
+extern "C" tdm_status tdm_cuda_linear_relu_forward_mask(tdm_dev *dev, int M, int N, int K,
+                                                        const float *X, int ldx, long long sX,
+                                                        const float *W, int ldw, long long sW,
+                                                        const float *b, float *Y, int batch,
+                                                        void *mask, bool *have_mask) {
+  *have_mask = false;
+  if (!drelu_off()) {
+    bool ran = false;
+    TDM_TRY(lt_linear(dev, TDM_ACT_RELU, M, N, K, X, ldx, sX, W, ldw, sW, b, Y, batch, mask, &ran));
+    if (ran) {
+      *have_mask = true;
+      return TDM_OK;
+    }
+  }
+  return tdm_cuda_linear_act_forward(dev, TDM_ACT_RELU, M, N, K, X, ldx, sX, W, ldw, sW, b, Y,
+                                     batch);
+}
+
+// Column-major view: dX^T (N x M, ld N) = W (N x K, ld N) * dY^T (K x M, ld K), then the ReLU
+// gradient from the mask (N x M bits, ld mask_ld(N)) and db (N) = sums along the M columns.
+extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K,
+                                                  const float *dY, long long sY, const float *W,
+                                                  long long sW, const void *mask, float *dX,
+                                                  float *db, int batch, bool *ran) {
+  *ran = false;
+  if (drelu_off()) return TDM_OK;
+  cublasLtHandle_t h = (cublasLtHandle_t)dev->cublas;
+  const cublasComputeType_t ct = compute_of(dev);
+  const uint32_t epi = (uint32_t)CUBLASLT_EPILOGUE_DRELU_BGRAD;
+  const int32_t tN = CUBLAS_OP_N, nb = batch;
+  const int64_t s_w = sW, s_y = sY, s_x = (int64_t)M * N, s_b = N;
+  const int64_t aux_ld = mask_ld(N), aux_s = mask_ld(N) * (int64_t)M;
+  void *bias = db;
+  const void *aux = mask;
+  cublasLtMatmulDesc_t op = NULL;
+  cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  cublasStatus_t cs = CUBLAS_STATUS_SUCCESS;
+#define LT(call)                                  \
+  do {                                            \
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = (call); \
+  } while (0)
+  LT(cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tN, sizeof tN));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tN, sizeof tN));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
+                                    sizeof aux));
+  LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                    sizeof aux_ld));
+  LT(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, (uint64_t)N, (uint64_t)K, N));
+  LT(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, (uint64_t)K, (uint64_t)M, K));
+  LT(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, (uint64_t)N, (uint64_t)M, N));
+  if (batch > 1) {
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &s_b,
+                                      sizeof s_b));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE, &aux_s,
+                                      sizeof aux_s));
+    LT(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
+    LT(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_w,
+                                        sizeof s_w));
+    LT(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
+    LT(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_y,
+                                        sizeof s_y));
+    LT(cublasLtMatrixLayoutSetAttribute(ld, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
+    LT(cublasLtMatrixLayoutSetAttribute(ld, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_x,
+                                        sizeof s_x));
+  }
+  lt_key key;
+  memset(&key, 0, sizeof key);
+  key.handle = dev->cublas;
+  key.compute = (int)ct;
+  key.epilogue = (int)epi;
+  key.M = M, key.N = N, key.K = K, key.ldx = K, key.ldw = N, key.batch = batch;
+  key.sX = batch > 1 ? sY : 0, key.sW = batch > 1 ? sW : 0;
+  key.aX = align_bytes(dY, K, key.sX);
+  key.aW = align_bytes(W, N, key.sW);
+  key.aY = align_bytes(dX, N, batch > 1 ? s_x : 0);
+  key.aB = align_bytes(db, 0, batch > 1 ? s_b : 0);
+  key.aAux = align_bytes(mask, 0, 0);
+  key.workspace = dev->workspace_bytes;
+  bool found = false, ok = false;
+  cublasLtMatmulAlgo_t algo;
+  memset(&algo, 0, sizeof algo);
+  {
+    std::lock_guard<std::mutex> lock(lt_mu);
+    for (int i = 0; i < lt_cached && !found; i++)
+      if (!memcmp(&lt_cache[i].key, &key, sizeof key)) {
+        found = true;
+        ok = lt_cache[i].ok;
+        algo = lt_cache[i].algo;
+      }
+  }
+  if (!found && cs == CUBLAS_STATUS_SUCCESS) {
+    const uint64_t ws = dev->workspace_bytes;
+    LT(cublasLtMatmulPreferenceCreate(&pref));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                            sizeof ws));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                            &key.aW, sizeof key.aW));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                            &key.aX, sizeof key.aX));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                            &key.aY, sizeof key.aY));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                            &key.aY, sizeof key.aY));
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    int got = 0;
+    LT(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &res, &got));
+    ok = cs == CUBLAS_STATUS_SUCCESS && got >= 1 && res.state == CUBLAS_STATUS_SUCCESS &&
+         res.workspaceSize <= dev->workspace_bytes;
+    if (ok) algo = res.algo;
+    cs = CUBLAS_STATUS_SUCCESS;  // no algorithm is an answer, not an error
+    std::lock_guard<std::mutex> lock(lt_mu);
+    if (lt_cached < LT_CACHE) {
+      lt_cache[lt_cached].key = key;
+      lt_cache[lt_cached].ok = ok;
+      lt_cache[lt_cached].algo = algo;
+      lt_cached++;
+    }
+  }
+  if (ok && cs == CUBLAS_STATUS_SUCCESS) {
+    const float one = 1.0f, zero = 0.0f;
+    cs = cublasLtMatmul(h, op, &one, W, la, dY, lb, &zero, dX, ld, dX, ld, &algo, dev->workspace,
+                        dev->workspace_bytes, tdm_stream_of(dev));
+    if (cs == CUBLAS_STATUS_SUCCESS) {
+      *ran = true;
+    } else if (cs == CUBLAS_STATUS_NOT_SUPPORTED || cs == CUBLAS_STATUS_INVALID_VALUE ||
+               cs == CUBLAS_STATUS_ARCH_MISMATCH) {
+      std::lock_guard<std::mutex> lock(lt_mu);
+      for (int i = 0; i < lt_cached; i++)
+        if (!memcmp(&lt_cache[i].key, &key, sizeof key)) lt_cache[i].ok = false;
+      cs = CUBLAS_STATUS_SUCCESS;
+    }
+  }
+#undef LT
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (ld) cublasLtMatrixLayoutDestroy(ld);
+  if (lb) cublasLtMatrixLayoutDestroy(lb);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (op) cublasLtMatmulDescDestroy(op);
+  if (cs != CUBLAS_STATUS_SUCCESS && ok)
+    return tdm_seterr(TDM_ERR_CUDA, __FILE__, __LINE__,
+                      "cublasLtMatmul (DRELU_BGRAD) failed: %s (%s)", cublasGetStatusString(cs),
+                      cublasGetStatusName(cs));
+  return *ran ? TDM_LAUNCH_CHECK("cublasLtMatmul DRELU_BGRAD") : TDM_OK;
 }

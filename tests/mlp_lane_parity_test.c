@@ -2,7 +2,8 @@
 // bit the gradients, input gradients and Adam steps of the one-stream backward, in every gradient
 // mode, with and without dx, plain and captured in a CUDA graph, and nested inside another lane's
 // fork (as SAC calls it). On the CPU the lane only checks the call order; the numbers must match
-// there too, and the lane must be idle after every backward.
+// there too, and the lane must be idle after every backward. ReLU layers' fused backward on the
+// GPU (cuBLASLt DRELU_BGRAD on the input-gradient matmul) against the CPU's unfused pair.
 #include "test.h"
 
 static tdm_dev *cpu;
@@ -271,6 +272,110 @@ static void test_gpu_chain_shorter(void) {
   tdm_dev_lane_destroy(lane);
 }
 
+// Relative error of a GPU buffer against a CPU buffer.
+static double rel(tdm_dev *g, const float *a, const float *c, size_t n) {
+  float *ha = malloc(n * 4 + 4), *hc = malloc(n * 4 + 4);
+  tdm_dev_d2h(g, ha, a, n * 4);
+  tdm_dev_sync(g);
+  tdm_dev_d2h(cpu, hc, c, n * 4);
+  double e = tdm_t_relerr(ha, hc, n);
+  free(ha), free(hc);
+  return e;
+}
+
+// ReLU layers on the GPU keep their masks and their activation + bias backward rides in the
+// input-gradient matmul above them (cuBLASLt DRELU_BGRAD): the CPU (unfused pair) agrees to 1e-5
+// on outputs, dx and every gradient; ACC mode (unfused on both) too. Shapes: SAC's critic (2
+// members, shared input) and actor (1 member), and a 3-hidden-layer ensemble.
+static void test_gpu_drelu_parity(void) {
+  NEED_GPU(gpu);
+  struct {
+    tdm_mlp_spec spec;
+    int B;
+    bool shared;
+    const char *label;
+  } cs[3] = {{tdm_mlp_spec_make(23, 256, 2, 1, 2, TDM_ACT_RELU), 64, true, "critic"},
+             {tdm_mlp_spec_make(17, 256, 2, 12, 1, TDM_ACT_RELU), 64, false, "actor"},
+             {tdm_mlp_spec_make(11, 72, 3, 5, 3, TDM_ACT_RELU), 40, false, "3 hidden E=3"}};
+  tdm_dev_lane *lane = NULL;
+  CHECK_OK(tdm_dev_lane_create(gpu, &lane));
+  for (int k = 0; k < 3; k++) {
+    side c, g;
+    CHECK_OK(side_make(&c, cpu, &cs[k].spec, 31 + k, cs[k].B, cs[k].shared));
+    CHECK_OK(side_make(&g, gpu, &cs[k].spec, 31 + k, cs[k].B, cs[k].shared));
+    CHECK_OK(tdm_mlp_set_lane(g.m, lane));
+    for (int t = 0; t < 2; t++) {
+      tdm_grad_mode mode = t == 0 ? TDM_GRAD_SET : TDM_GRAD_ACC;
+      CHECK_OK(step(&c, true, mode, true, NULL));
+      CHECK_OK(step(&g, true, mode, true, NULL));
+      double ey = rel(gpu, g.y, c.y, c.ny), ex = rel(gpu, g.dx, c.dx, c.nx);
+      CHECKF(ey < 1e-5 && ex < 1e-5, "%s %s: relerr y %.2e dx %.2e", cs[k].label, t ? "ACC" : "SET",
+             ey, ex);
+      const tdm_mlp *m = c.m;
+      for (int l = 0; l < m->spec.n_layers; l++) {
+        const tdm_mlp_layer *ly = &m->layers[l];
+        const size_t nw = (size_t)m->spec.members * ly->out * ly->in;
+        const size_t nb = (size_t)m->spec.members * ly->out;
+        double ew = rel(gpu, g.m->grads + ly->w, c.m->grads + ly->w, nw);
+        double eb = rel(gpu, g.m->grads + ly->b, c.m->grads + ly->b, nb);
+        CHECKF(ew < 1e-5 && eb < 1e-5, "%s %s: layer %d grad relerr W %.2e b %.2e", cs[k].label,
+               t ? "ACC" : "SET", l, ew, eb);
+      }
+    }
+    side_free(&c);
+    side_free(&g);
+  }
+  tdm_dev_lane_destroy(lane);
+}
+
+// The masked forward is taken for SAC's shapes (else cuBLASLt declined it on this GPU, or
+// TDM_NO_LT_DRELU / TDM_NO_CUBLASLT is set, and the backward runs unfused: slower, not wrong).
+static void test_gpu_drelu_taken(void) {
+  NEED_GPU(gpu);
+  const char *e1 = getenv("TDM_NO_LT_DRELU"), *e2 = getenv("TDM_NO_CUBLASLT");
+  if ((e1 && *e1 && strcmp(e1, "0")) || (e2 && *e2 && strcmp(e2, "0")))
+    SKIP("switched off by the environment");
+  tdm_mlp_spec s = tdm_mlp_spec_make(23, 256, 2, 1, 2, TDM_ACT_RELU);
+  side g;
+  CHECK_OK(side_make(&g, gpu, &s, 41, 256, true));
+  CHECK_OK(step(&g, true, TDM_GRAD_SET, false, NULL));
+  CHECK_OK(tdm_dev_sync(gpu));
+  CHECKF(g.acts->rmask[0] && g.acts->rmask_ok[0] && g.acts->rmask_ok[1],
+         "critic shape: ReLU masks kept: layer 0 %d, layer 1 %d (cuBLASLt declined "
+         "RELU_AUX_BIAS: the DRELU_BGRAD backward is off)",
+         (int)g.acts->rmask_ok[0], (int)g.acts->rmask_ok[1]);
+  side_free(&g);
+}
+
+// The fused ReLU backward's fallback: with the masks marked as kept (as when the GPU forward kept
+// them) but the fused matmul declining (always on the CPU), the backward takes the unfused path
+// and its deferred output bias gradient returns to the pending sums: bit for bit the plain
+// backward, with and without a lane, with and without dx.
+static void test_cpu_drelu_declined_equal(void) {
+  tdm_mlp_spec specs[2] = {tdm_mlp_spec_make(23, 64, 2, 1, 2, TDM_ACT_RELU),
+                           tdm_mlp_spec_make(9, 24, 3, 4, 1, TDM_ACT_RELU)};
+  tdm_dev_lane *lane = NULL;
+  CHECK_OK(tdm_dev_lane_create(cpu, &lane));
+  for (int k = 0; k < 2; k++)
+    for (int v = 0; v < 4; v++) {
+      const bool with_lane = v & 1, want_dx = v & 2;
+      side a, b;
+      CHECK_OK(side_make(&a, cpu, &specs[k], 51 + k, 16, k == 0));
+      CHECK_OK(side_make(&b, cpu, &specs[k], 51 + k, 16, k == 0));
+      if (with_lane) CHECK_OK(tdm_mlp_set_lane(b.m, lane));
+      CHECK_OK(tdm_mlp_forward(a.m, a.acts, a.x, a.B, a.shared, a.y, true));
+      CHECK_OK(tdm_mlp_forward(b.m, b.acts, b.x, b.B, b.shared, b.y, true));
+      for (int l = 0; l < specs[k].n_layers - 1; l++) b.acts->rmask_ok[l] = true;
+      CHECK_OK(tdm_mlp_backward(a.m, a.acts, a.dy, want_dx ? a.dx : NULL, TDM_GRAD_SET));
+      CHECK_OK(tdm_mlp_backward(b.m, b.acts, b.dy, want_dx ? b.dx : NULL, TDM_GRAD_SET));
+      if (!same(&a, &b, k ? "3 hidden" : "critic", "fused backward declined")) return;
+      CHECK_OK(idle(cpu, lane));
+      side_free(&a);
+      side_free(&b);
+    }
+  tdm_dev_lane_destroy(lane);
+}
+
 // A lane that is busy (forked by someone else) is refused with a message; the backward then puts
 // the device back on its stream and leaves the lane idle, and the next backward matches.
 static void test_cpu_busy_lane_refused(void) {
@@ -303,10 +408,13 @@ int main(void) {
   }
   TDM_RUN(test_cpu_lane_equal);
   TDM_RUN(test_cpu_busy_lane_refused);
+  TDM_RUN(test_cpu_drelu_declined_equal);
   TDM_RUN(test_gpu_lane_equal);
   TDM_RUN(test_gpu_graph_equal);
   TDM_RUN(test_gpu_graph_nested_equal);
   TDM_RUN(test_gpu_chain_shorter);
+  TDM_RUN(test_gpu_drelu_parity);
+  TDM_RUN(test_gpu_drelu_taken);
   tdm_dev_close(cpu);
   return tdm_test_end();
 }

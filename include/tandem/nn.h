@@ -92,6 +92,8 @@ typedef struct {
   float *ones;                      // (E) ones: sums member input gradients of a shared input
   float *discard;                   // (2, E, max width) LayerNorm grads dropped by TDM_GRAD_NONE
   bool train;                       // last forward applied dropout (backward applies its masks)
+  void *rmask[TDM_MLP_MAX_LAYERS];  // ReLU bit masks of hidden relu layers (GPU), or NULL
+  bool rmask_ok[TDM_MLP_MAX_LAYERS];  // the last forward wrote rmask[l] (cuBLASLt took it)
 } tdm_mlp_acts;
 
 tdm_status tdm_mlp_acts_create(const tdm_mlp *m, int max_batch, tdm_mlp_acts **out);

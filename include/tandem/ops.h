@@ -99,6 +99,27 @@ tdm_status tdm_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, int K
                                   int ldx, long long sX, const float *W, int ldw, long long sW,
                                   const float *b, float *Y, int batch);
 
+// ReLU masks for the fused backward below: bytes of one member's mask of an (M, N) output (0 on
+// the CPU, which keeps none).
+size_t tdm_relu_mask_bytes(tdm_dev *dev, int M, int N);
+// tdm_linear_act_forward with act relu that also writes the ReLU bit mask of Y (batch members of
+// tdm_relu_mask_bytes(dev, M, N) bytes each, 16-byte aligned) for tdm_linear_drelu_bgrad, as one
+// cuBLASLt matmul. *have_mask says whether it did: false on the CPU, when cuBLASLt declines (Y is
+// then computed as tdm_linear_act_forward does) and with TDM_NO_LT_DRELU=1 or TDM_NO_CUBLASLT=1.
+tdm_status tdm_linear_relu_forward_mask(tdm_dev *dev, int M, int N, int K, const float *X, int ldx,
+                                        long long sX, const float *W, int ldw, long long sW,
+                                        const float *b, float *Y, int batch, void *mask,
+                                        bool *have_mask);
+// Backward of a linear layer through the ReLU layer below it, as one cuBLASLt matmul:
+// dX_i (M, N) = (dY_i (M, K) W_i (K, N)) relu'(mask_i), db_i (N) = column sums of dX_i (written,
+// not accumulated). dY packed with member stride sY, W_i = W + i sW packed (K, N), dX (batch, M,
+// N) and db (batch, N) packed; mask from tdm_linear_relu_forward_mask of that ReLU layer's (M, N)
+// output. *ran false (nothing written): the CPU, cuBLASLt declined, or switched off as above; the
+// caller then runs a GEMM and tdm_act_bias_backward (the CPU twin of this op).
+tdm_status tdm_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K, const float *dY, long long sY,
+                                  const float *W, long long sW, const void *mask, float *dX,
+                                  float *db, int batch, bool *ran);
+
 // ---------------------------------------------------------------------------------------------
 // normalisation
 

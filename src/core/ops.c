@@ -221,6 +221,67 @@ tdm_status tdm_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, int K
   DISPATCH(linear_act_forward, dev, act, M, N, K, X, ldx, sX, W, ldw, sW, b, Y, batch);
 }
 
+size_t tdm_relu_mask_bytes(tdm_dev *dev, int M, int N) {
+#ifdef TDM_CUDA
+  if (dev && dev->kind == TDM_DEV_CUDA && M >= 1 && N >= 1) return tdm_cuda_relu_mask_bytes(M, N);
+#endif
+  (void)dev, (void)M, (void)N;
+  return 0;
+}
+
+tdm_status tdm_linear_relu_forward_mask(tdm_dev *dev, int M, int N, int K, const float *X, int ldx,
+                                        long long sX, const float *W, int ldw, long long sW,
+                                        const float *b, float *Y, int batch, void *mask,
+                                        bool *have_mask) {
+  DEV("linear_relu_forward_mask");
+  PTR("linear_relu_forward_mask", have_mask);
+  *have_mask = false;
+#ifdef TDM_CUDA
+  if (dev->kind == TDM_DEV_CUDA) {
+    // the checks of tdm_linear_act_forward, then the masked matmul
+    NEED(M >= 1 && N >= 1 && K >= 1 && batch >= 1 && ldx >= K && ldw >= K && sX >= 0 && sW >= 0,
+         "tdm_linear_relu_forward_mask: M = %d, N = %d, K = %d, batch = %d, ldx = %d, ldw = %d, "
+         "sX = %lld, sW = %lld: sizes must be >= 1, row strides >= K, member strides >= 0",
+         M, N, K, batch, ldx, ldw, sX, sW);
+    PTR("linear_relu_forward_mask", X);
+    PTR("linear_relu_forward_mask", W);
+    PTR("linear_relu_forward_mask", b);
+    PTR("linear_relu_forward_mask", Y);
+    PTR("linear_relu_forward_mask", mask);
+    NEED(((uintptr_t)mask & 15u) == 0,
+         "tdm_linear_relu_forward_mask: mask must be 16-byte aligned");
+    return tdm_cuda_linear_relu_forward_mask(dev, M, N, K, X, ldx, sX, W, ldw, sW, b, Y, batch,
+                                             mask, have_mask);
+  }
+#endif
+  (void)mask;  // the CPU keeps no mask
+  return tdm_linear_act_forward(dev, TDM_ACT_RELU, M, N, K, X, ldx, sX, W, ldw, sW, b, Y, batch);
+}
+
+tdm_status tdm_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K, const float *dY, long long sY,
+                                  const float *W, long long sW, const void *mask, float *dX,
+                                  float *db, int batch, bool *ran) {
+  DEV("linear_drelu_bgrad");
+  PTR("linear_drelu_bgrad", dY);
+  PTR("linear_drelu_bgrad", W);
+  PTR("linear_drelu_bgrad", dX);
+  PTR("linear_drelu_bgrad", db);
+  PTR("linear_drelu_bgrad", ran);
+  NEED(M >= 1 && N >= 1 && K >= 1 && batch >= 1 && sY >= 0 && sW >= 0,
+       "tdm_linear_drelu_bgrad: M = %d, N = %d, K = %d, batch = %d, sY = %lld, sW = %lld: sizes "
+       "must be >= 1, strides >= 0",
+       M, N, K, batch, sY, sW);
+  *ran = false;
+#ifdef TDM_CUDA
+  if (dev->kind == TDM_DEV_CUDA) {
+    PTR("linear_drelu_bgrad", mask);
+    return tdm_cuda_linear_drelu_bgrad(dev, M, N, K, dY, sY, W, sW, mask, dX, db, batch, ran);
+  }
+#endif
+  (void)mask;
+  return TDM_OK;  // the CPU keeps no masks: the caller runs the unfused pair
+}
+
 // ---------------------------------------------------------------------------------------------
 // normalisation
 

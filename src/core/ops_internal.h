@@ -113,6 +113,15 @@ tdm_status tdm_cuda_act_bias_backward(tdm_dev *dev, tdm_act act, const float *X,
 tdm_status tdm_cuda_linear_act_forward(tdm_dev *dev, tdm_act act, int M, int N, int K,
                                        const float *X, int ldx, long long sX, const float *W,
                                        int ldw, long long sW, const float *b, float *Y, int batch);
+size_t tdm_cuda_relu_mask_bytes(int M, int N);
+tdm_status tdm_cuda_linear_relu_forward_mask(tdm_dev *dev, int M, int N, int K, const float *X,
+                                             int ldx, long long sX, const float *W, int ldw,
+                                             long long sW, const float *b, float *Y, int batch,
+                                             void *mask, bool *have_mask);
+tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K, const float *dY,
+                                       long long sY, const float *W, long long sW,
+                                       const void *mask, float *dX, float *db, int batch,
+                                       bool *ran);
 tdm_status tdm_cuda_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
                                        const float *dY, float *dZ, float *db, int E, int M, int N,
                                        float beta, const float *dY2, float *db2, int N2);

@@ -227,7 +227,15 @@ static size_t acts_layout(tdm_mlp_acts *a, const tdm_mlp *m, float *base) {
     const size_t o = (size_t)s->sizes[l + 1];
     const bool hidden = l < s->n_layers - 1;
     a->mask[l] = a->n[l] = a->mean[l] = a->rstd[l] = NULL;
+    a->rmask[l] = NULL;
     TAKE(a->z[l], R * o);
+    // ReLU bit masks for the fused backward (GPU; relu layers on the one-matmul forward path)
+    const size_t mb = tdm_relu_mask_bytes(m->dev, a->max_batch, (int)o);
+    if (hidden && mb && s->hidden_act == TDM_ACT_RELU && !s->layernorm && s->dropout == 0.0f) {
+      float *p = NULL;
+      TAKE(p, (size_t)s->members * mb / sizeof(float));
+      a->rmask[l] = p;
+    }
     if (hidden && s->dropout > 0.0f) TAKE(a->mask[l], R * o);
     if (hidden && s->layernorm) {
       TAKE(a->n[l], R * o);
@@ -298,6 +306,7 @@ tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B
   acts->shared_input = shared_input;
   acts->x = x;
   acts->train = drop;
+  for (int l = 0; l < L; l++) acts->rmask_ok[l] = false;
 
   const float *in = x;                                             // (E, B, in) or (B, in)
   long long s_in = shared_input ? 0 : (long long)B * s->sizes[0];  // member stride of in
@@ -312,8 +321,14 @@ tdm_status tdm_mlp_forward(tdm_mlp *m, tdm_mlp_acts *acts, const float *x, int B
         (!hidden && s->out_act == TDM_OUT_NONE)) {
       // a = act(in W^T + b) in one op (one cuBLASLt matmul on the GPU); z is not kept: the
       // backward of relu and of a linear layer needs only a
-      TDM_TRY(tdm_linear_act_forward(dev, la, B, no, ni, in, ni, s_in, m->params + ly->w, ni,
-                                     (long long)no * ni, m->params + ly->b, acts->a[l], E));
+      if (la == TDM_ACT_RELU && acts->rmask[l]) {  // and the ReLU mask for the backward
+        TDM_TRY(tdm_linear_relu_forward_mask(dev, B, no, ni, in, ni, s_in, m->params + ly->w, ni,
+                                             (long long)no * ni, m->params + ly->b, acts->a[l], E,
+                                             acts->rmask[l], &acts->rmask_ok[l]));
+      } else {
+        TDM_TRY(tdm_linear_act_forward(dev, la, B, no, ni, in, ni, s_in, m->params + ly->w, ni,
+                                       (long long)no * ni, m->params + ly->b, acts->a[l], E));
+      }
       in = acts->a[l];
       s_in = (long long)B * no;
       continue;
@@ -407,9 +422,19 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
   // hidden layers take the fused activation + bias backward; the output layer's bias gradient
   // then rides in the launch of the layer below it (pending until then)
   const bool fused_hidden = pgrad && !s->layernorm && !acts->train;
+  // a relu layer whose forward kept its mask: its activation and bias backward ride in the
+  // input-gradient matmul of the layer above (GPU, cuBLASLt DRELU_BGRAD; the bias gradient is
+  // written, so only with TDM_GRAD_SET)
+  bool act_done = false;  // that matmul ran: this layer's dz and bias gradient are done
+#define DRELU_OK(k) (fused_hidden && mode == TDM_GRAD_SET && (k) >= 0 && acts->rmask_ok[k])
   const float *pend_g = NULL;  // (E, B, out) gradient whose column sums are pending
   float *pend_db = NULL;       // (E, out) their destination
   int pend_n = 0;
+  // with the fused ReLU backward below the output layer, the output bias gradient (of dy) is
+  // deferred to the end of the backward, beside the last weight gradient
+  const float *defer_g = NULL;  // (E, B, out) dy
+  float *defer_db = NULL;       // (E, out)
+  int defer_n = 0;
   {
     const int no = s->sizes[L];
     const size_t n = (size_t)E * B * no;
@@ -449,15 +474,21 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
       // x > 0), and the forward may not have kept z for them
       const bool from_a = s->hidden_act == TDM_ACT_RELU || s->hidden_act == TDM_ACT_NONE;
       const float *pre = s->layernorm ? acts->n[l] : from_a ? acts->a[l] : acts->z[l];
-      if (l == 0 && !pgrad && dx && acts->shared_input && E > 1 && !s->layernorm && !acts->train) {
+      if (!act_done && defer_g) {  // the fused matmul declined: back to the pending sums
+        pend_g = defer_g, pend_db = defer_db, pend_n = defer_n;
+        defer_g = NULL;
+      }
+      if (act_done) {
+        bias_done = true;  // dz (E, B, out) is in dbuf[cur], b's gradient written
+      } else if (l == 0 && !pgrad && dx && acts->shared_input && E > 1 && !s->layernorm &&
+                 !acts->train) {
         // only the shared input's gradient is wanted: dz (B, E, out) with the members side by
         // side, then dx (B, in) = sum_e dz_e W_e = dz (B, E out) x W (E out, in), one GEMM
         float *gi = acts->dbuf[1 - cur];
         TDM_TRY(tdm_act_backward_interleave(dev, s->hidden_act, pre, acts->a[l], gw, gi, E, B, no));
         return tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, E * no, 1.0f, gi, E * no,
                         m->params + ly->w, ni, 0.0f, dx, ni);
-      }
-      if (fused_hidden && pend_g) {
+      } else if (fused_hidden && pend_g) {
         // dz (E, B, out) = da act'(z) in place, b's gradient and the pending one, in one op
         TDM_TRY(tdm_act_bias_backward2(dev, s->hidden_act, pre, acts->a[l], gw, gw,
                                        m->grads + ly->b, E, B, no, beta, pend_g, pend_db, pend_n));
@@ -489,8 +520,9 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
     const float *xin = first ? acts->x : acts->a[l - 1];  // (E, B, in) or (B, in)
     const long long s_in = first && acts->shared_input ? 0 : (long long)B * ni;
     if (pgrad) {
-      // on the lane when the main stream has work after it (the input gradient)
-      const bool on_lane = m->lane && !(first && !dx);
+      // on the lane when the main stream has work after it (the input gradient or a deferred
+      // bias gradient)
+      const bool on_lane = m->lane && !(first && !dx && !defer_g);
       if (on_lane) {
         if (*lane_pending) TDM_TRY(tdm_dev_join(dev, m->lane));
         *lane_pending = false;
@@ -501,10 +533,14 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
                                (long long)B * no, xin, ni, s_in, beta, m->grads + ly->w, ni,
                                (long long)no * ni, E));
       // grads b (E, out) = (SET) or += (ACC) sum over the B rows of dz
-      if (!bias_done && l == L - 1 && L > 1 && fused_hidden) {
+      if (!bias_done && l == L - 1 && L > 1 && fused_hidden && !DRELU_OK(l - 1)) {
         pend_g = g;  // summed by the next layer's fused op (g stays intact until then)
         pend_db = m->grads + ly->b;
         pend_n = no;
+      } else if (!bias_done && l == L - 1 && L > 1 && fused_hidden && g == dy) {
+        defer_g = g;  // dy stays intact; a gradient in dbuf would not
+        defer_db = m->grads + ly->b;
+        defer_n = no;
       } else if (!bias_done) {
         TDM_TRY(tdm_bias_grad(dev, m->grads + ly->b, g, E, B, no, beta));
       }
@@ -518,9 +554,17 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
     // dx (E, B, in) = dz (B, out) W (out, in), per member (never accumulated)
     const bool sum_members = first && acts->shared_input && E > 1;
     float *gx = first && !sum_members ? dx : acts->dbuf[1 - cur];
-    TDM_TRY(tdm_gemm_batched(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, no, 1.0f, g, no,
-                             (long long)B * no, m->params + ly->w, ni, (long long)no * ni, 0.0f, gx,
-                             ni, (long long)B * ni, E));
+    act_done = false;
+    if (DRELU_OK(l - 1)) {
+      // dz of layer l - 1 (E, B, in) = (dz W) relu'(mask), its bias gradient (E, in): one matmul
+      TDM_TRY(tdm_linear_drelu_bgrad(dev, B, ni, no, g, (long long)B * no, m->params + ly->w,
+                                     (long long)no * ni, acts->rmask[l - 1], gx,
+                                     m->grads + m->layers[l - 1].b, E, &act_done));
+    }
+    if (!act_done)
+      TDM_TRY(tdm_gemm_batched(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, no, 1.0f, g, no,
+                               (long long)B * no, m->params + ly->w, ni, (long long)no * ni, 0.0f,
+                               gx, ni, (long long)B * ni, E));
     if (sum_members) {
       // shared input: dx (B, in) = sum_e dx_e, as ones (1, E) x dx_members (E, B in)
       TDM_TRY(tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, 1, B * ni, E, 1.0f, acts->ones, E, gx, B * ni,
@@ -528,6 +572,9 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
     }
     cur = 1 - cur;
   }
+#undef DRELU_OK
+  // the deferred output bias gradient (E, out) = sum over the B rows of dy, beside the lane's last
+  if (defer_g) TDM_TRY(tdm_bias_grad(dev, defer_db, defer_g, E, B, defer_n, beta));
   return TDM_OK;
 }
 
