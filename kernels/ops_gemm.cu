@@ -80,6 +80,8 @@ typedef struct {
   int compute, epilogue, M, N, K, ldx, ldw, batch;
   long long sX, sW;
   uint32_t aX, aW, aY, aB, aAux;
+  int ldd;       // output row stride (DRELU_BGRAD; 0 otherwise)
+  long long sD;  // output member stride (DRELU_BGRAD; 0 otherwise)
   size_t workspace;
 } lt_key;
 typedef struct {
@@ -282,19 +284,20 @@ extern "C" tdm_status tdm_cuda_linear_relu_forward_mask(tdm_dev *dev, int M, int
                                      batch);
 }
 
-// Column-major view: dX^T (N x M, ld N) = W (N x K, ld N) * dY^T (K x M, ld K), then the ReLU
+// Column-major view: dX^T (N x M, ld ldx) = W (N x K, ld N) * dY^T (K x M, ld K), then the ReLU
 // gradient from the mask (N x M bits, ld mask_ld(N)) and db (N) = sums along the M columns.
 extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K,
                                                   const float *dY, long long sY, const float *W,
                                                   long long sW, const void *mask, float *dX,
-                                                  float *db, int batch, bool *ran) {
+                                                  int ldx, long long sX, float *db, int batch,
+                                                  bool *ran) {
   *ran = false;
   if (drelu_off()) return TDM_OK;
   cublasLtHandle_t h = (cublasLtHandle_t)dev->cublas;
   const cublasComputeType_t ct = compute_of(dev);
   const uint32_t epi = (uint32_t)CUBLASLT_EPILOGUE_DRELU_BGRAD;
   const int32_t tN = CUBLAS_OP_N, nb = batch;
-  const int64_t s_w = sW, s_y = sY, s_x = (int64_t)M * N, s_b = N;
+  const int64_t s_w = sW, s_y = sY, s_x = sX, s_b = N;
   const int64_t aux_ld = mask_ld(N), aux_s = mask_ld(N) * (int64_t)M;
   void *bias = db;
   const void *aux = mask;
@@ -317,7 +320,7 @@ extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, in
                                     sizeof aux_ld));
   LT(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, (uint64_t)N, (uint64_t)K, N));
   LT(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, (uint64_t)K, (uint64_t)M, K));
-  LT(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, (uint64_t)N, (uint64_t)M, N));
+  LT(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, (uint64_t)N, (uint64_t)M, ldx));
   if (batch > 1) {
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &s_b,
                                       sizeof s_b));
@@ -342,9 +345,10 @@ extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, in
   key.sX = batch > 1 ? sY : 0, key.sW = batch > 1 ? sW : 0;
   key.aX = align_bytes(dY, K, key.sX);
   key.aW = align_bytes(W, N, key.sW);
-  key.aY = align_bytes(dX, N, batch > 1 ? s_x : 0);
+  key.aY = align_bytes(dX, ldx, batch > 1 ? s_x : 0);
   key.aB = align_bytes(db, 0, batch > 1 ? s_b : 0);
   key.aAux = align_bytes(mask, 0, 0);
+  key.ldd = ldx, key.sD = batch > 1 ? sX : 0;
   key.workspace = dev->workspace_bytes;
   bool found = false, ok = false;
   cublasLtMatmulAlgo_t algo;

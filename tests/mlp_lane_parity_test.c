@@ -285,8 +285,8 @@ static double rel(tdm_dev *g, const float *a, const float *c, size_t n) {
 
 // ReLU layers on the GPU keep their masks and their activation + bias backward rides in the
 // input-gradient matmul above them (cuBLASLt DRELU_BGRAD): the CPU (unfused pair) agrees to 1e-5
-// on outputs, dx and every gradient; ACC mode (unfused on both) too. Shapes: SAC's critic (2
-// members, shared input) and actor (1 member), and a 3-hidden-layer ensemble.
+// on outputs, dx and every gradient in SET mode, ACC (unfused on both) and NONE (dx only). Shapes:
+// SAC's critic (2 members, shared input) and actor (1 member), and a 3-hidden-layer ensemble.
 static void test_gpu_drelu_parity(void) {
   NEED_GPU(gpu);
   struct {
@@ -304,13 +304,13 @@ static void test_gpu_drelu_parity(void) {
     CHECK_OK(side_make(&c, cpu, &cs[k].spec, 31 + k, cs[k].B, cs[k].shared));
     CHECK_OK(side_make(&g, gpu, &cs[k].spec, 31 + k, cs[k].B, cs[k].shared));
     CHECK_OK(tdm_mlp_set_lane(g.m, lane));
-    for (int t = 0; t < 2; t++) {
-      tdm_grad_mode mode = t == 0 ? TDM_GRAD_SET : TDM_GRAD_ACC;
-      CHECK_OK(step(&c, true, mode, true, NULL));
-      CHECK_OK(step(&g, true, mode, true, NULL));
+    const tdm_grad_mode modes[3] = {TDM_GRAD_SET, TDM_GRAD_ACC, TDM_GRAD_NONE};
+    const char *mname[3] = {"SET", "ACC", "NONE"};
+    for (int t = 0; t < 3; t++) {
+      CHECK_OK(step(&c, true, modes[t], true, NULL));
+      CHECK_OK(step(&g, true, modes[t], true, NULL));
       double ey = rel(gpu, g.y, c.y, c.ny), ex = rel(gpu, g.dx, c.dx, c.nx);
-      CHECKF(ey < 1e-5 && ex < 1e-5, "%s %s: relerr y %.2e dx %.2e", cs[k].label, t ? "ACC" : "SET",
-             ey, ex);
+      CHECKF(ey < 1e-5 && ex < 1e-5, "%s %s: relerr y %.2e dx %.2e", cs[k].label, mname[t], ey, ex);
       const tdm_mlp *m = c.m;
       for (int l = 0; l < m->spec.n_layers; l++) {
         const tdm_mlp_layer *ly = &m->layers[l];
@@ -319,7 +319,7 @@ static void test_gpu_drelu_parity(void) {
         double ew = rel(gpu, g.m->grads + ly->w, c.m->grads + ly->w, nw);
         double eb = rel(gpu, g.m->grads + ly->b, c.m->grads + ly->b, nb);
         CHECKF(ew < 1e-5 && eb < 1e-5, "%s %s: layer %d grad relerr W %.2e b %.2e", cs[k].label,
-               t ? "ACC" : "SET", l, ew, eb);
+               mname[t], l, ew, eb);
       }
     }
     side_free(&c);
@@ -350,15 +350,16 @@ static void test_gpu_drelu_taken(void) {
 // The fused ReLU backward's fallback: with the masks marked as kept (as when the GPU forward kept
 // them) but the fused matmul declining (always on the CPU), the backward takes the unfused path
 // and its deferred output bias gradient returns to the pending sums: bit for bit the plain
-// backward, with and without a lane, with and without dx.
+// backward, with and without a lane and dx, in SET and NONE mode.
 static void test_cpu_drelu_declined_equal(void) {
   tdm_mlp_spec specs[2] = {tdm_mlp_spec_make(23, 64, 2, 1, 2, TDM_ACT_RELU),
                            tdm_mlp_spec_make(9, 24, 3, 4, 1, TDM_ACT_RELU)};
   tdm_dev_lane *lane = NULL;
   CHECK_OK(tdm_dev_lane_create(cpu, &lane));
   for (int k = 0; k < 2; k++)
-    for (int v = 0; v < 4; v++) {
+    for (int v = 0; v < 8; v++) {
       const bool with_lane = v & 1, want_dx = v & 2;
+      const tdm_grad_mode mode = v & 4 ? TDM_GRAD_NONE : TDM_GRAD_SET;
       side a, b;
       CHECK_OK(side_make(&a, cpu, &specs[k], 51 + k, 16, k == 0));
       CHECK_OK(side_make(&b, cpu, &specs[k], 51 + k, 16, k == 0));
@@ -366,8 +367,8 @@ static void test_cpu_drelu_declined_equal(void) {
       CHECK_OK(tdm_mlp_forward(a.m, a.acts, a.x, a.B, a.shared, a.y, true));
       CHECK_OK(tdm_mlp_forward(b.m, b.acts, b.x, b.B, b.shared, b.y, true));
       for (int l = 0; l < specs[k].n_layers - 1; l++) b.acts->rmask_ok[l] = true;
-      CHECK_OK(tdm_mlp_backward(a.m, a.acts, a.dy, want_dx ? a.dx : NULL, TDM_GRAD_SET));
-      CHECK_OK(tdm_mlp_backward(b.m, b.acts, b.dy, want_dx ? b.dx : NULL, TDM_GRAD_SET));
+      CHECK_OK(tdm_mlp_backward(a.m, a.acts, a.dy, want_dx ? a.dx : NULL, mode));
+      CHECK_OK(tdm_mlp_backward(b.m, b.acts, b.dy, want_dx ? b.dx : NULL, mode));
       if (!same(&a, &b, k ? "3 hidden" : "critic", "fused backward declined")) return;
       CHECK_OK(idle(cpu, lane));
       side_free(&a);

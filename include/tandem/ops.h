@@ -112,13 +112,14 @@ tdm_status tdm_linear_relu_forward_mask(tdm_dev *dev, int M, int N, int K, const
                                         bool *have_mask);
 // Backward of a linear layer through the ReLU layer below it, as one cuBLASLt matmul:
 // dX_i (M, N) = (dY_i (M, K) W_i (K, N)) relu'(mask_i), db_i (N) = column sums of dX_i (written,
-// not accumulated). dY packed with member stride sY, W_i = W + i sW packed (K, N), dX (batch, M,
-// N) and db (batch, N) packed; mask from tdm_linear_relu_forward_mask of that ReLU layer's (M, N)
-// output. *ran false (nothing written): the CPU, cuBLASLt declined, or switched off as above; the
-// caller then runs a GEMM and tdm_act_bias_backward (the CPU twin of this op).
+// not accumulated). dY packed with member stride sY, W_i = W + i sW packed (K, N), dX_i = dX +
+// i sX with row stride ldx >= N (N and M N: packed; N and E N: members side by side), db (batch,
+// N) packed; mask from tdm_linear_relu_forward_mask of that ReLU layer's (M, N) output. *ran
+// false (nothing written): the CPU, cuBLASLt declined, or switched off as above; the caller then
+// runs a GEMM and tdm_act_bias_backward (the CPU twin of this op).
 tdm_status tdm_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K, const float *dY, long long sY,
                                   const float *W, long long sW, const void *mask, float *dX,
-                                  float *db, int batch, bool *ran);
+                                  int ldx, long long sX, float *db, int batch, bool *ran);
 
 // ---------------------------------------------------------------------------------------------
 // normalisation

@@ -260,7 +260,7 @@ tdm_status tdm_linear_relu_forward_mask(tdm_dev *dev, int M, int N, int K, const
 
 tdm_status tdm_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K, const float *dY, long long sY,
                                   const float *W, long long sW, const void *mask, float *dX,
-                                  float *db, int batch, bool *ran) {
+                                  int ldx, long long sX, float *db, int batch, bool *ran) {
   DEV("linear_drelu_bgrad");
   PTR("linear_drelu_bgrad", dY);
   PTR("linear_drelu_bgrad", W);
@@ -271,11 +271,14 @@ tdm_status tdm_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K, const float
        "tdm_linear_drelu_bgrad: M = %d, N = %d, K = %d, batch = %d, sY = %lld, sW = %lld: sizes "
        "must be >= 1, strides >= 0",
        M, N, K, batch, sY, sW);
+  NEED(ldx >= N && sX >= 0, "tdm_linear_drelu_bgrad: ldx = %d must be >= N = %d, sX = %lld >= 0",
+       ldx, N, sX);
   *ran = false;
 #ifdef TDM_CUDA
   if (dev->kind == TDM_DEV_CUDA) {
     PTR("linear_drelu_bgrad", mask);
-    return tdm_cuda_linear_drelu_bgrad(dev, M, N, K, dY, sY, W, sW, mask, dX, db, batch, ran);
+    return tdm_cuda_linear_drelu_bgrad(dev, M, N, K, dY, sY, W, sW, mask, dX, ldx, sX, db, batch,
+                                       ran);
   }
 #endif
   (void)mask;

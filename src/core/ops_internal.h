@@ -120,8 +120,8 @@ tdm_status tdm_cuda_linear_relu_forward_mask(tdm_dev *dev, int M, int N, int K, 
                                              void *mask, bool *have_mask);
 tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, int K, const float *dY,
                                        long long sY, const float *W, long long sW,
-                                       const void *mask, float *dX, float *db, int batch,
-                                       bool *ran);
+                                       const void *mask, float *dX, int ldx, long long sX,
+                                       float *db, int batch, bool *ran);
 tdm_status tdm_cuda_act_bias_backward2(tdm_dev *dev, tdm_act act, const float *X, const float *Y,
                                        const float *dY, float *dZ, float *db, int E, int M, int N,
                                        float beta, const float *dY2, float *db2, int N2);

@@ -424,9 +424,13 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
   const bool fused_hidden = pgrad && !s->layernorm && !acts->train;
   // a relu layer whose forward kept its mask: its activation and bias backward ride in the
   // input-gradient matmul of the layer above (GPU, cuBLASLt DRELU_BGRAD; the bias gradient is
-  // written, so only with TDM_GRAD_SET)
+  // written, so not with TDM_GRAD_ACC; with TDM_GRAD_NONE it goes to acts->discard)
   bool act_done = false;  // that matmul ran: this layer's dz and bias gradient are done
-#define DRELU_OK(k) (fused_hidden && mode == TDM_GRAD_SET && (k) >= 0 && acts->rmask_ok[k])
+#define DRELU_OK(k) \
+  ((k) >= 0 && acts->rmask_ok[k] && mode != TDM_GRAD_ACC && !s->layernorm && !acts->train)
+  // only the shared input's gradient is wanted: layer 0's dz goes members side by side (B, E, out)
+  // and dx (B, in) = sum_e dz_e W_e = dz (B, E out) x W (E out, in) is one GEMM
+  const bool inter0 = !pgrad && dx && acts->shared_input && E > 1 && !s->layernorm && !acts->train;
   const float *pend_g = NULL;  // (E, B, out) gradient whose column sums are pending
   float *pend_db = NULL;       // (E, out) their destination
   int pend_n = 0;
@@ -478,13 +482,14 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
         pend_g = defer_g, pend_db = defer_db, pend_n = defer_n;
         defer_g = NULL;
       }
-      if (act_done) {
+      if (act_done && l == 0 && inter0) {
+        // dz (B, E, out) members side by side is in dbuf[cur]: dx (B, in) in one GEMM
+        return tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, E * no, 1.0f, gw, E * no,
+                        m->params + ly->w, ni, 0.0f, dx, ni);
+      } else if (act_done) {
         bias_done = true;  // dz (E, B, out) is in dbuf[cur], b's gradient written
-      } else if (l == 0 && !pgrad && dx && acts->shared_input && E > 1 && !s->layernorm &&
-                 !acts->train) {
-        // only the shared input's gradient is wanted: dz (B, E, out) with the members side by
-        // side, then dx (B, in) = sum_e dz_e W_e = dz (B, E out) x W (E out, in), one GEMM
-        float *gi = acts->dbuf[1 - cur];
+      } else if (l == 0 && inter0) {
+        float *gi = acts->dbuf[1 - cur];  // dz (B, E, out)
         TDM_TRY(tdm_act_backward_interleave(dev, s->hidden_act, pre, acts->a[l], gw, gi, E, B, no));
         return tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, E * no, 1.0f, gi, E * no,
                         m->params + ly->w, ni, 0.0f, dx, ni);
@@ -557,9 +562,12 @@ static tdm_status backward_steps(tdm_mlp *m, tdm_mlp_acts *acts, const float *dy
     act_done = false;
     if (DRELU_OK(l - 1)) {
       // dz of layer l - 1 (E, B, in) = (dz W) relu'(mask), its bias gradient (E, in): one matmul
-      TDM_TRY(tdm_linear_drelu_bgrad(dev, B, ni, no, g, (long long)B * no, m->params + ly->w,
-                                     (long long)no * ni, acts->rmask[l - 1], gx,
-                                     m->grads + m->layers[l - 1].b, E, &act_done));
+      // (members side by side, (B, E, in), when layer 0 then sums the members' dx in one GEMM)
+      const bool side = l - 1 == 0 && inter0;
+      TDM_TRY(tdm_linear_drelu_bgrad(
+          dev, B, ni, no, g, (long long)B * no, m->params + ly->w, (long long)no * ni,
+          acts->rmask[l - 1], gx, side ? E * ni : ni, side ? (long long)ni : (long long)B * ni,
+          pgrad ? m->grads + m->layers[l - 1].b : acts->discard, E, &act_done));
     }
     if (!act_done)
       TDM_TRY(tdm_gemm_batched(dev, TDM_NOTRANS, TDM_NOTRANS, B, ni, no, 1.0f, g, no,
