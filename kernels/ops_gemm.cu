@@ -252,12 +252,14 @@ extern "C" tdm_status tdm_cuda_linear_act_forward(tdm_dev *dev, tdm_act act, int
 // ---------------------------------------------------------------------------------------------
 // linear layer backward through the ReLU below it (cuBLASLt DRELU_BGRAD epilogue)
 
-// TDM_NO_LT_DRELU set to anything but "" or "0" turns the ReLU-mask path off (read once).
+// The ReLU-mask path is opt-in: TDM_LT_DRELU set to anything but "" or "0" turns it on (read
+// once). Measured on an H200 (bench/RESULTS.md, session 5) it made a SAC update slower (202 vs
+// 158 us: the masked matmuls launch extra kernels), so it stays off unless asked for.
 static bool drelu_off(void) {
   static int off = -1;
   if (off < 0) {
-    const char *e = getenv("TDM_NO_LT_DRELU");
-    off = e && *e && strcmp(e, "0") != 0 ? 1 : 0;
+    const char *e = getenv("TDM_LT_DRELU");
+    off = e && *e && strcmp(e, "0") != 0 ? 0 : 1;
   }
   return off == 1 || lt_off();
 }

@@ -105,7 +105,8 @@ size_t tdm_relu_mask_bytes(tdm_dev *dev, int M, int N);
 // tdm_linear_act_forward with act relu that also writes the ReLU bit mask of Y (batch members of
 // tdm_relu_mask_bytes(dev, M, N) bytes each, 16-byte aligned) for tdm_linear_drelu_bgrad, as one
 // cuBLASLt matmul. *have_mask says whether it did: false on the CPU, when cuBLASLt declines (Y is
-// then computed as tdm_linear_act_forward does) and with TDM_NO_LT_DRELU=1 or TDM_NO_CUBLASLT=1.
+// then computed as tdm_linear_act_forward does), unless the environment sets TDM_LT_DRELU=1
+// (opt-in: measured slower on an H200), and with TDM_NO_CUBLASLT=1.
 tdm_status tdm_linear_relu_forward_mask(tdm_dev *dev, int M, int N, int K, const float *X, int ldx,
                                         long long sX, const float *W, int ldw, long long sW,
                                         const float *b, float *Y, int batch, void *mask,
