@@ -94,6 +94,83 @@ static lt_entry lt_cache[LT_CACHE];
 static int lt_cached;
 static std::mutex lt_mu;
 
+// Run the prepared matmul D = op(A) op(B) (+ the descriptor's epilogue; C = D, beta 0) with the
+// algorithm cached for key, asking cuBLASLt once per key with the real alignments and workspace.
+// cs carries an earlier descriptor error (then nothing runs). *ok: an algorithm was known or found;
+// *ran: the matmul ran. A refusal (no algorithm, or not supported before launching) is remembered
+// and is not an error: the caller takes the two-kernel path. Returns the matmul's status.
+static cublasStatus_t lt_run(tdm_dev *dev, cublasStatus_t cs, const lt_key *key,
+                             cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                             cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t ld, const void *A,
+                             const void *B, void *D, bool *ok, bool *ran) {
+  cublasLtHandle_t h = (cublasLtHandle_t)dev->cublas;
+  cublasLtMatmulPreference_t pref = NULL;
+  bool found = false;
+  *ok = false;
+  cublasLtMatmulAlgo_t algo;
+  memset(&algo, 0, sizeof algo);
+  {
+    std::lock_guard<std::mutex> lock(lt_mu);
+    for (int i = 0; i < lt_cached && !found; i++)
+      if (!memcmp(&lt_cache[i].key, key, sizeof *key)) {
+        found = true;
+        *ok = lt_cache[i].ok;
+        algo = lt_cache[i].algo;
+      }
+  }
+#define LT(call)                                  \
+  do {                                            \
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = (call); \
+  } while (0)
+  if (!found && cs == CUBLAS_STATUS_SUCCESS) {
+    const uint64_t ws = dev->workspace_bytes;
+    LT(cublasLtMatmulPreferenceCreate(&pref));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                            sizeof ws));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                            &key->aW, sizeof key->aW));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                            &key->aX, sizeof key->aX));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                            &key->aY, sizeof key->aY));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                            &key->aY, sizeof key->aY));
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    int got = 0;
+    LT(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &res, &got));
+    *ok = cs == CUBLAS_STATUS_SUCCESS && got >= 1 && res.state == CUBLAS_STATUS_SUCCESS &&
+          res.workspaceSize <= dev->workspace_bytes;
+    if (*ok) algo = res.algo;
+    cs = CUBLAS_STATUS_SUCCESS;  // no algorithm is an answer, not an error
+    std::lock_guard<std::mutex> lock(lt_mu);
+    if (lt_cached < LT_CACHE) {
+      lt_cache[lt_cached].key = *key;
+      lt_cache[lt_cached].ok = *ok;
+      lt_cache[lt_cached].algo = algo;
+      lt_cached++;
+    }
+  }
+#undef LT
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (*ok && cs == CUBLAS_STATUS_SUCCESS) {
+    const float one = 1.0f, zero = 0.0f;
+    cs = cublasLtMatmul(h, op, &one, A, la, B, lb, &zero, D, ld, D, ld, &algo, dev->workspace,
+                        dev->workspace_bytes, tdm_stream_of(dev));
+    if (cs == CUBLAS_STATUS_SUCCESS) {
+      *ran = true;
+    } else if (cs == CUBLAS_STATUS_NOT_SUPPORTED || cs == CUBLAS_STATUS_INVALID_VALUE ||
+               cs == CUBLAS_STATUS_ARCH_MISMATCH) {
+      // refused before launching: remember, and let the caller take the two-kernel path
+      std::lock_guard<std::mutex> lock(lt_mu);
+      for (int i = 0; i < lt_cached; i++)
+        if (!memcmp(&lt_cache[i].key, key, sizeof *key)) lt_cache[i].ok = false;
+      cs = CUBLAS_STATUS_SUCCESS;
+    }
+  }
+  return cs;
+}
+
 // Y = epilogue(X W^T + b) as one cuBLASLt matmul; *ran stays false when cuBLASLt offers no
 // algorithm for it (the caller then takes the two-kernel path). Column-major view, as tdm_gemm:
 // Y^T (N x M, ld N) = W (stored K x N col-major, ld ldw, transposed) * X^T (K x M, ld ldx); the
@@ -103,7 +180,6 @@ static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, cons
                             long long sX, const float *W, int ldw, long long sW, const float *b,
                             float *Y, int batch, void *aux, bool *ran) {
   *ran = false;
-  cublasLtHandle_t h = (cublasLtHandle_t)dev->cublas;
   const cublasComputeType_t ct = compute_of(dev);
   const uint32_t epi = act == TDM_ACT_RELU ? (aux ? (uint32_t)CUBLASLT_EPILOGUE_RELU_AUX_BIAS
                                                   : (uint32_t)CUBLASLT_EPILOGUE_RELU_BIAS)
@@ -114,7 +190,6 @@ static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, cons
   const void *bias = b;
   cublasLtMatmulDesc_t op = NULL;
   cublasLtMatrixLayout_t la = NULL, lb = NULL, ly = NULL;
-  cublasLtMatmulPreference_t pref = NULL;
   cublasStatus_t cs = CUBLAS_STATUS_SUCCESS;
 #define LT(call)                                  \
   do {                                            \
@@ -164,64 +239,9 @@ static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, cons
   key.aB = align_bytes(b, 0, batch > 1 ? s_b : 0);
   key.aAux = aux ? align_bytes(aux, 0, 0) : 0;
   key.workspace = dev->workspace_bytes;
-  bool found = false, ok = false;
-  cublasLtMatmulAlgo_t algo;
-  memset(&algo, 0, sizeof algo);
-  {
-    std::lock_guard<std::mutex> lock(lt_mu);
-    for (int i = 0; i < lt_cached && !found; i++)
-      if (!memcmp(&lt_cache[i].key, &key, sizeof key)) {
-        found = true;
-        ok = lt_cache[i].ok;
-        algo = lt_cache[i].algo;
-      }
-  }
-  if (!found && cs == CUBLAS_STATUS_SUCCESS) {
-    const uint64_t ws = dev->workspace_bytes;
-    LT(cublasLtMatmulPreferenceCreate(&pref));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                            sizeof ws));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                                            &key.aW, sizeof key.aW));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                                            &key.aX, sizeof key.aX));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                                            &key.aY, sizeof key.aY));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-                                            &key.aY, sizeof key.aY));
-    cublasLtMatmulHeuristicResult_t res;
-    memset(&res, 0, sizeof res);
-    int got = 0;
-    LT(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ly, ly, pref, 1, &res, &got));
-    ok = cs == CUBLAS_STATUS_SUCCESS && got >= 1 && res.state == CUBLAS_STATUS_SUCCESS &&
-         res.workspaceSize <= dev->workspace_bytes;
-    if (ok) algo = res.algo;
-    cs = CUBLAS_STATUS_SUCCESS;  // no algorithm is an answer, not an error
-    std::lock_guard<std::mutex> lock(lt_mu);
-    if (lt_cached < LT_CACHE) {
-      lt_cache[lt_cached].key = key;
-      lt_cache[lt_cached].ok = ok;
-      lt_cache[lt_cached].algo = algo;
-      lt_cached++;
-    }
-  }
-  if (ok && cs == CUBLAS_STATUS_SUCCESS) {
-    const float one = 1.0f, zero = 0.0f;
-    cs = cublasLtMatmul(h, op, &one, W, la, X, lb, &zero, Y, ly, Y, ly, &algo, dev->workspace,
-                        dev->workspace_bytes, tdm_stream_of(dev));
-    if (cs == CUBLAS_STATUS_SUCCESS) {
-      *ran = true;
-    } else if (cs == CUBLAS_STATUS_NOT_SUPPORTED || cs == CUBLAS_STATUS_INVALID_VALUE ||
-               cs == CUBLAS_STATUS_ARCH_MISMATCH) {
-      // refused before launching: remember, and let the caller take the two-kernel path
-      std::lock_guard<std::mutex> lock(lt_mu);
-      for (int i = 0; i < lt_cached; i++)
-        if (!memcmp(&lt_cache[i].key, &key, sizeof key)) lt_cache[i].ok = false;
-      cs = CUBLAS_STATUS_SUCCESS;
-    }
-  }
+  bool ok = false;
+  cs = lt_run(dev, cs, &key, op, la, lb, ly, W, X, Y, &ok, ran);
 #undef LT
-  if (pref) cublasLtMatmulPreferenceDestroy(pref);
   if (ly) cublasLtMatrixLayoutDestroy(ly);
   if (lb) cublasLtMatrixLayoutDestroy(lb);
   if (la) cublasLtMatrixLayoutDestroy(la);
@@ -295,7 +315,6 @@ extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, in
                                                   bool *ran) {
   *ran = false;
   if (drelu_off()) return TDM_OK;
-  cublasLtHandle_t h = (cublasLtHandle_t)dev->cublas;
   const cublasComputeType_t ct = compute_of(dev);
   const uint32_t epi = (uint32_t)CUBLASLT_EPILOGUE_DRELU_BGRAD;
   const int32_t tN = CUBLAS_OP_N, nb = batch;
@@ -305,7 +324,6 @@ extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, in
   const void *aux = mask;
   cublasLtMatmulDesc_t op = NULL;
   cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
-  cublasLtMatmulPreference_t pref = NULL;
   cublasStatus_t cs = CUBLAS_STATUS_SUCCESS;
 #define LT(call)                                  \
   do {                                            \
@@ -352,63 +370,9 @@ extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, in
   key.aAux = align_bytes(mask, 0, 0);
   key.ldd = ldx, key.sD = batch > 1 ? sX : 0;
   key.workspace = dev->workspace_bytes;
-  bool found = false, ok = false;
-  cublasLtMatmulAlgo_t algo;
-  memset(&algo, 0, sizeof algo);
-  {
-    std::lock_guard<std::mutex> lock(lt_mu);
-    for (int i = 0; i < lt_cached && !found; i++)
-      if (!memcmp(&lt_cache[i].key, &key, sizeof key)) {
-        found = true;
-        ok = lt_cache[i].ok;
-        algo = lt_cache[i].algo;
-      }
-  }
-  if (!found && cs == CUBLAS_STATUS_SUCCESS) {
-    const uint64_t ws = dev->workspace_bytes;
-    LT(cublasLtMatmulPreferenceCreate(&pref));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                            sizeof ws));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                                            &key.aW, sizeof key.aW));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                                            &key.aX, sizeof key.aX));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                                            &key.aY, sizeof key.aY));
-    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-                                            &key.aY, sizeof key.aY));
-    cublasLtMatmulHeuristicResult_t res;
-    memset(&res, 0, sizeof res);
-    int got = 0;
-    LT(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &res, &got));
-    ok = cs == CUBLAS_STATUS_SUCCESS && got >= 1 && res.state == CUBLAS_STATUS_SUCCESS &&
-         res.workspaceSize <= dev->workspace_bytes;
-    if (ok) algo = res.algo;
-    cs = CUBLAS_STATUS_SUCCESS;  // no algorithm is an answer, not an error
-    std::lock_guard<std::mutex> lock(lt_mu);
-    if (lt_cached < LT_CACHE) {
-      lt_cache[lt_cached].key = key;
-      lt_cache[lt_cached].ok = ok;
-      lt_cache[lt_cached].algo = algo;
-      lt_cached++;
-    }
-  }
-  if (ok && cs == CUBLAS_STATUS_SUCCESS) {
-    const float one = 1.0f, zero = 0.0f;
-    cs = cublasLtMatmul(h, op, &one, W, la, dY, lb, &zero, dX, ld, dX, ld, &algo, dev->workspace,
-                        dev->workspace_bytes, tdm_stream_of(dev));
-    if (cs == CUBLAS_STATUS_SUCCESS) {
-      *ran = true;
-    } else if (cs == CUBLAS_STATUS_NOT_SUPPORTED || cs == CUBLAS_STATUS_INVALID_VALUE ||
-               cs == CUBLAS_STATUS_ARCH_MISMATCH) {
-      std::lock_guard<std::mutex> lock(lt_mu);
-      for (int i = 0; i < lt_cached; i++)
-        if (!memcmp(&lt_cache[i].key, &key, sizeof key)) lt_cache[i].ok = false;
-      cs = CUBLAS_STATUS_SUCCESS;
-    }
-  }
+  bool ok = false;
+  cs = lt_run(dev, cs, &key, op, la, lb, ld, W, dY, dX, &ok, ran);
 #undef LT
-  if (pref) cublasLtMatmulPreferenceDestroy(pref);
   if (ld) cublasLtMatrixLayoutDestroy(ld);
   if (lb) cublasLtMatrixLayoutDestroy(lb);
   if (la) cublasLtMatrixLayoutDestroy(la);
