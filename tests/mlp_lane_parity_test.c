@@ -4,55 +4,18 @@
 // fork (as SAC calls it). On the CPU the lane only checks the call order; the numbers must match
 // there too, and the lane must be idle after every backward. ReLU layers' fused backward on the
 // GPU (cuBLASLt DRELU_BGRAD on the input-gradient matmul) against the CPU's unfused pair.
+#include "nn_side.h"
 #include "test.h"
 
 static tdm_dev *cpu;
 
-// One network with its buffers on one device.
-typedef struct {
-  tdm_dev *dev;
-  tdm_mlp *m;
-  tdm_mlp_acts *acts;
-  float *x, *dy, *y, *dx;  // (E, B, in) or (B, in), (E, B, out), (E, B, out), like x
-  size_t nx, ny;
-  int B;
-  bool shared;
-} side;
-
-static tdm_status side_make(side *s, tdm_dev *dev, const tdm_mlp_spec *spec, uint64_t seed, int B,
-                            bool shared) {
-  memset(s, 0, sizeof *s);
-  s->dev = dev;
-  s->B = B;
-  s->shared = shared;
-  s->nx = (shared ? 1 : (size_t)spec->members) * B * spec->sizes[0];
-  s->ny = (size_t)spec->members * B * spec->sizes[spec->n_layers];
-  TDM_TRY(tdm_mlp_create(dev, spec, &s->m));
-  TDM_TRY(tdm_mlp_init(s->m, seed));
-  TDM_TRY(tdm_mlp_acts_create(s->m, B, &s->acts));
-  TDM_TRY(tdm_dev_alloc(dev, s->nx * 4, (void **)&s->x));
-  TDM_TRY(tdm_dev_alloc(dev, s->nx * 4, (void **)&s->dx));
-  TDM_TRY(tdm_dev_alloc(dev, s->ny * 4, (void **)&s->y));
-  TDM_TRY(tdm_dev_alloc(dev, s->ny * 4, (void **)&s->dy));
-  float *h = malloc((s->nx > s->ny ? s->nx : s->ny) * 4);
-  tdm_t_rand(h, s->nx, -2.0f, 2.0f, seed + 1);
-  TDM_TRY(tdm_dev_h2d(dev, s->x, h, s->nx * 4));
-  tdm_t_rand(h, s->ny, -1.0f, 1.0f, seed + 2);
-  TDM_TRY(tdm_dev_h2d(dev, s->dy, h, s->ny * 4));
-  // the same NaN bytes in both sides' gradients and dx: anything left unwritten shows
+// side_make, then the same NaN bytes in dx and the gradients: anything left unwritten shows.
+static tdm_status side_make_poisoned(side *s, tdm_dev *dev, const tdm_mlp_spec *spec,
+                                     uint64_t seed, int B, bool shared) {
+  TDM_TRY(side_make(s, dev, spec, seed, B, shared));
   TDM_TRY(tdm_dev_memset(dev, s->dx, 0xFF, s->nx * 4));
   TDM_TRY(tdm_dev_memset(dev, s->m->grads, 0xFF, s->m->n_params * 4));
-  TDM_TRY(tdm_dev_sync(dev));
-  free(h);
-  return TDM_OK;
-}
-
-static void side_free(side *s) {
-  if (!s->m) return;
-  tdm_dev_free(s->dev, s->x), tdm_dev_free(s->dev, s->dx);
-  tdm_dev_free(s->dev, s->y), tdm_dev_free(s->dev, s->dy);
-  tdm_mlp_acts_destroy(s->acts);
-  tdm_mlp_destroy(s->m);
+  return tdm_dev_sync(dev);
 }
 
 // Forward, backward in mode (dx when want_dx), then Adam when cfg.
@@ -142,8 +105,8 @@ static void plain_equal(tdm_dev *dev) {
   for (int k = 0; k < nc && !tdm_t_failed_now; k++) {
     const lcase *c = &cs[k];
     side a, b;
-    CHECK_OK(side_make(&a, dev, &c->spec, 5 + k, c->B, c->shared));
-    CHECK_OK(side_make(&b, dev, &c->spec, 5 + k, c->B, c->shared));
+    CHECK_OK(side_make_poisoned(&a, dev, &c->spec, 5 + k, c->B, c->shared));
+    CHECK_OK(side_make_poisoned(&b, dev, &c->spec, 5 + k, c->B, c->shared));
     CHECK_OK(tdm_mlp_set_lane(b.m, lane));
     struct {
       tdm_grad_mode mode;
@@ -194,8 +157,8 @@ static void graph_equal(bool nested) {
   for (int k = 0; k < nc && !tdm_t_failed_now; k++) {
     const lcase *c = &cs[k];
     side a, b;
-    CHECK_OK(side_make(&a, gpu, &c->spec, 11 + k, c->B, c->shared));
-    CHECK_OK(side_make(&b, gpu, &c->spec, 11 + k, c->B, c->shared));
+    CHECK_OK(side_make_poisoned(&a, gpu, &c->spec, 11 + k, c->B, c->shared));
+    CHECK_OK(side_make_poisoned(&b, gpu, &c->spec, 11 + k, c->B, c->shared));
     CHECK_OK(tdm_mlp_set_lane(b.m, lane));
     for (int t = 0; t < 3; t++) CHECK_OK(step(&a, c->train, TDM_GRAD_SET, true, &cfg));
     tdm_graph *g = NULL;
@@ -252,7 +215,7 @@ static void test_gpu_chain_shorter(void) {
   int kern[2] = {0, 0}, path[2] = {0, 0};
   for (int k = 0; k < 2; k++) {
     side a;
-    CHECK_OK(side_make(&a, gpu, &s, 21, 256, true));
+    CHECK_OK(side_make_poisoned(&a, gpu, &s, 21, 256, true));
     CHECK_OK(tdm_mlp_set_lane(a.m, k ? lane : NULL));
     tdm_graph *g = NULL;
     CHECK_OK(tdm_graph_begin(gpu));
@@ -301,8 +264,8 @@ static void test_gpu_drelu_parity(void) {
   CHECK_OK(tdm_dev_lane_create(gpu, &lane));
   for (int k = 0; k < 3; k++) {
     side c, g;
-    CHECK_OK(side_make(&c, cpu, &cs[k].spec, 31 + k, cs[k].B, cs[k].shared));
-    CHECK_OK(side_make(&g, gpu, &cs[k].spec, 31 + k, cs[k].B, cs[k].shared));
+    CHECK_OK(side_make_poisoned(&c, cpu, &cs[k].spec, 31 + k, cs[k].B, cs[k].shared));
+    CHECK_OK(side_make_poisoned(&g, gpu, &cs[k].spec, 31 + k, cs[k].B, cs[k].shared));
     CHECK_OK(tdm_mlp_set_lane(g.m, lane));
     const tdm_grad_mode modes[3] = {TDM_GRAD_SET, TDM_GRAD_ACC, TDM_GRAD_NONE};
     const char *mname[3] = {"SET", "ACC", "NONE"};
@@ -337,7 +300,7 @@ static void test_gpu_drelu_taken(void) {
     SKIP("switched off by the environment");
   tdm_mlp_spec s = tdm_mlp_spec_make(23, 256, 2, 1, 2, TDM_ACT_RELU);
   side g;
-  CHECK_OK(side_make(&g, gpu, &s, 41, 256, true));
+  CHECK_OK(side_make_poisoned(&g, gpu, &s, 41, 256, true));
   CHECK_OK(step(&g, true, TDM_GRAD_SET, false, NULL));
   CHECK_OK(tdm_dev_sync(gpu));
   CHECKF(g.acts->rmask[0] && g.acts->rmask_ok[0] && g.acts->rmask_ok[1],
@@ -361,8 +324,8 @@ static void test_cpu_drelu_declined_equal(void) {
       const bool with_lane = v & 1, want_dx = v & 2;
       const tdm_grad_mode mode = v & 4 ? TDM_GRAD_NONE : TDM_GRAD_SET;
       side a, b;
-      CHECK_OK(side_make(&a, cpu, &specs[k], 51 + k, 16, k == 0));
-      CHECK_OK(side_make(&b, cpu, &specs[k], 51 + k, 16, k == 0));
+      CHECK_OK(side_make_poisoned(&a, cpu, &specs[k], 51 + k, 16, k == 0));
+      CHECK_OK(side_make_poisoned(&b, cpu, &specs[k], 51 + k, 16, k == 0));
       if (with_lane) CHECK_OK(tdm_mlp_set_lane(b.m, lane));
       CHECK_OK(tdm_mlp_forward(a.m, a.acts, a.x, a.B, a.shared, a.y, true));
       CHECK_OK(tdm_mlp_forward(b.m, b.acts, b.x, b.B, b.shared, b.y, true));
@@ -382,8 +345,8 @@ static void test_cpu_drelu_declined_equal(void) {
 static void test_cpu_busy_lane_refused(void) {
   tdm_mlp_spec s = tdm_mlp_spec_make(6, 16, 2, 3, 2, TDM_ACT_RELU);
   side a, b;
-  CHECK_OK(side_make(&a, cpu, &s, 3, 8, false));
-  CHECK_OK(side_make(&b, cpu, &s, 3, 8, false));
+  CHECK_OK(side_make_poisoned(&a, cpu, &s, 3, 8, false));
+  CHECK_OK(side_make_poisoned(&b, cpu, &s, 3, 8, false));
   tdm_dev_lane *lane = NULL;
   CHECK_OK(tdm_dev_lane_create(cpu, &lane));
   CHECK_OK(tdm_mlp_set_lane(b.m, lane));
