@@ -131,17 +131,8 @@ static tdm_status check_file(FILE *f, const char *path, ckpt_header *h, long *si
   if ((uint64_t)size < sizeof *h + h->config_len + h->state_len + sizeof t)
     return TDM_FAIL(TDM_ERR_FORMAT, "checkpoint %s is truncated (%ld bytes, sections need more)",
                     path, size);
-  rewind(f);
   uint32_t crc = 0;
-  long left = size - (long)sizeof t;
-  char buf[1 << 16];
-  while (left > 0) {
-    size_t want = left < (long)sizeof buf ? (size_t)left : sizeof buf;
-    size_t got = fread(buf, 1, want, f);
-    if (got != want) return TDM_FAIL(TDM_ERR_IO, "checkpoint %s: read error", path);
-    crc = tdm_crc32(crc, buf, got);
-    left -= (long)got;
-  }
+  TDM_TRY(crc_prefix(f, size - (long)sizeof t, &crc, path));
   if (crc != t.crc)
     return TDM_FAIL(TDM_ERR_FORMAT,
                     "checkpoint %s is corrupt (CRC-32 %08x, the file says %08x); use an older "
