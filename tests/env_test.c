@@ -239,6 +239,41 @@ static void test_reset_seed_mask_threads(void) {
   tdm_pool_destroy(pool);
 }
 
+// tdm_env_reset_each is the per-slot loop of tdm_env_reset calls (one-hot masks) in one pass: same
+// observations, and the same streams afterwards (a further CONTINUE reset matches too).
+static void test_reset_each_matches_per_slot_resets(void) {
+  const int N = 11;
+  tdm_env *a = NULL, *b = NULL;
+  tdm_pool *pool = NULL;
+  CHECK_OK(tdm_pool_create(2, &pool));
+  CHECK_OK(tdm_env_create("pendulum", N, NULL, NULL, &a));
+  CHECK_OK(tdm_env_create("pendulum", N, NULL, pool, &b));
+  float oa[N * 3], ob[N * 3];
+  CHECK_OK(tdm_env_reset(a, 5, NULL, oa));
+  CHECK_OK(tdm_env_reset(b, 5, NULL, ob));
+  uint8_t mask[N], one[N];
+  uint64_t seeds[N];
+  for (int i = 0; i < N; i++) {
+    mask[i] = (uint8_t)(i % 4 != 1);
+    seeds[i] = i % 4 == 3 ? TDM_ENV_CONTINUE : 1000 + 7 * (uint64_t)i;
+  }
+  for (int i = 0; i < N; i++) {
+    if (!mask[i]) continue;
+    memset(one, 0, sizeof one);
+    one[i] = 1;
+    CHECK_OK(tdm_env_reset(a, seeds[i], one, oa));
+  }
+  CHECK_OK(tdm_env_reset_each(b, seeds, mask, ob));
+  CHECK(!memcmp(oa, ob, sizeof oa));
+  CHECK_OK(tdm_env_reset(a, TDM_ENV_CONTINUE, NULL, oa));
+  CHECK_OK(tdm_env_reset(b, TDM_ENV_CONTINUE, NULL, ob));
+  CHECK(!memcmp(oa, ob, sizeof oa));
+  CHECK(tdm_env_reset_each(b, NULL, mask, ob) == TDM_ERR_ARG);
+  tdm_env_destroy(a);
+  tdm_env_destroy(b);
+  tdm_pool_destroy(pool);
+}
+
 static void test_classic_nan_action_recovers(void) {
   tdm_env *e = NULL;
   CHECK_OK(tdm_env_create("pendulum", 2, NULL, NULL, &e));
@@ -867,6 +902,7 @@ int main(void) {
   TDM_RUN(test_mountain_car_pinned);
   TDM_RUN(test_classic_truncation_and_stats);
   TDM_RUN(test_reset_seed_mask_threads);
+  TDM_RUN(test_reset_each_matches_per_slot_resets);
   TDM_RUN(test_classic_nan_action_recovers);
   TDM_RUN(test_classic_sim_and_linearize);
   TDM_RUN(test_mj_specs);

@@ -73,6 +73,11 @@ int tdm_env_num(const tdm_env *env);
 tdm_status tdm_env_reset(tdm_env *env, uint64_t seed, const uint8_t *mask,
                          float *obs);  // obs: (N, O)
 
+// As tdm_env_reset, with a seed per instance: masked instance i restarts its stream at
+// (seeds[i], i), or keeps it going where seeds[i] is TDM_ENV_CONTINUE. One pass over the instances.
+tdm_status tdm_env_reset_each(tdm_env *env, const uint64_t *seeds, const uint8_t *mask,
+                              float *obs);  // seeds: (N), obs: (N, O)
+
 // Step all N instances with agent actions in [-1, 1]. Writes the next observation (the true final
 // one when an episode ends), the reward, and the terminated / truncated flags (0 or 1). An instance
 // whose simulation went unstable (MuJoCo warning or non-finite state) is counted

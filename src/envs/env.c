@@ -170,7 +170,6 @@ struct tdm_env {
   double *ep_return;     // (N)
   int64_t *ep_len;       // (N)
   uint8_t *done;         // (N) finished and not reset yet
-  uint64_t seed;
   atomic_long unstable;
   const void *mj_model;
 };
@@ -353,16 +352,29 @@ static void reset_range(void *ctx, int64_t b, int64_t end, int w) {
   }
 }
 
-tdm_status tdm_env_reset(tdm_env *e, uint64_t seed, const uint8_t *mask, float *obs) {
-  if (!obs) return TDM_FAIL(TDM_ERR_ARG, "tdm_env_reset: obs is NULL");
-  if (seed != TDM_ENV_CONTINUE) {
-    e->seed = seed;
-    for (int i = 0; i < e->n; i++)
-      if (!mask || mask[i]) tdm_rng_init(&e->rng[i], seed, (uint64_t)i);
-  }
+// Reset the masked instances (their streams already seeded) on the pool.
+static void reset_masked(tdm_env *e, const uint8_t *mask, float *obs) {
   env_ctx c = {.e = e, .mask = mask, .obs = obs};
   // MuJoCo: the grain of step, so that each instance is reset by the worker that steps it
   tdm_pool_for(e->pool, e->n, e->spec.mujoco ? 1 : 16, reset_range, &c);
+}
+
+tdm_status tdm_env_reset(tdm_env *e, uint64_t seed, const uint8_t *mask, float *obs) {
+  if (!obs) return TDM_FAIL(TDM_ERR_ARG, "tdm_env_reset: obs is NULL");
+  if (seed != TDM_ENV_CONTINUE)
+    for (int i = 0; i < e->n; i++)
+      if (!mask || mask[i]) tdm_rng_init(&e->rng[i], seed, (uint64_t)i);
+  reset_masked(e, mask, obs);
+  return TDM_OK;
+}
+
+tdm_status tdm_env_reset_each(tdm_env *e, const uint64_t *seeds, const uint8_t *mask,
+                              float *obs) {
+  if (!obs || !seeds) return TDM_FAIL(TDM_ERR_ARG, "tdm_env_reset_each: obs or seeds is NULL");
+  for (int i = 0; i < e->n; i++)
+    if ((!mask || mask[i]) && seeds[i] != TDM_ENV_CONTINUE)
+      tdm_rng_init(&e->rng[i], seeds[i], (uint64_t)i);
+  reset_masked(e, mask, obs);
   return TDM_OK;
 }
 

@@ -36,6 +36,7 @@ struct tdm_trainer {
   uint8_t *term, *trunc, *need_reset;    // (N) each
   uint8_t *mask;                         // (N)
   int64_t *ep_num;                       // (N) episodes started in each env slot
+  uint64_t *reset_seed;                  // (N) reset-noise seeds of the slots being reset
   trainer_state s;
   tdm_agent_stats stats;
   bool have_stats;
@@ -372,6 +373,7 @@ void tdm_trainer_destroy(tdm_trainer *t) {
   tdm_dev_close(t->dev);
   free(t->obs), free(t->next_obs), free(t->act), free(t->reward);
   free(t->term), free(t->trunc), free(t->need_reset), free(t->mask), free(t->ep_num);
+  free(t->reset_seed);
   free(t->cfg_text);
   free(t);
 }
@@ -438,8 +440,9 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
   t->need_reset = calloc(N, 1);
   t->mask = calloc(N, 1);
   t->ep_num = calloc(N, sizeof(int64_t));
+  t->reset_seed = calloc(N, sizeof(uint64_t));
   if (!t->obs || !t->next_obs || !t->act || !t->reward || !t->term || !t->trunc || !t->need_reset ||
-      !t->mask || !t->ep_num) {
+      !t->mask || !t->ep_num || !t->reset_seed) {
     st = TDM_FAIL(TDM_ERR_OOM, "trainer: out of host memory for %d envs", t->N);
     goto fail;
   }
@@ -563,17 +566,23 @@ static tdm_status do_eval(tdm_trainer *t) {
   return ferror(t->evalf) ? TDM_FAIL(TDM_ERR_IO, "writing %s/eval.csv failed", t->run_dir) : TDM_OK;
 }
 
+// Reset the slots that need it, each with its episode's seed, in one pass over the env.
 static tdm_status reset_finished(tdm_trainer *t) {
   const tdm_train_cfg *v = &t->cfg->v;
+  bool any = false;
   for (int i = 0; i < t->N; i++) {
+    t->mask[i] = t->need_reset[i];
     if (!t->need_reset[i]) continue;
-    memset(t->mask, 0, (size_t)t->N);
-    t->mask[i] = 1;
-    TDM_TRY(
-        tdm_env_reset(t->env, episode_seed((uint64_t)v->seed, i, t->ep_num[i]), t->mask, t->obs));
-    t->ep_num[i]++;
-    t->need_reset[i] = 0;
+    t->reset_seed[i] = episode_seed((uint64_t)v->seed, i, t->ep_num[i]);
+    any = true;
   }
+  if (!any) return TDM_OK;
+  TDM_TRY(tdm_env_reset_each(t->env, t->reset_seed, t->mask, t->obs));
+  for (int i = 0; i < t->N; i++)
+    if (t->mask[i]) {
+      t->ep_num[i]++;
+      t->need_reset[i] = 0;
+    }
   return TDM_OK;
 }
 
