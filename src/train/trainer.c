@@ -382,6 +382,14 @@ tdm_agent *tdm_trainer_agent(tdm_trainer *t) {
   return t->agent;
 }
 
+// The next event step of an interval `every` (<= 0: never) after a resume at step: next as saved,
+// unless the interval shrank below it or was off, then the next multiple of every after step.
+static int64_t reschedule(int64_t next, int64_t step, int64_t every) {
+  if (every <= 0) return INT64_MAX;
+  if (next == INT64_MAX || next - step > every) return (step / every + 1) * every;
+  return next;
+}
+
 tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, tdm_trainer **out) {
   *out = NULL;
   const tdm_train_cfg *v = &cfg->v;
@@ -458,16 +466,9 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
   if (t->opts.resume_dir) {
     TDM_TRYG(load_checkpoint(t));
     // intervals may have changed on resume: schedule from the current step
-    if (v->eval_every <= 0)
-      t->s.next_eval = INT64_MAX;
-    else if (t->s.next_eval == INT64_MAX || t->s.next_eval - t->s.step > v->eval_every)
-      t->s.next_eval = (t->s.step / v->eval_every + 1) * v->eval_every;
-    if (v->checkpoint_every <= 0)
-      t->s.next_ckpt = INT64_MAX;
-    else if (t->s.next_ckpt == INT64_MAX || t->s.next_ckpt - t->s.step > v->checkpoint_every)
-      t->s.next_ckpt = (t->s.step / v->checkpoint_every + 1) * v->checkpoint_every;
-    if (t->s.next_log - t->s.step > v->log_every)
-      t->s.next_log = (t->s.step / v->log_every + 1) * v->log_every;
+    t->s.next_eval = reschedule(t->s.next_eval, t->s.step, v->eval_every);
+    t->s.next_ckpt = reschedule(t->s.next_ckpt, t->s.step, v->checkpoint_every);
+    t->s.next_log = reschedule(t->s.next_log, t->s.step, v->log_every);
   }
   for (int i = 0; i < t->N; i++) t->need_reset[i] = 1;  // every slot starts a fresh episode
 
