@@ -221,20 +221,16 @@ static tdm_status make_task(const char *task, const config_setting_t *cfg, tdm_t
 tdm_status tdm_env_create(const char *task, int n, const struct config_setting_t *cfg,
                           tdm_pool *pool, tdm_env **out) {
   *out = NULL;
+  const char *t = NULL;  // the config's task key
+  TDM_TRY(tdm_envcfg_str(cfg, "task", &t));
   if (!task) {
-    const char *t = NULL;
-    TDM_TRY(tdm_envcfg_str(cfg, "task", &t));
     if (!t) return TDM_FAIL(TDM_ERR_CONFIG, "env: no task given (set key task = \"pendulum\"...)");
     task = t;
-  } else {
-    const char *t = NULL;
-    TDM_TRY(tdm_envcfg_str(cfg, "task", &t));
-    if (t && strcmp(t, task)) {
-      char w[300];
-      return TDM_FAIL(
-          TDM_ERR_CONFIG, "%s: env key task = \"%s\" contradicts the task \"%s\" asked for",
-          tdm_envcfg_where(config_setting_get_member(cfg, "task"), w, sizeof w), t, task);
-    }
+  } else if (t && strcmp(t, task)) {
+    char w[300];
+    return TDM_FAIL(TDM_ERR_CONFIG,
+                    "%s: env key task = \"%s\" contradicts the task \"%s\" asked for",
+                    tdm_envcfg_where(config_setting_get_member(cfg, "task"), w, sizeof w), t, task);
   }
   if (n < 1) return TDM_FAIL(TDM_ERR_ARG, "env %s: number of instances %d must be >= 1", task, n);
   tdm_task_made made;
@@ -368,8 +364,7 @@ tdm_status tdm_env_reset(tdm_env *e, uint64_t seed, const uint8_t *mask, float *
   return TDM_OK;
 }
 
-tdm_status tdm_env_reset_each(tdm_env *e, const uint64_t *seeds, const uint8_t *mask,
-                              float *obs) {
+tdm_status tdm_env_reset_each(tdm_env *e, const uint64_t *seeds, const uint8_t *mask, float *obs) {
   if (!obs || !seeds) return TDM_FAIL(TDM_ERR_ARG, "tdm_env_reset_each: obs or seeds is NULL");
   for (int i = 0; i < e->n; i++)
     if ((!mask || mask[i]) && seeds[i] != TDM_ENV_CONTINUE)
