@@ -13,6 +13,9 @@ typedef struct {
 // True when argv holds --help or -h (then the command prints its usage and returns 0).
 int tdm_cli_wants_help(int argc, char **argv);
 
+// Parse a non-negative decimal integer argument (no sign, no empty string); 1 when valid.
+int tdm_cli_parse_u64(const char *s, unsigned long long *v);
+
 // Benchmark --device choice: "auto" (CPU rows, and GPU rows when a GPU is visible), "cpu" or
 // "cuda[:N]". Fills which rows to run, the GPU spec and why GPU rows are skipped; returns 0 (after
 // printing the error) for an unknown value.

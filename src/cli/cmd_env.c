@@ -83,15 +83,6 @@ static void rollout_usage(FILE *f) {
           "  --out FILE       write the CSV to FILE (default: standard output)\n");
 }
 
-// parse an unsigned integer argument
-static int parse_u64(const char *s, unsigned long long *v) {
-  char *end;
-  errno = 0;
-  if (!s[0] || s[0] == '-') return 0;
-  *v = strtoull(s, &end, 10);
-  return errno == 0 && *end == 0;
-}
-
 // Read an actions CSV: rows of A numbers, or a CSV with a header naming columns act_0..act_{A-1}
 // (a file written by tandem rollout). Returns a malloc'd (rows, A) array or NULL (printed).
 static float *read_actions(const char *path, int A, long *rows_out) {
@@ -222,12 +213,12 @@ int tdm_cmd_rollout(int argc, char **argv) {
     }
     const char *v = argv[++i];
     if (!strcmp(a, "--seed")) {
-      if (!parse_u64(v, &seed)) {
+      if (!tdm_cli_parse_u64(v, &seed)) {
         fprintf(stderr, "tandem rollout: error: --seed \"%s\" is not a non-negative integer\n", v);
         return 2;
       }
     } else if (!strcmp(a, "--steps")) {
-      if (!parse_u64(v, &steps) || steps < 1 || steps > 100000000ULL) {
+      if (!tdm_cli_parse_u64(v, &steps) || steps < 1 || steps > 100000000ULL) {
         fprintf(stderr, "tandem rollout: error: --steps \"%s\" must be an integer in [1, 1e8]\n",
                 v);
         return 2;

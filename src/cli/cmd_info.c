@@ -1,5 +1,7 @@
 // tandem version, tandem devices.
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -12,6 +14,14 @@ int tdm_cli_wants_help(int argc, char **argv) {
 
 void tdm_cli_error(const char *what) {
   fprintf(stderr, "tandem: error: %s%s%s\n", what ? what : "", what ? ": " : "", tdm_errmsg());
+}
+
+int tdm_cli_parse_u64(const char *s, unsigned long long *v) {
+  char *end;
+  errno = 0;
+  if (!s[0] || s[0] == '-') return 0;
+  *v = strtoull(s, &end, 10);
+  return errno == 0 && *end == 0;
 }
 
 int tdm_cli_bench_devices(const char *device, bool *want_cpu, bool *want_gpu,

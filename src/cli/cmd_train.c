@@ -208,8 +208,7 @@ int tdm_cmd_eval(int argc, char **argv) {
           return 2;
         }
       } else {
-        seed = strtoull(v, &end, 10);
-        if (*end || errno) {
+        if (!tdm_cli_parse_u64(v, &seed)) {
           fprintf(stderr, "tandem eval: --seed %s: expected a non-negative integer\n", v);
           return 2;
         }
