@@ -221,6 +221,73 @@ static void test_config_resolved_round_trip(void) {
   tdm_config_free(&b);
 }
 
+// agent.fused_update and agent.graph_streams: defaults equal the SAC defaults, file values and
+// overrides reach the agent configuration, bad values are refused naming the key, and both may
+// change on resume (left out of the hash).
+static void test_config_sac_exec_keys(void) {
+  tdm_config c;
+  const tdm_sac_cfg sd = tdm_sac_defaults();
+  CHECK_OK(load_text("exec0.cfg", "seed = 1;\n", NULL, 0, &c));
+  CHECK(c.v.fused_update && c.v.graph_streams == 2);
+  tdm_agent_cfg ac = tdm_run_agent_cfg(&c.v);
+  CHECK(ac.sac.fused_update == sd.fused_update && ac.sac.graph_streams == sd.graph_streams);
+  uint32_t h = tdm_config_hash(&c);
+  tdm_config_free(&c);
+  CHECK_OK(load_text("exec1.cfg",
+                     "seed = 1;\nagent = { fused_update = false; graph_streams = 1; };\n", NULL, 0,
+                     &c));
+  CHECK(!c.v.fused_update && c.v.graph_streams == 1);
+  ac = tdm_run_agent_cfg(&c.v);
+  CHECK(!ac.sac.fused_update && ac.sac.graph_streams == 1);
+  CHECK(tdm_config_hash(&c) == h);  // may change on resume: not part of the hash
+  char *t = NULL;
+  size_t tn = 0;
+  FILE *f = open_memstream(&t, &tn);
+  CHECK_OK(tdm_config_write(&c, f));
+  fclose(f);
+  CHECKF(t && strstr(t, "fused_update = false;") && strstr(t, "graph_streams = 1;"), "text: %s",
+         t ? t : "");
+  free(t);
+  tdm_config_free(&c);
+  const char *ov[] = {"agent.fused_update=false", "agent.graph_streams=1"};
+  CHECK_OK(load_text("exec2.cfg", "agent = { fused_update = true; };\n", ov, 2, &c));
+  CHECK(!c.v.fused_update && c.v.graph_streams == 1);
+  ac = tdm_run_agent_cfg(&c.v);
+  CHECK(!ac.sac.fused_update && ac.sac.graph_streams == 1);
+  tdm_config_free(&c);
+  // refusals name the key
+  static const struct {
+    const char *text, *want;
+  } bad[] = {
+      {"agent = { fused_update = 1; };\n", "true or false"},
+      {"agent = { fused_update = \"no\"; };\n", "true or false"},
+      {"agent = { graph_streams = 3; };\n", "out of range"},
+      {"agent = { graph_streams = 0; };\n", "out of range"},
+      {"agent = { graph_streams = 1.5; };\n", "expected an integer in [1, 2]"},
+      {"agent = { graph_streams = true; };\n", "expected an integer in [1, 2]"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK(load_text("exec_bad.cfg", bad[i].text, NULL, 0, &c) == TDM_ERR_CONFIG);
+    const char *key = strstr(bad[i].text, "fused") ? "agent.fused_update" : "agent.graph_streams";
+    CHECKF(strstr(tdm_errmsg(), "exec_bad.cfg:1") && strstr(tdm_errmsg(), key) &&
+               strstr(tdm_errmsg(), bad[i].want),
+           "%s -> %s", bad[i].text, tdm_errmsg());
+    tdm_config_free(&c);
+  }
+  const char *ovb[] = {"agent.graph_streams=4"};
+  CHECK(load_text("exec3.cfg", "", ovb, 1, &c) == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "override -s agent.graph_streams=4") &&
+             strstr(tdm_errmsg(), "out of range"),
+         "message: %s", tdm_errmsg());
+  tdm_config_free(&c);
+  const char *ovc[] = {"agent.fused_update=0"};
+  CHECK(load_text("exec4.cfg", "", ovc, 1, &c) == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "override -s agent.fused_update=0") &&
+             strstr(tdm_errmsg(), "true or false"),
+         "message: %s", tdm_errmsg());
+  tdm_config_free(&c);
+}
+
 // ---------------------------------------------------------------------------------------------
 // runs, checkpoints, resume
 
@@ -446,9 +513,15 @@ static void test_checkpoint_refusals(void) {
   // the intact checkpoint resumes (nothing left to do: 400 of 400 steps), also with keys that
   // may change on resume changed
   tdm_config c4;
-  const char *ov4[] = {"total_steps=400", "checkpoint_every=0", "eval_episodes=20", "log_every=50",
-                       "eval_every=0"};
-  CHECK_OK(tiny_cfg(&c4, "bad", ov4, 5));
+  const char *ov4[] = {"total_steps=400",
+                       "checkpoint_every=0",
+                       "eval_episodes=20",
+                       "log_every=50",
+                       "eval_every=0",
+                       "agent.use_graph=false",
+                       "agent.fused_update=false",
+                       "agent.graph_streams=1"};
+  CHECK_OK(tiny_cfg(&c4, "bad", ov4, 8));
   st = train(&c4, r.run_dir, NULL, &r, NULL);
   tdm_config_free(&c4);
   CHECK_OK(st);
@@ -716,6 +789,7 @@ int main(void) {
   TDM_RUN(test_config_parse_error_line);
   TDM_RUN(test_config_overrides);
   TDM_RUN(test_config_resolved_round_trip);
+  TDM_RUN(test_config_sac_exec_keys);
   TDM_RUN(test_afile_atomic);
   TDM_RUN(test_run_dir_and_checkpoints);
   TDM_RUN(test_checkpoint_refusals);

@@ -55,6 +55,8 @@ typedef struct {
   double target_entropy;       // used when not auto
   bool use_graph;              // capture the update as a CUDA graph (GPU only)
   bool tf32;                   // allow TF32 GEMMs (GPU only)
+  bool fused_update;           // one persistent kernel per update when the shapes allow (GPU)
+  int graph_streams;           // streams of an update: 2 forks independent work, 1 (GPU only)
 } tdm_train_cfg;
 
 // A loaded configuration: the libconfig tree (owns the env group) and the resolved values.

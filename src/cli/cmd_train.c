@@ -50,7 +50,8 @@ static void train_usage(FILE *f) {
       "                       -s agent.lr=1e-3  -s env.task=\\\"hopper\\\"  -s save_replay=true\n"
       "  --device D           auto | cpu | cuda | cuda:N (same as -s device=\\\"D\\\")\n"
       "  --resume RUN_DIR     continue RUN_DIR with its config.cfg (only device, total_steps,\n"
-      "                       intervals, threads, run_dir, use_graph, tf32 may change)\n"
+      "                       intervals, threads, run_dir, use_graph, tf32, fused_update,\n"
+      "                       graph_streams may change)\n"
       "  --quiet              no progress line (batch jobs)\n\n"
       "keys (default, meaning, allowed values):\n");
   tdm_config_print_schema(f);

@@ -81,6 +81,8 @@ tdm_agent_cfg tdm_run_agent_cfg(const tdm_train_cfg *v) {
   a.sac.target_entropy = (float)v->target_entropy;
   a.sac.use_graph = v->use_graph;
   a.sac.tf32 = v->tf32;
+  a.sac.fused_update = v->fused_update;
+  a.sac.graph_streams = v->graph_streams;
   return a;
 }
 
