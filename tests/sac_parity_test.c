@@ -284,6 +284,8 @@ static void test_graph_equals_plain(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = parity_cfg();
   c.target_update_interval = 3;  // three graph variants in play
+  c.fused_update = false;  // the op graph: bitwise equal to plain launches (the fused kernel sums
+                           // in another order; tests/sac_fused_test.c covers it)
   tdm_agent_dims dims = {17, 6, 2};
   tdm_agent *x, *y;
   CHECK_OK(tdm_sac_create(g, &c, &dims, 13, &x));
@@ -360,6 +362,8 @@ static void test_streams_equal_one_stream(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = parity_cfg();
   c.target_update_interval = 3;
+  c.fused_update = false;  // the op graph's streams (the fused kernel is one launch, not bitwise
+                           // equal to the op path; tests/sac_fused_test.c covers it)
   tdm_agent_dims dims = {17, 6, 2};
   for (int stacked = 0; stacked < 2; stacked++) {
     tdm_agent *x, *y, *z;
