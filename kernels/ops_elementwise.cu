@@ -1,6 +1,7 @@
 // Elementwise GPU ops: bias add and bias gradient, activations and their backward, fill, axpby,
 // scale, clamp, mul, gather_rows, Polyak averaging, symlog / symexp and the two-hot encoding.
 // Grid-stride loops with 64-bit indices; pointers that the contract lets alias are not restrict.
+#include "act.cuh"
 #include "cuda_common.cuh"
 
 #define EW_THREADS 256
@@ -62,46 +63,6 @@ extern "C" tdm_status tdm_cuda_bias_grad(tdm_dev *dev, float *db, const float *d
 
 // ---------------------------------------------------------------------------------------------
 // activations
-
-// sigmoid without overflow on either side (the CPU twin's form)
-static __device__ __forceinline__ float sigmoidf_(float x) {
-  if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-  float e = expf(x);
-  return e / (1.0f + e);
-}
-
-// softplus(x) = log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))
-static __device__ __forceinline__ float softplusf_(float x) {
-  return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)));
-}
-
-template <int ACT>
-static __device__ __forceinline__ float act_f(float x) {
-  if (ACT == TDM_ACT_RELU) return x > 0.0f ? x : 0.0f;
-  if (ACT == TDM_ACT_TANH) return tanhf(x);
-  if (ACT == TDM_ACT_SILU) return x * sigmoidf_(x);
-  if (ACT == TDM_ACT_MISH) return x * tanhf(softplusf_(x));
-  if (ACT == TDM_ACT_ELU) return x > 0.0f ? x : expm1f(x);
-  return x;
-}
-
-// d act / dx at x, given y = act(x)
-template <int ACT>
-static __device__ __forceinline__ float act_df(float x, float y) {
-  if (ACT == TDM_ACT_RELU) return x > 0.0f ? 1.0f : 0.0f;
-  if (ACT == TDM_ACT_TANH) return 1.0f - y * y;
-  if (ACT == TDM_ACT_SILU) {
-    float s = sigmoidf_(x);
-    return s * (1.0f + x * (1.0f - s));
-  }
-  if (ACT == TDM_ACT_MISH) {
-    // d/dx x tanh(sp(x)) = tanh(sp) + x (1 - tanh(sp)^2) sigmoid(x)
-    float t = tanhf(softplusf_(x));
-    return t + x * (1.0f - t * t) * sigmoidf_(x);
-  }
-  if (ACT == TDM_ACT_ELU) return x > 0.0f ? 1.0f : expf(x);
-  return 1.0f;
-}
 
 template <int ACT>
 static __global__ void act_forward_kernel(const float *x, float *y, size_t n) {

@@ -4,32 +4,10 @@
 // elements uses curand_init(seed, calls * 256 + stream, 4 g) and one curand4 / curand_normal4;
 // element i takes lane i % 4. Uniforms are formed with explicitly rounded multiply and add (no
 // fused multiply-add) so that they equal the CPU twin's bit for bit.
-#include <curand_kernel.h>
-
 #include "cuda_common.cuh"
+#include "philox.cuh"
 
 #define RNG_THREADS 256
-
-// Philox state for block g of the op's sub-stream.
-static __device__ __forceinline__ void rng_block_init(const tdm_rng_ctr *rng, uint32_t stream,
-                                                      size_t g, curandStatePhilox4_32_10_t *st) {
-  unsigned long long seed = rng->seed, calls = rng->calls;
-  unsigned long long sub = calls * 256ull + (unsigned long long)(stream & 255u);
-  curand_init(seed, sub, 4ull * (unsigned long long)g, st);
-}
-
-// Uniform in (0, 1] from 32 bits, as core.h's tdm_u32_uniform: two roundings, never an FMA.
-static __device__ __forceinline__ float u32_uniform(uint32_t x) {
-  return __fadd_rn(__fmul_rn((float)x, 2.3283064e-10f), 2.3283064e-10f / 2.0f);
-}
-
-// Lane k of a uint4 / float4.
-static __device__ __forceinline__ uint32_t lane_u(uint4 v, int k) {
-  return k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w));
-}
-static __device__ __forceinline__ float lane_f(float4 v, int k) {
-  return k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w));
-}
 
 // Elements [4 g, min(4 g + 4, n)) of block g.
 #define RNG_BLOCK_LOOP(g, n)                                                        \

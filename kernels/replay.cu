@@ -1,19 +1,11 @@
 // Fused replay-buffer kernels; CPU twins in src/agents/replay_ops_cpu.c. One thread per element
 // of the packed row (all arrays side by side), grid-stride loops.
-#include <curand_kernel.h>
-
 #include "../src/agents/replay_ops.h"
 #include "cuda_common.cuh"
+#include "philox.cuh"
+#include "replay_dev.cuh"
 
 #define RP_THREADS 256
-
-// array k and column c of packed column j
-static __device__ __forceinline__ int col_of(const tdm_replay_cols &cols, int j, int *c) {
-  int k = 0;
-  while (k < TDM_REPLAY_NCOLS - 1 && j >= cols.width[k]) j -= cols.width[k++];
-  *c = j;
-  return k;
-}
 
 static __global__ void put_kernel(tdm_replay_cols cols, const float *__restrict__ src, int n,
                                   int64_t pos, int64_t capacity, int32_t *size_dev,
@@ -54,23 +46,6 @@ extern "C" tdm_status tdm_replay_cuda_gather_cols(tdm_dev *dev, const tdm_replay
   gather_cols_kernel<<<tdm_grid_for(dev, total, RP_THREADS), RP_THREADS, 0, tdm_stream_of(dev)>>>(
       *cols, idx, n);
   return TDM_LAUNCH_CHECK("replay gather_cols_kernel");
-}
-
-// Index of batch row r as fill_randint_kernel (kernels/ops_random.cu) draws it: Philox block
-// g = r / 4 of sub-stream calls * 256 + stream, lane r % 4, u in (0, 1] formed with two explicit
-// roundings, floor(u * bound) clamped to [0, bound - 1].
-static __device__ __forceinline__ int32_t sample_index(const tdm_rng_ctr *rng, uint32_t stream,
-                                                       int r, int32_t b) {
-  unsigned long long sub = rng->calls * 256ull + (unsigned long long)(stream & 255u);
-  curandStatePhilox4_32_10_t st;
-  curand_init(rng->seed, sub, 4ull * (unsigned long long)(r / 4), &st);
-  uint4 v = curand4(&st);
-  const int k = r % 4;
-  uint32_t x = k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w));
-  float u = __fadd_rn(__fmul_rn((float)x, 2.3283064e-10f), 2.3283064e-10f / 2.0f);
-  int32_t q = (int32_t)floorf(__fmul_rn(u, (float)b));
-  if (q > b - 1) q = b - 1;
-  return q < 0 ? 0 : q;
 }
 
 // One thread per element of the packed batch row: each draws its row's index (counter-based, so

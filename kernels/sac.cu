@@ -3,15 +3,10 @@
 // SAC_RED_THREADS threads (strided per-thread sums, then a fixed-order block sum): deterministic.
 #include "../src/agents/sac_ops.h"
 #include "cuda_common.cuh"
+#include "sac_math.cuh"
 
 #define SAC_THREADS 256
 #define SAC_RED_THREADS 256
-
-// 1 - tanh(u)^2 without cancellation (as the CPU twin)
-static __device__ __forceinline__ float sech2(float u) {
-  float e = expf(-2.0f * fabsf(u));
-  return 4.0f * e / ((1.0f + e) * (1.0f + e));
-}
 
 // out (B, dx + dy) = [x | y]
 static __global__ void concat_kernel(const float *__restrict__ x, int dx,
@@ -41,13 +36,8 @@ static __global__ void squash_fwd_kernel(const float *__restrict__ head,
   TDM_GRID_LOOP(b, (size_t)B) {
     const float *mean = head + b * 2 * A, *log_std = mean + A;
     float lp = 0.0f;
-    for (int j = 0; j < A; j++) {
-      float s = fminf(fmaxf(log_std[j], lo), hi);
-      float e = eps ? eps[b * A + j] : 0.0f;
-      float u = mean[j] + expf(s) * e;
-      act[b * A + j] = tanhf(u);
-      lp += -0.5f * e * e - s - TDM_SAC_HALF_LOG_2PI - logf(sech2(u) + TDM_SAC_TANH_EPS);
-    }
+    for (int j = 0; j < A; j++)
+      lp += squash_elem(mean[j], log_std[j], eps ? eps[b * A + j] : 0.0f, lo, hi, &act[b * A + j]);
     if (logp) logp[b] = lp;
   }
 }
@@ -69,17 +59,9 @@ static __global__ void squash_bwd_kernel(const float *__restrict__ head,
   TDM_GRID_LOOP(i, (size_t)B * A) {
     size_t b = i / A;
     int j = (int)(i % A);
-    float m = head[b * 2 * A + j], ls = head[b * 2 * A + A + j];
-    float s = fminf(fmaxf(ls, lo), hi);
-    float e = eps ? eps[i] : 0.0f;
-    float a = act[i];
-    float da = dact ? dact[b * ld_dact + j] : 0.0f;
-    float dl = dlogp ? dlogp[b] : 0.0f;
-    float om = sech2(m + expf(s) * e);  // 1 - a^2
-    float du = da * om + dl * 2.0f * a * om / (om + TDM_SAC_TANH_EPS);
-    dhead[b * 2 * A + j] = du;
-    float ds = du * expf(s) * e - dl;
-    dhead[b * 2 * A + A + j] = (ls >= lo && ls <= hi) ? ds : 0.0f;
+    squash_bwd_elem(head[b * 2 * A + j], head[b * 2 * A + A + j], eps ? eps[i] : 0.0f, act[i],
+                    dact ? dact[b * ld_dact + j] : 0.0f, dlogp ? dlogp[b] : 0.0f, lo, hi,
+                    &dhead[b * 2 * A + j], &dhead[b * 2 * A + A + j]);
   }
 }
 
@@ -197,13 +179,10 @@ static __global__ void squash_cat_kernel(const float *__restrict__ head,
     const float *mean = head + b * 2 * A, *log_std = mean + A;
     float lp = 0.0f;
     for (int j = 0; j < A; j++) {
-      float s = fminf(fmaxf(log_std[j], lo), hi);
-      float e = eps ? eps[b * A + j] : 0.0f;
-      float u = mean[j] + expf(s) * e;
-      float a = tanhf(u);
+      float a;
+      lp += squash_elem(mean[j], log_std[j], eps ? eps[b * A + j] : 0.0f, lo, hi, &a);
       xq[b * W + O + j] = a;
       if (act) act[b * A + j] = a;
-      lp += -0.5f * e * e - s - TDM_SAC_HALF_LOG_2PI - logf(sech2(u) + TDM_SAC_TANH_EPS);
     }
     if (logp) logp[b] = lp;
   }

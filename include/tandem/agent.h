@@ -40,6 +40,10 @@ typedef struct {
   int max_seq_rows;                // replay sequence sampling rows (0 = off; world models set it)
   int graph_streams;  // 2: an update forks independent work onto a second stream (parallel graph
                       // branches on the GPU; the same numbers); 1 (or 0): one stream
+  bool fused_update;  // true: on the GPU with use_graph, one update is one persistent kernel
+                      // (kernels/sac_fused.cu) when the shapes allow it (tdm_sac_fused_active);
+                      // false: the captured graph of ops. Same algorithm, GEMMs summed in another
+                      // order (not bitwise equal to the op path)
 } tdm_sac_cfg;
 
 // Stable-Baselines3 defaults (above).
@@ -143,6 +147,12 @@ float *tdm_sac_log_alpha(tdm_agent *a);
 // Run n updates on the batch b (already gathered, B = b->rows) instead of sampling: the
 // parity and reference tests feed the same batch to CPU and GPU. Never uses a graph.
 tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int n);
+
+// Whether a's updates run as the fused persistent kernel: a GPU agent with use_graph and
+// fused_update whose shapes the kernel supports (act_dim <= TDM_SAC_FUSED_MAX_ACT, a device that
+// can launch it cooperatively). False for a CPU agent or a non-SAC agent.
+#define TDM_SAC_FUSED_MAX_ACT 32
+bool tdm_sac_fused_active(tdm_agent *a);
 
 // Run the actor once over [obs; next_obs] (2B rows) per update instead of twice over B rows (the
 // same result; fewer launches, more FLOPs). Default: on for the GPU with graph_streams < 2, off

@@ -253,6 +253,12 @@ void tdm_replay_batch_destroy(tdm_replay *r, tdm_replay_batch *b) {
   memset(b, 0, sizeof *b);
 }
 
+void tdm_replay_cols_of(const tdm_replay *r, float *const batch[TDM_REPLAY_NCOLS],
+                        tdm_replay_cols *out) {
+  *out = r->cols;
+  for (int k = 0; k < TDM_REPLAY_NCOLS; k++) out->batch[k] = batch[k];
+}
+
 tdm_status tdm_replay_gather(tdm_replay *r, tdm_replay_batch *b, int n) {
   if (n < 1 || n > b->max_rows)
     return TDM_FAIL(TDM_ERR_ARG, "replay gather: %d rows, batch holds 1..%d", n, b->max_rows);

@@ -50,6 +50,11 @@ tdm_status tdm_replay_cuda_sample_cols(tdm_dev *dev, const tdm_replay_cols *cols
                                        int n, const int32_t *bound, const tdm_rng_ctr *rng,
                                        uint32_t stream);
 
+// r's ring arrays with b's arrays as the batch destinations (what tdm_replay_sample gathers into).
+struct tdm_replay;
+void tdm_replay_cols_of(const struct tdm_replay *r, float *const batch[TDM_REPLAY_NCOLS],
+                        tdm_replay_cols *out);
+
 #ifdef __cplusplus
 }
 #endif

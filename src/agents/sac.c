@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sac_fused.h"
 #include "sac_ops.h"
 #include "tandem/agent.h"
 
@@ -83,6 +84,9 @@ typedef struct {
   tdm_dev_lane *mlp_lane;   // critic and actor backwards' weight gradients (NULL: likewise)
   tdm_graph *graph[4];      // update, by (actor step, Polyak step)
   tdm_graph *act_graph[2];  // act on num_envs rows, by explore
+  bool fused;               // updates run as the fused kernel (tdm_sac_fused_active)
+  void *fz_mem;             // its scratch
+  tdm_sacf_args fz;         // its arguments (all but the per-update flags fixed at creation)
   uint64_t seed;
 } sac;
 
@@ -115,6 +119,7 @@ tdm_sac_cfg tdm_sac_defaults(void) {
   c.tf32 = false;
   c.max_seq_rows = 0;
   c.graph_streams = 2;
+  c.fused_update = true;
   return c;
 }
 
@@ -168,6 +173,7 @@ static void sac_destroy(tdm_agent *a) {
       tdm_replay_destroy(s->replay);
     }
     if (s->mem) tdm_dev_free(a->dev, s->mem);
+    if (s->fz_mem) tdm_dev_free(a->dev, s->fz_mem);
     if (s->h_obs) tdm_host_free(a->dev, s->h_obs);
     free(s);
   }
@@ -354,7 +360,13 @@ static tdm_status sac_update(tdm_agent *a, int n, tdm_agent_stats *out) {
   for (int i = 0; i < n; i++) {
     bool actor_step = a->n_updates % s->cfg.policy_delay == 0;
     bool polyak_step = a->n_updates % s->cfg.target_update_interval == 0;
-    if (graphs) {
+    if (graphs && s->fused) {
+#ifdef TDM_CUDA
+      s->fz.actor_step = actor_step;
+      s->fz.polyak_step = polyak_step;
+      TDM_TRY(tdm_sacf_launch(dev, &s->fz));
+#endif
+    } else if (graphs) {
       int k = (actor_step ? 2 : 0) + (polyak_step ? 1 : 0);
       body_args args = {s, dev, s->B, false, actor_step, polyak_step};
       TDM_TRY(capture_once(dev, &s->graph[k], update_fn, &args));
@@ -571,6 +583,61 @@ static tdm_status sac_read(tdm_agent *a, FILE *f, bool with_replay, const char *
   return TDM_OK;
 }
 
+bool tdm_sac_fused_active(tdm_agent *a) {
+  sac *s = sac_of(a);
+  return s && s->fused;
+}
+
+// One network's buffers and geometry for the fused kernel.
+static void fz_net(const tdm_mlp *m, tdm_sacf_net *n) {
+  memset(n, 0, sizeof *n);
+  n->p = m->params, n->g = m->grads, n->m = m->adam_m, n->v = m->adam_v;
+  n->step = m->adam_step;
+  for (int l = 0; l < m->spec.n_layers; l++) {
+    n->w[l] = m->layers[l].w, n->b[l] = m->layers[l].b;
+    n->in[l] = m->layers[l].in, n->out[l] = m->layers[l].out;
+  }
+}
+
+// Set up the fused update when the device and the shapes allow it (s->fused stays false else).
+static tdm_status fused_setup(sac *s, tdm_dev *dev) {
+#ifdef TDM_CUDA
+  const tdm_sac_cfg *c = &s->cfg;
+  if (dev->kind != TDM_DEV_CUDA || !c->use_graph || !c->fused_update ||
+      s->A > TDM_SAC_FUSED_MAX_ACT || !tdm_sacf_supported(dev))
+    return TDM_OK;
+  tdm_sacf_args *f = &s->fz;
+  memset(f, 0, sizeof *f);
+  f->B = s->B, f->O = s->O, f->A = s->A, f->L = c->layers + 1, f->act = (int)c->act;
+  f->lo = c->log_std_min, f->hi = c->log_std_max, f->gamma = c->gamma, f->tau = c->tau;
+  f->target_entropy = s->target_entropy;
+  f->lr = s->adam.lr, f->b1 = s->adam.beta1, f->b2 = s->adam.beta2, f->eps = s->adam.eps;
+  f->wd = s->adam.weight_decay;
+  f->ent_auto = c->ent_coef_auto;
+  f->rs_sample = RS_SAMPLE, f->rs_eps = RS_EPS;
+  fz_net(s->actor, &f->actor);
+  fz_net(s->critic, &f->critic);
+  f->target = s->target->params;
+  f->log_alpha = s->log_alpha, f->g_log_alpha = s->g_log_alpha;
+  f->alpha_m = s->alpha_m, f->alpha_v = s->alpha_v, f->alpha_step = s->alpha_step;
+  float *dst[TDM_REPLAY_NCOLS] = {s->batch.obs,      s->batch.act,        s->batch.reward,
+                                  s->batch.next_obs, s->batch.terminated, s->batch.source};
+  tdm_replay_cols_of(s->replay, dst, &f->cols);
+  f->idx = s->batch.idx;
+  f->size_dev = tdm_replay_size_dev(s->replay);
+  f->rng = &s->rng[0];
+  f->stats = s->stats;
+  size_t n = tdm_sacf_scratch_floats(s->B, s->O, s->A, f->L, c->hidden);
+  TDM_TRY(tdm_dev_alloc(dev, n * 4, &s->fz_mem));
+  TDM_TRY(tdm_dev_memset(dev, s->fz_mem, 0, n * 4));
+  tdm_sacf_carve(f, s->fz_mem, c->hidden);
+  s->fused = true;
+#else
+  (void)s, (void)dev;
+#endif
+  return TDM_OK;
+}
+
 static const tdm_agent_ops SAC_OPS = {"sac",     sac_act,  sac_observe, sac_update,
                                       sac_write, sac_read, sac_destroy};
 
@@ -690,6 +757,7 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
   init.log_alpha = logf(cfg->ent_coef_init);
   TDM_TRYG(tdm_dev_h2d(dev, s->rng, init.rng, sizeof init.rng));
   TDM_TRYG(tdm_dev_h2d(dev, s->log_alpha, &init.log_alpha, 4));
+  TDM_TRYG(fused_setup(s, dev));
   TDM_TRYG(tdm_dev_sync(dev));
   *out = a;
   return TDM_OK;

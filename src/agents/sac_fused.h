@@ -1,0 +1,90 @@
+// The fused SAC update (kernels/sac_fused.cu): one SAC update as one persistent cooperative
+// kernel on the GPU, phases separated by grid-wide barriers. Same algorithm, same random numbers
+// and the same state as the op-by-op update in src/agents/sac.c (update_steps, the reference,
+// whose CPU twin is src/agents/sac_ops_cpu.c and the nn ops); only the GEMM summation order
+// differs. Private to src/agents.
+//
+// Phases of one update with L linear layers per network (L - 1 hidden), E = 2 critics:
+//   0          sample the batch (replay indices and gathers), xq = [s | a], the noise eps', eps
+//   1 .. L-1   hidden layers of the actor over [s; s'] (2B rows) and of the critic over xq
+//   L          heads: actor mean/log_std and the squash (xq_next = [s' | a'], logp'; the actor
+//              step's xq_pi = [s | pi(s)], logp), critic Q(s, a)
+//   then       the target's hidden layers over xq_next; the target head with y, the critic loss,
+//              dQ and the last hidden layer's dz (one row per warp)
+//   then       critic backward, one phase per hidden layer: dz of the layer below (GEMM with the
+//              activation derivative), weight gradients (GEMM), bias gradients (column sums);
+//              Adam (+ Polyak) on each parameter as soon as nothing in the phase reads it (the
+//              first layer's weights in the GEMM epilogue)
+//   actor step (every policy_delay updates): the updated critic over xq_pi, the actor loss and
+//              dQ, the critic's input gradient down to layer 0, then per row dL/da, the squash
+//              backward and the actor head's backward, then the actor backward like the critic's,
+//              the temperature's Adam in the last phase
+// The step counters and the RNG counter are read by every block at the start and incremented by
+// one thread at the end (after the last barrier). Reductions run in a fixed order: deterministic.
+#ifndef TANDEM_SAC_FUSED_H
+#define TANDEM_SAC_FUSED_H
+
+#include "replay_ops.h"
+#include "tandem/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TDM_SACF_MAXL TDM_MLP_MAX_LAYERS
+
+// One network's buffers and layer geometry (W (E, out, in) at p + w[l], b (E, out) at p + b[l]).
+typedef struct {
+  float *p, *g, *m, *v;  // params, grads, Adam moments
+  int32_t *step;         // Adam step counter
+  size_t w[TDM_SACF_MAXL], b[TDM_SACF_MAXL];
+  int in[TDM_SACF_MAXL], out[TDM_SACF_MAXL];
+} tdm_sacf_net;
+
+typedef struct {
+  int B, O, A, L, act;  // batch, obs, action, linear layers, hidden activation (tdm_act)
+  float lo, hi, gamma, tau, target_entropy;
+  float lr, b1, b2, eps, wd;  // Adam
+  int actor_step, polyak_step, ent_auto;
+  uint32_t rs_sample, rs_eps;  // RNG sub-streams of the update counter
+  tdm_sacf_net actor;          // 1 member: O -> 2A
+  tdm_sacf_net critic;         // 2 members: O + A -> 1
+  float *target;               // target critic parameters (the critic's layout)
+  float *log_alpha, *g_log_alpha, *alpha_m, *alpha_v;
+  int32_t *alpha_step;
+  tdm_replay_cols cols;        // ring arrays and the batch arrays (obs, act, reward, ...)
+  int32_t *idx;                // (B) sampled ring rows
+  const int32_t *size_dev;     // replay size
+  tdm_rng_ctr *rng;            // the update counter
+  float *stats;                // (TDM_SAC_ST_N)
+  // scratch
+  float *epsn;                             // (2, B, A): eps' then eps
+  float *za[TDM_SACF_MAXL], *ha[TDM_SACF_MAXL];  // actor hidden pre/post activation (2B, H)
+  float *zc[TDM_SACF_MAXL], *hc[TDM_SACF_MAXL];  // critic (2, B, H)
+  float *zt[TDM_SACF_MAXL], *ht[TDM_SACF_MAXL];  // target (2, B, H)
+  float *head;                             // (2B, 2A) actor head over [s; s']
+  float *xq, *xq_next, *xq_pi;             // (B, O + A)
+  float *a_pi, *logp, *logp_next, *dlogp;  // (B, A), (B), (B), (B)
+  float *q, *dq;                           // (2, B)
+  float *dzc[2];                           // (2, B, H) ping-pong
+  float *dza[2];                           // (B, H) ping-pong
+  float *dhead;                            // (B, 2A)
+  double *part;                            // (4, B) per-row loss terms
+} tdm_sacf_args;
+
+// Floats of scratch the fused update needs (the doubles counted as two floats each).
+size_t tdm_sacf_scratch_floats(int B, int O, int A, int L, int H);
+
+// Point a's scratch pointers into mem (at least tdm_sacf_scratch_floats floats, 16-byte aligned).
+void tdm_sacf_carve(tdm_sacf_args *a, float *mem, int H);
+
+// Whether dev can run the fused kernel (cooperative launch, enough co-resident blocks).
+bool tdm_sacf_supported(tdm_dev *dev);
+
+// Launch one fused update on dev's stream.
+tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif  // TANDEM_SAC_FUSED_H
