@@ -115,6 +115,9 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 	$(CC) $(CFLAGS) -c $< -o $@.o
 	$(LINK) -o $@ $@.o $(LIB) $(LDLIBS)
 
+# cli_test runs the tandem binary beside its own folder ($(BUILD)/tandem)
+$(BUILD)/tests/cli_test: $(BIN)
+
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 test:

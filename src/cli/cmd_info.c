@@ -1,4 +1,5 @@
 // tandem version, tandem devices.
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ void tdm_cli_error(const char *what) {
 int tdm_cli_parse_u64(const char *s, unsigned long long *v) {
   char *end;
   errno = 0;
-  if (!s[0] || s[0] == '-') return 0;
+  if (!isdigit((unsigned char)s[0])) return 0;  // strtoull would take " -1" or "+5"
   *v = strtoull(s, &end, 10);
   return errno == 0 && *end == 0;
 }

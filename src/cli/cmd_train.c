@@ -83,7 +83,10 @@ int tdm_cmd_train(int argc, char **argv) {
       }
       ov[n_ov++] = argv[++i];
     } else if (!strncmp(a, "-s", 2) && a[2]) {
-      if (n_ov >= MAX_OVERRIDES) return 2;
+      if (n_ov >= MAX_OVERRIDES) {
+        fprintf(stderr, "tandem train: more than %d overrides\n", MAX_OVERRIDES);
+        return 2;
+      }
       ov[n_ov++] = a + 2;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
       quiet = true;
