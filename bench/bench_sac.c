@@ -1,8 +1,8 @@
 // tandem bench sac: SAC gradient updates per second (sample + critic + actor + temperature +
 // Polyak) at batch 256 with 256 x 2 ReLU networks, obs 17, act 6 (half_cheetah's sizes), from a
-// replay buffer prefilled with random transitions. Rows: GPU with the update replayed as a CUDA
-// graph (forked onto two streams, the default, and on one stream), GPU launched plainly, and the
-// CPU.
+// replay buffer prefilled with random transitions. Rows: GPU with the update as one fused
+// persistent kernel (the default), GPU with the update's ops replayed as a CUDA graph (forked onto
+// two streams, and on one stream), GPU launched plainly, and the CPU.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,8 @@ typedef struct {
 // Nodes (and kernel launches) of one update captured as a CUDA graph, and its longest chain of
 // kernels (critical path); -1 when not counted.
 static int g_nodes = -1, g_kernels = -1, g_path = -1;
+// Whether the fused row's agent ran the fused kernel (tdm_sac_fused_active); -1 when not timed.
+static int g_fused = -1;
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -31,9 +33,10 @@ static void usage(FILE *f) {
           "  from a replay buffer prefilled with random transitions. Each rate is the median of\n"
           "  %d timed blocks after warm-up (graph capture included in the warm-up).\n"
           "\n"
-          "  GPU rows: graph (the update replayed as a CUDA graph, forked onto two streams: the\n"
-          "  default), graph1 (one stream), graph_us (two streams, actor forward not stacked),\n"
-          "  plain (launched one by one).\n"
+          "  GPU rows: fused (the update as one persistent kernel: the default), graph (the\n"
+          "  update's ops replayed as a CUDA graph, forked onto two streams), graph1 (one\n"
+          "  stream), graph_us (two streams, actor forward not stacked), plain (launched one\n"
+          "  by one).\n"
           "\n"
           "  --device D    auto (default): the GPU rows when a GPU is visible, and\n"
           "                the CPU row; cpu: the CPU row only; cuda:N: GPU N rows only\n"
@@ -84,17 +87,21 @@ static tdm_status prefill(tdm_agent *a, int64_t n) {
 }
 
 // Median microseconds per update on dev.
-// stacked: -1 the agent's default, 0 / 1 the actor forward over B rows twice / 2B rows once.
-static tdm_status time_sac(tdm_dev *dev, bool graph, int streams, int stacked, int updates,
-                           int64_t fill, double *us) {
+// fused: the fused update kernel (with graph; g_fused records whether it really ran), else the
+// op path. stacked: -1 the agent's default, 0 / 1 the actor forward over B rows twice / 2B rows
+// once.
+static tdm_status time_sac(tdm_dev *dev, bool graph, bool fused, int streams, int stacked,
+                           int updates, int64_t fill, double *us) {
   tdm_graph *cg = NULL;
   tdm_sac_cfg c = tdm_sac_defaults();
   c.use_graph = graph;
+  c.fused_update = fused;
   c.graph_streams = streams;
   tdm_agent_dims dims = {kObs, kAct, kFillEnvs};
   tdm_agent *a = NULL;
   tdm_status st;
   TDM_TRYG(tdm_sac_create(dev, &c, &dims, 1, &a));
+  if (fused) g_fused = tdm_sac_fused_active(a);
   if (stacked >= 0) TDM_TRYG(tdm_sac_set_stacked_actor(a, stacked == 1));
   TDM_TRYG(prefill(a, fill));
   int warm = updates / 5 > 3 ? updates / 5 : 3;
@@ -194,7 +201,7 @@ int tdm_bench_sac(int argc, char **argv) {
   const char *gpu_spec, *gpu_skip;
   if (!tdm_cli_bench_devices(device, &want_cpu, &want_gpu, &gpu_spec, &gpu_skip)) return 2;
 
-  sac_row rows[5];
+  sac_row rows[6];
   int nrows = 0;
   char cpu_name[160] = "", gpu_name[160] = "";
   fprintf(stderr, "tandem bench sac: batch 256, 256x2 relu, obs %d, act %d, %ld prefilled\n", kObs,
@@ -207,15 +214,16 @@ int tdm_bench_sac(int argc, char **argv) {
     }
     dev->tf32 = tf32;
     snprintf(gpu_name, sizeof gpu_name, "%s", dev->name);
-    // graph on two streams (the default), graph on one stream, graph on two streams with the
-    // actor forward unstacked (its obs half then runs on the second stream), plain launches
-    const char *mode_name[4] = {"graph", "graph1", "graph_us", "plain"};
-    for (int mode = 0; mode < 4; mode++) {
+    // the fused kernel (the default); the op graph (fused_update false) on two streams, on one
+    // stream, on two streams with the actor forward unstacked (its obs half then runs on the
+    // second stream); plain launches
+    const char *mode_name[5] = {"fused", "graph", "graph1", "graph_us", "plain"};
+    for (int mode = 0; mode < 5; mode++) {
       sac_row *r = &rows[nrows];
       r->updates = updates ? (int)updates : 1000;
       fprintf(stderr, "  gpu %s ...\n", mode_name[mode]);
-      if (time_sac(dev, mode < 3, mode == 1 ? 1 : 2, mode == 2 ? 0 : -1, r->updates, fill,
-                   &r->us) != TDM_OK) {
+      if (time_sac(dev, mode < 4, mode == 0, mode == 2 ? 1 : 2, mode == 3 ? 0 : -1, r->updates,
+                   fill, &r->us) != TDM_OK) {
         tdm_cli_error(mode_name[mode]);
         tdm_dev_close(dev);
         return 1;
@@ -237,7 +245,7 @@ int tdm_bench_sac(int argc, char **argv) {
     sac_row *r = &rows[nrows];
     r->updates = updates ? (int)updates : 20;
     fprintf(stderr, "  cpu ...\n");
-    if (time_sac(dev, false, 2, -1, r->updates, fill, &r->us) != TDM_OK) {
+    if (time_sac(dev, false, false, 2, -1, r->updates, fill, &r->us) != TDM_OK) {
       tdm_cli_error("cpu");
       tdm_dev_close(dev);
       return 1;
@@ -258,14 +266,22 @@ int tdm_bench_sac(int argc, char **argv) {
   for (int i = 0; i < nrows; i++)
     printf("%-4s %-8s %10d %12.1f %12.0f\n", rows[i].backend, rows[i].mode, rows[i].updates,
            rows[i].us, rows[i].per_s);
+  if (g_fused == 1)
+    printf("fused: 1 kernel per update (one persistent cooperative kernel), %.2fx the graph row\n",
+           rows[0].per_s / rows[1].per_s);
+  else if (g_fused == 0)
+    printf(
+        "fused: NOT active on this device (tdm_sac_fused_active false): the fused row fell back "
+        "to the op graph\n");
   if (g_nodes >= 0)
     printf(
-        "one update as a CUDA graph: %d nodes, %d of them kernel launches, %d on its longest "
-        "chain (graph1 runs them all in one chain)\n",
+        "one update as a CUDA graph of ops: %d nodes, %d of them kernel launches, %d on its "
+        "longest chain (graph1 runs them all in one chain)\n",
         g_nodes, g_kernels, g_path);
   if (gpu_skip) printf("GPU rows skipped: %s\n", gpu_skip);
 
   if (json) {
+    const char *fused_json = g_fused < 0 ? "null" : g_fused ? "true" : "false";
     FILE *f = fopen(json, "w");
     if (!f) {
       perror(json);
@@ -275,9 +291,10 @@ int tdm_bench_sac(int argc, char **argv) {
             "{\n  \"bench\": \"sac\",\n  \"version\": \"%s\",\n  \"batch\": 256,\n  "
             "\"hidden\": [256, 256],\n  \"obs_dim\": %d,\n  \"act_dim\": %d,\n  "
             "\"prefill\": %ld,\n  \"blocks\": %d,\n  \"tf32\": %s,\n  \"graph_nodes\": %d,\n  "
-            "\"graph_kernels\": %d,\n  \"graph_critical_path_kernels\": %d,\n",
+            "\"graph_kernels\": %d,\n  \"graph_critical_path_kernels\": %d,\n  "
+            "\"fused_active\": %s,\n",
             TDM_VERSION, kObs, kAct, fill, kBlocks, tf32 ? "true" : "false", g_nodes, g_kernels,
-            g_path);
+            g_path, fused_json);
     fprintf(f, "  \"cpu\": \"%s\",\n  \"gpu\": \"%s\",\n  \"rows\": [\n", cpu_name, gpu_name);
     for (int i = 0; i < nrows; i++)
       fprintf(f,
