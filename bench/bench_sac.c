@@ -23,6 +23,9 @@ typedef struct {
 static int g_nodes = -1, g_kernels = -1, g_path = -1;
 // Whether the fused row's agent ran the fused kernel (tdm_sac_fused_active); -1 when not timed.
 static int g_fused = -1;
+// Phase durations (us) of one profiled fused update after the timing (tdm_sac_fused_phases).
+static double g_phase_us[64];
+static int g_nphase = 0;
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -136,6 +139,14 @@ static tdm_status time_sac(tdm_dev *dev, bool graph, bool fused, int streams, in
     st = TDM_FAIL(TDM_ERR_NUMERIC, "bench sac: losses became NaN (critic %g, actor %g)",
                   s.critic_loss, s.actor_loss);
     goto fail;
+  }
+  if (fused && g_fused == 1) {
+    // where the time of one fused update goes: block 0's clock after each phase (diagnostic,
+    // after the timing, so the stores do not count)
+    TDM_TRYG(tdm_sac_fused_profile(a, true));
+    TDM_TRYG(tdm_agent_update(a, 3, NULL));
+    TDM_TRYG(tdm_sac_fused_phases(a, g_phase_us, 64, &g_nphase));
+    TDM_TRYG(tdm_sac_fused_profile(a, false));
   }
   qsort(per, kBlocks, sizeof per[0], cmp_double);
   *us = per[kBlocks / 2];
@@ -269,7 +280,16 @@ int tdm_bench_sac(int argc, char **argv) {
   if (g_fused == 1)
     printf("fused: 1 kernel per update (one persistent cooperative kernel), %.2fx the graph row\n",
            rows[0].per_s / rows[1].per_s);
-  else if (g_fused == 0)
+  if (g_nphase > 0) {
+    double sum = 0;
+    printf("fused phases (us, block 0's clock, one update):");
+    for (int i = 0; i < g_nphase; i++) {
+      printf(" %.1f", g_phase_us[i]);
+      sum += g_phase_us[i];
+    }
+    printf(" = %.1f\n", sum);
+  }
+  if (g_fused == 0)
     printf(
         "fused: NOT active on this device (tdm_sac_fused_active false): the fused row fell back "
         "to the op graph\n");

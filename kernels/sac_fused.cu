@@ -22,7 +22,7 @@ namespace cg = cooperative_groups;
 #define FZ_WARPS (FZ_THREADS / 32)
 #define FZ_BM 32
 #define FZ_BN 64
-#define FZ_BK 16
+#define FZ_BK 32
 #define FZ_CHUNK 8  // outputs per pass in row dot products
 
 enum { FZ_EPI_FWD = 0, FZ_EPI_DX, FZ_EPI_DW };
@@ -44,6 +44,9 @@ struct fz_gemm {
   float *z, *h, *out;
   float *p, *m, *v, *ema;
   int adam, critic;  // critic: the critic's Adam bias corrections (else the actor's)
+  // DW: bias gradient sum_k A(m, k) (the column sums of dz) into bg (member stride M) with Adam
+  // on bp (+ Polyak into bema), by the tiles of column block 0; NULL: none
+  float *bg, *bp, *bm, *bv, *bema;
 };
 
 // Per-block copies of the values the update reads before anything changes them.
@@ -99,8 +102,9 @@ static __device__ __forceinline__ float fz_load_b(const fz_gemm &g, const float 
 }
 
 // Tile t of job g (all threads of the block).
-static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx &c, const fz_gemm &g, int t,
-                               fz_smem &sm) {
+static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx &c,
+                                            const fz_gemm &gj, int t, fz_smem &sm) {
+  const fz_gemm g = gj;  // into registers: the loops below read its fields
   const int tm = (g.M + FZ_BM - 1) / FZ_BM, tn = (g.N + FZ_BN - 1) / FZ_BN;
   const int e = t / (tm * tn), r = t % (tm * tn);
   const int m0 = (r / tn) * FZ_BM, n0 = (r % tn) * FZ_BN;
@@ -111,7 +115,11 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   for (int i = 0; i < 4; i++)
 #pragma unroll
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-  float ra[4], rb[8];
+  constexpr int NA = FZ_BM * FZ_BK / FZ_THREADS, NB = FZ_BK * FZ_BN / FZ_THREADS;
+  float ra[NA], rb[NB];
+  // bias gradient: the threads of column group 0 sum their four rows of each A slice
+  const bool bsum = g.epi == FZ_EPI_DW && g.bg && n0 == 0 && tx == 0;
+  float bacc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   // element q of the thread's share of an A slice (BM x BK) / B slice (BK x BN)
 #define FZ_A_MK(q, mm, kk)                    \
   int idx_ = tid + (q) * FZ_THREADS;          \
@@ -123,12 +131,12 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   int nn = g.tb ? idx_ / FZ_BK : idx_ % FZ_BN
   auto load = [&](int k0) {
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
+    for (int q = 0; q < NA; q++) {
       FZ_A_MK(q, mm, kk);
       ra[q] = fz_load_a(g, A, m0 + mm, k0 + kk);
     }
 #pragma unroll
-    for (int q = 0; q < 8; q++) {
+    for (int q = 0; q < NB; q++) {
       FZ_B_KN(q, kk, nn);
       rb[q] = fz_load_b(g, Bm, k0 + kk, n0 + nn);
     }
@@ -137,12 +145,12 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   for (int k0 = 0; k0 < g.K; k0 += FZ_BK) {
     __syncthreads();  // the previous slice is consumed (and the previous task's smem)
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
+    for (int q = 0; q < NA; q++) {
       FZ_A_MK(q, mm, kk);
       sm.g.As[kk][mm] = ra[q];
     }
 #pragma unroll
-    for (int q = 0; q < 8; q++) {
+    for (int q = 0; q < NB; q++) {
       FZ_B_KN(q, kk, nn);
       sm.g.Bs[kk][nn] = rb[q];
     }
@@ -157,6 +165,19 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
       for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++) acc[i][j] = fmaf(ax[i], bx[j], acc[i][j]);
+      if (bsum)
+#pragma unroll
+        for (int i = 0; i < 4; i++) bacc[i] += ax[i];
+    }
+  }
+  if (bsum) {
+    const float bc1 = g.critic ? c.bc1c : c.bc1a, bc2 = g.critic ? c.bc2c : c.bc2a;
+    for (int i = 0; i < 4; i++) {
+      int m = m0 + ty * 4 + i;
+      if (m >= g.M) break;
+      size_t o = (size_t)e * g.M + m;
+      g.bg[o] = bacc[i];
+      fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, bacc[i], bc1, bc2);
     }
   }
 #undef FZ_A_MK
@@ -193,6 +214,7 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
 template <typename RowF, typename ElemF>
 static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const fz_gemm *jobs,
                                 int nj, int nrow, fz_smem &sm, RowF row, ElemF elem) {
+  __syncthreads();  // jobs (shared memory) written by thread 0
   int tiles[4], total = 0;
   for (int j = 0; j < nj; j++) total += (tiles[j] = fz_tiles(jobs[j]));
   for (int t = blockIdx.x; t < total + nrow; t += gridDim.x) {
@@ -234,9 +256,11 @@ static __device__ fz_gemm fz_dx(const tdm_sacf_net &n, int l, int E, int M, cons
   return g;
 }
 
-// Weight gradient of layer l: dz_l^T X_l over K rows (member stride sX of X); Adam when adam.
+// Weight gradient of layer l: dz_l^T X_l over K rows (member stride sX of X), Adam on W when adam;
+// the bias gradient (column sums of dz_l) with its Adam always (nothing reads b_l in the phase).
 static __device__ fz_gemm fz_dw(const tdm_sacf_net &n, int l, int E, int K, const float *dz,
-                                const float *X, long long sX, int adam, float *ema, int critic) {
+                                const float *X, long long sX, int adam, float *ema, float *bema,
+                                int critic) {
   fz_gemm g = {};
   g.M = n.out[l], g.N = n.in[l], g.K = K, g.E = E;
   g.A = dz, g.lda = n.out[l], g.ta = 1, g.sA = (long long)K * n.out[l];
@@ -244,6 +268,8 @@ static __device__ fz_gemm fz_dw(const tdm_sacf_net &n, int l, int E, int K, cons
   g.epi = FZ_EPI_DW, g.out = n.g + n.w[l];
   g.p = n.p + n.w[l], g.m = n.m + n.w[l], g.v = n.v + n.w[l], g.ema = ema, g.adam = adam;
   g.critic = critic;
+  g.bg = n.g + n.b[l], g.bp = n.p + n.b[l], g.bm = n.m + n.b[l], g.bv = n.v + n.b[l];
+  g.bema = bema;
   return g;
 }
 
@@ -258,6 +284,7 @@ static __device__ __forceinline__ void fz_row_dots(const float *x, const float *
     float s[FZ_CHUNK];
 #pragma unroll
     for (int q = 0; q < FZ_CHUNK; q++) s[q] = 0.0f;
+#pragma unroll 4
     for (int i = lane; i < n; i += 32) {
       float xi = x[i];
 #pragma unroll
@@ -271,21 +298,6 @@ static __device__ __forceinline__ void fz_row_dots(const float *x, const float *
     }
   }
   __syncwarp();
-}
-
-// Sum over b < B of x[b * ld] in double, in order (column sums for bias and head gradients).
-static __device__ __forceinline__ float fz_colsum(const float *x, int B, int ld) {
-  double s = 0.0;
-  for (int b = 0; b < B; b++) s += (double)x[(size_t)b * ld];
-  return (float)s;
-}
-
-// Sum over b < B of x[b * ldx] y[b * ldy] in double, in order.
-static __device__ __forceinline__ float fz_coldot(const float *x, int ldx, const float *y, int ldy,
-                                                  int B) {
-  double s = 0.0;
-  for (int b = 0; b < B; b++) s += (double)x[(size_t)b * ldx] * (double)y[(size_t)b * ldy];
-  return (float)s;
 }
 
 // Deterministic block sum of part[0 .. n) (all threads; result in every thread).
@@ -312,62 +324,39 @@ struct fz_bwd {
   bool critic;
 };
 
-// GEMM jobs of the phase of layer l into jobs; returns their count.
-static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l, fz_gemm *jobs) {
+// GEMM jobs of the phase of layer l into jobs when write (dz of layer l - 1, the weight and bias
+// gradients of layer l, with Adam on W when l = 0, and of the head when l = L - 2); returns their
+// count either way.
+static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l, fz_gemm *jobs,
+                                  bool write) {
+  if (!write) return (l >= 1) + 1 + (l == a.L - 2);
   const tdm_sacf_net &n = *w.n;
   int nj = 0;
   if (l >= 1) jobs[nj++] = fz_dx(n, l, w.E, w.M, w.dz[l & 1], w.z[l - 1], w.h[l - 1],
                                  w.dz[(l - 1) & 1]);
   const float *X = l == 0 ? w.X0 : w.h[l - 1];
   long long sX = l == 0 ? w.sX0 : w.szh;
-  jobs[nj++] = fz_dw(n, l, w.E, w.M, w.dz[l & 1], X, sX, l == 0, w.ema ? w.ema + n.w[l] : NULL,
-                     w.critic);
+  float *ew = w.ema ? w.ema + n.w[l] : NULL, *eb = w.ema ? w.ema + n.b[l] : NULL;
+  jobs[nj++] = fz_dw(n, l, w.E, w.M, w.dz[l & 1], X, sX, l == 0, ew, eb, w.critic);
+  if (l == a.L - 2) {
+    const int h = a.L - 1;
+    ew = w.ema ? w.ema + n.w[h] : NULL, eb = w.ema ? w.ema + n.b[h] : NULL;
+    jobs[nj++] = fz_dw(n, h, w.E, w.M, w.dlast, w.h[l], w.szh, 1, ew, eb, w.critic);
+  }
   return nj;
 }
 
-// Elementwise work of the phase of layer l: bias gradient of l (+ Adam), the head's gradients
-// (+ Adam) when l = L - 2, Adam on W_{l+1} when layer l + 1 is hidden.
+// Elementwise work of the phase of layer l: Adam on W_{l+1} when layer l + 1 is hidden (its
+// gradient is from the previous phase; nothing reads it in this one).
 static __device__ void fz_bwd_elem(const tdm_sacf_args &a, const fz_ctx &c, const fz_bwd &w,
                                    int l, size_t i0, size_t st) {
   const tdm_sacf_net &n = *w.n;
-  const int L = a.L, E = w.E, M = w.M;
   const float bc1 = w.critic ? c.bc1c : c.bc1a, bc2 = w.critic ? c.bc2c : c.bc2a;
-  float *ema = w.ema;
-  // bias of layer l
-  const int ol = n.out[l];
-  for (size_t i = i0; i < (size_t)E * ol; i += st) {
-    int e = (int)(i / ol), j = (int)(i % ol);
-    float gb = fz_colsum(w.dz[l & 1] + (size_t)e * M * ol + j, M, ol);
-    size_t o = n.b[l] + i;
-    n.g[o] = gb;
-    fz_adam(a, n.p, n.m, n.v, ema, o, gb, bc1, bc2);
-  }
-  if (l == L - 2) {  // the head: W (E, oh, ol), b (E, oh)
-    const int oh = n.out[L - 1];
-    const size_t nw = (size_t)E * oh * ol;
-    for (size_t i = i0; i < nw + (size_t)E * oh; i += st) {
-      if (i < nw) {
-        int e = (int)(i / ((size_t)oh * ol)), k = (int)(i / ol % oh), j = (int)(i % ol);
-        float gw = fz_coldot(w.dlast + (size_t)e * M * oh + k, oh,
-                             w.h[L - 2] + (size_t)e * w.szh + j, ol, M);
-        size_t o = n.w[L - 1] + i;
-        n.g[o] = gw;
-        fz_adam(a, n.p, n.m, n.v, ema, o, gw, bc1, bc2);
-      } else {
-        size_t q = i - nw;
-        int e = (int)(q / oh), k = (int)(q % oh);
-        float gb = fz_colsum(w.dlast + (size_t)e * M * oh + k, M, oh);
-        size_t o = n.b[L - 1] + q;
-        n.g[o] = gb;
-        fz_adam(a, n.p, n.m, n.v, ema, o, gb, bc1, bc2);
-      }
-    }
-  }
-  if (l + 1 <= L - 2) {  // W of hidden layer l + 1, its gradient from the previous phase
-    const size_t nw = (size_t)E * n.out[l + 1] * n.in[l + 1];
+  if (l + 1 <= a.L - 2) {
+    const size_t nw = (size_t)w.E * n.out[l + 1] * n.in[l + 1];
     for (size_t i = i0; i < nw; i += st) {
       size_t o = n.w[l + 1] + i;
-      fz_adam(a, n.p, n.m, n.v, ema, o, n.g[o], bc1, bc2);
+      fz_adam(a, n.p, n.m, n.v, w.ema, o, n.g[o], bc1, bc2);
     }
   }
 }
@@ -375,28 +364,47 @@ static __device__ void fz_bwd_elem(const tdm_sacf_args &a, const fz_ctx &c, cons
 // ---------------------------------------------------------------------------------------------
 // the kernel
 
-static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_args a) {
+static __device__ __forceinline__ unsigned long long fz_now(void) {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+static __global__ void __launch_bounds__(FZ_THREADS)
+    fz_kernel(const __grid_constant__ tdm_sacf_args a) {
   cg::grid_group grid = cg::this_grid();
+  // with a.prof, block 0 stamps the time (ns) at the start and after every barrier
+  int nprof = 0;
+  const bool stamp = a.prof && blockIdx.x == 0 && threadIdx.x == 0;
+#define FZ_SYNC()                                   \
+  do {                                              \
+    grid.sync();                                    \
+    if (stamp && nprof < TDM_SACF_PROF) a.prof[nprof++] = fz_now(); \
+  } while (0)
+  if (stamp) a.prof[nprof++] = fz_now();
   __shared__ __align__(16) fz_smem sm;
   const int B = a.B, O = a.O, A = a.A, L = a.L, W = O + A;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float inv = 1.0f / (float)B;
-  fz_ctx c;
-  c.rng = *a.rng;
-  c.size = *a.size_dev;
-  c.alpha = expf(a.log_alpha[0]);
-  {
+  // the block's copies of the counters (shared memory), the phase's GEMM jobs (written by thread 0)
+  __shared__ fz_ctx c;
+  __shared__ fz_gemm jobs[4];
+  const bool t0 = threadIdx.x == 0;
+  if (t0) {
+    c.rng = *a.rng;
+    c.size = *a.size_dev;
+    c.alpha = expf(a.log_alpha[0]);
     int32_t tc = *a.critic.step + 1, ta = *a.actor.step + 1;
     c.bc1c = (float)(1.0 - pow((double)a.b1, (double)tc));
     c.bc2c = (float)(1.0 - pow((double)a.b2, (double)tc));
     c.bc1a = (float)(1.0 - pow((double)a.b1, (double)ta));
     c.bc2a = (float)(1.0 - pow((double)a.b2, (double)ta));
   }
+  __syncthreads();
   const tdm_sacf_net &an = a.actor, &cn = a.critic;
   const tdm_replay_cols &cols = a.cols;
   const float *obs = cols.batch[0], *rew = cols.batch[2], *nobs = cols.batch[3],
               *term = cols.batch[4];
-  fz_gemm jobs[4];
   auto no_row = [](int) {};
   auto no_elem = [](size_t, size_t) {};
 
@@ -425,16 +433,18 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
         if (4 * g + k < ne) a.epsn[4 * g + k] = __fadd_rn(0.0f, __fmul_rn(1.0f, lane_f(zv, k)));
     }
   });
-  grid.sync();
+  FZ_SYNC();
 
   // ---- hidden layers of the actor over [s; s'] and the critic over xq
   for (int l = 0; l < L - 1; l++) {
-    jobs[0] = fz_fwd(an, an.p, l, 1, 2 * B, l == 0 ? obs : a.ha[l - 1], l == 0 ? nobs : NULL, B,
-                     0, a.za[l], a.ha[l]);
-    jobs[1] = fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq : a.hc[l - 1], NULL, 0,
-                     l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l]);
+    if (t0) {
+      jobs[0] = fz_fwd(an, an.p, l, 1, 2 * B, l == 0 ? obs : a.ha[l - 1], l == 0 ? nobs : NULL, B,
+                       0, a.za[l], a.ha[l]);
+      jobs[1] = fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq : a.hc[l - 1], NULL, 0,
+                       l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l]);
+    }
     fz_phase(a, c, jobs, 2, 0, sm, no_row, no_elem);
-    grid.sync();
+    FZ_SYNC();
   }
 
   // ---- heads: actor (2B rows: s then s') with the squash, critic Q(s, a) (B rows)
@@ -477,14 +487,15 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
              __syncwarp();
            },
            no_elem);
-  grid.sync();
+  FZ_SYNC();
 
   // ---- the target over xq_next
   for (int l = 0; l < L - 1; l++) {
-    jobs[0] = fz_fwd(cn, a.target, l, 2, B, l == 0 ? a.xq_next : a.ht[l - 1], NULL, 0,
-                     l == 0 ? 0 : (long long)B * cn.in[l], a.zt[l], a.ht[l]);
+    if (t0)
+      jobs[0] = fz_fwd(cn, a.target, l, 2, B, l == 0 ? a.xq_next : a.ht[l - 1], NULL, 0,
+                       l == 0 ? 0 : (long long)B * cn.in[l], a.zt[l], a.ht[l]);
     fz_phase(a, c, jobs, 1, 0, sm, no_row, no_elem);
-    grid.sync();
+    FZ_SYNC();
   }
 
   // dz of the critic's last hidden layer for row r from dq (both members; one warp)
@@ -494,6 +505,7 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
       float d = a.dq[(size_t)e * B + r];
       const float *wl = cn.p + cn.w[L - 1] + (size_t)e * Hc;
       size_t o = ((size_t)e * B + r) * Hc;
+#pragma unroll 4
       for (int j = lane; j < Hc; j += 32)
         dz[o + j] = d * wl[j] * act_df_rt(a.act, a.zc[L - 2][o + j], a.hc[L - 2][o + j]);
     }
@@ -524,7 +536,7 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
              __syncwarp();
            },
            no_elem);
-  grid.sync();
+  FZ_SYNC();
 
   // ---- critic backward and Adam (+ Polyak)
   fz_bwd cb;
@@ -533,7 +545,7 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
   cb.X0 = a.xq, cb.sX0 = 0, cb.dlast = a.dq, cb.ema = a.polyak_step ? a.target : NULL;
   cb.critic = true;
   for (int l = L - 2; l >= 0; l--) {
-    int nj = fz_bwd_jobs(a, cb, l, jobs);
+    int nj = fz_bwd_jobs(a, cb, l, jobs, t0);
     bool stats = l == 0;
     fz_phase(a, c, jobs, nj, stats ? 1 : 0, sm,
              [&](int) {
@@ -546,16 +558,17 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
                }
              },
              [&](size_t i0, size_t st) { fz_bwd_elem(a, c, cb, l, i0, st); });
-    if (l > 0 || a.actor_step) grid.sync();
+    if (l > 0 || a.actor_step) FZ_SYNC();
   }
 
   if (a.actor_step) {
     // ---- the updated critic over xq_pi
     for (int l = 0; l < L - 1; l++) {
-      jobs[0] = fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pi : a.hc[l - 1], NULL, 0,
-                       l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l]);
+      if (t0)
+        jobs[0] = fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pi : a.hc[l - 1], NULL, 0,
+                         l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l]);
       fz_phase(a, c, jobs, 1, 0, sm, no_row, no_elem);
-      grid.sync();
+      FZ_SYNC();
     }
     // ---- Q(s, pi(s)), the actor loss, dQ, dz of the critic's last hidden layer
     fz_phase(a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS, sm,
@@ -583,12 +596,13 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
                __syncwarp();
              },
              no_elem);
-    grid.sync();
+    FZ_SYNC();
     // ---- the critic's input gradient down to layer 0
     for (int l = L - 2; l >= 1; l--) {
-      jobs[0] = fz_dx(cn, l, 2, B, a.dzc[l & 1], a.zc[l - 1], a.hc[l - 1], a.dzc[(l - 1) & 1]);
+      if (t0)
+        jobs[0] = fz_dx(cn, l, 2, B, a.dzc[l & 1], a.zc[l - 1], a.hc[l - 1], a.dzc[(l - 1) & 1]);
       fz_phase(a, c, jobs, 1, 0, sm, no_row, no_elem);
-      grid.sync();
+      FZ_SYNC();
     }
     // ---- per row: dL/da through layer 0 of both critics, the squash backward, the actor head's
     // backward into dz of the actor's last hidden layer; one extra task reduces the statistics
@@ -617,6 +631,7 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
                    for (int e = 0; e < 2; e++) {
                      const float *w0 = cn.p + cn.w[0] + (size_t)e * H0 * W;
                      const float *dzr = dz0 + ((size_t)e * B + r) * H0;
+#pragma unroll 4
                      for (int i = lane; i < H0; i += 32) {
                        float d = dzr[i];
 #pragma unroll
@@ -648,6 +663,7 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
                  size_t o = (size_t)r * Ha;
                  for (int i = lane; i < Ha; i += 32) {
                    float s = 0.0f;
+#pragma unroll 4
                    for (int k = 0; k < 2 * A; k++) s = fmaf(dh[k], wh[(size_t)k * Ha + i], s);
                    dz[o + i] = s * act_df_rt(a.act, a.za[L - 2][o + i], a.ha[L - 2][o + i]);
                  }
@@ -655,14 +671,14 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
                __syncwarp();
              },
              no_elem);
-    grid.sync();
+    FZ_SYNC();
     // ---- actor backward and Adam; the temperature's Adam in the last phase
     fz_bwd ab;
     ab.n = &an, ab.E = 1, ab.M = B, ab.dz = a.dza, ab.z = a.za, ab.h = a.ha;
     ab.szh = (long long)2 * B * Ha;
     ab.X0 = obs, ab.sX0 = 0, ab.dlast = a.dhead, ab.ema = NULL, ab.critic = false;
     for (int l = L - 2; l >= 0; l--) {
-      int nj = fz_bwd_jobs(a, ab, l, jobs);
+      int nj = fz_bwd_jobs(a, ab, l, jobs, t0);
       fz_phase(a, c, jobs, nj, 0, sm, no_row, [&](size_t i0, size_t st) {
         fz_bwd_elem(a, c, ab, l, i0, st);
         if (l == 0 && a.ent_auto && i0 == 0) {
@@ -672,7 +688,7 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
           fz_adam(a, a.log_alpha, a.alpha_m, a.alpha_v, NULL, 0, a.g_log_alpha[0], bc1, bc2);
         }
       });
-      if (l > 0) grid.sync();
+      if (l > 0) FZ_SYNC();
     }
   }
   // counters: every block read them before the first barrier
@@ -684,6 +700,11 @@ static __global__ void __launch_bounds__(FZ_THREADS) fz_kernel(const tdm_sacf_ar
     }
     a.rng->calls += 1;
   }
+  if (stamp) {
+    if (nprof < TDM_SACF_PROF) a.prof[nprof++] = fz_now();
+    a.prof[TDM_SACF_PROF] = (unsigned long long)nprof;
+  }
+#undef FZ_SYNC
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -154,6 +154,13 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 #define TDM_SAC_FUSED_MAX_ACT 32
 bool tdm_sac_fused_active(tdm_agent *a);
 
+// Diagnostics of the fused update: with on, every fused update records block 0's clock after each
+// of its phases (a few stores per update); tdm_sac_fused_phases then copies the last update's
+// phase durations in microseconds into us (up to max) and their count into *n (synchronises).
+// Refused when the agent's updates are not fused.
+tdm_status tdm_sac_fused_profile(tdm_agent *a, bool on);
+tdm_status tdm_sac_fused_phases(tdm_agent *a, double *us, int max, int *n);
+
 // Run the actor once over [obs; next_obs] (2B rows) per update instead of twice over B rows (the
 // same result; fewer launches, more FLOPs). Default: on for the GPU with graph_streams < 2, off
 // otherwise (with two streams the unstacked forward overlaps the critic's work).

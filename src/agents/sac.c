@@ -86,6 +86,7 @@ typedef struct {
   tdm_graph *act_graph[2];  // act on num_envs rows, by explore
   bool fused;               // updates run as the fused kernel (tdm_sac_fused_active)
   void *fz_mem;             // its scratch
+  uint64_t *prof;           // phase clocks of the fused update (tdm_sac_fused_profile) or NULL
   tdm_sacf_args fz;         // its arguments (all but the per-update flags fixed at creation)
   uint64_t seed;
 } sac;
@@ -174,6 +175,7 @@ static void sac_destroy(tdm_agent *a) {
     }
     if (s->mem) tdm_dev_free(a->dev, s->mem);
     if (s->fz_mem) tdm_dev_free(a->dev, s->fz_mem);
+    if (s->prof) tdm_dev_free(a->dev, s->prof);
     if (s->h_obs) tdm_host_free(a->dev, s->h_obs);
     free(s);
   }
@@ -586,6 +588,30 @@ static tdm_status sac_read(tdm_agent *a, FILE *f, bool with_replay, const char *
 bool tdm_sac_fused_active(tdm_agent *a) {
   sac *s = sac_of(a);
   return s && s->fused;
+}
+
+tdm_status tdm_sac_fused_profile(tdm_agent *a, bool on) {
+  sac *s = sac_of(a);
+  if (!s || !s->fused)
+    return TDM_FAIL(TDM_ERR_ARG, "tdm_sac_fused_profile: the agent's updates are not fused");
+  if (on && !s->prof)
+    TDM_TRY(tdm_dev_alloc(a->dev, (TDM_SACF_PROF + 1) * sizeof(uint64_t), (void **)&s->prof));
+  if (s->prof) TDM_TRY(tdm_dev_memset(a->dev, s->prof, 0, (TDM_SACF_PROF + 1) * sizeof(uint64_t)));
+  s->fz.prof = on ? (unsigned long long *)s->prof : NULL;
+  return TDM_OK;
+}
+
+tdm_status tdm_sac_fused_phases(tdm_agent *a, double *us, int max, int *n) {
+  sac *s = sac_of(a);
+  *n = 0;
+  if (!s || !s->fused || !s->fz.prof)
+    return TDM_FAIL(TDM_ERR_ARG, "tdm_sac_fused_phases: profiling is off (tdm_sac_fused_profile)");
+  uint64_t t[TDM_SACF_PROF + 1];
+  TDM_TRY(tdm_dev_d2h(a->dev, t, s->prof, sizeof t));
+  TDM_TRY(tdm_dev_sync(a->dev));
+  int k = (int)t[TDM_SACF_PROF];
+  for (int i = 1; i < k && *n < max; i++) us[(*n)++] = (double)(t[i] - t[i - 1]) * 1e-3;
+  return TDM_OK;
 }
 
 // One network's buffers and geometry for the fused kernel.

@@ -70,7 +70,11 @@ typedef struct {
   float *dza[2];                           // (B, H) ping-pong
   float *dhead;                            // (B, 2A)
   double *part;                            // (4, B) per-row loss terms
+  unsigned long long *prof;  // NULL, or (TDM_SACF_PROF + 1): block 0's clock (ns) at the start,
+                             // after each barrier and at its end; the count in the last slot
 } tdm_sacf_args;
+
+#define TDM_SACF_PROF 63
 
 // Floats of scratch the fused update needs (the doubles counted as two floats each).
 size_t tdm_sacf_scratch_floats(int B, int O, int A, int L, int H);
