@@ -1,12 +1,15 @@
 // CPU implementation of every op in tandem/ops.h (the twin of kernels/*.cu). Arguments were
 // checked by src/core/ops.c. Large elementwise and row ops run on dev->pool; every output element
 // is written by exactly one worker and every sum runs in a fixed order, so results do not depend
-// on the number of threads. GEMMs call OpenBLAS (cblas_sgemm, row-major); OpenBLAS keeps its own
-// threading (its default, or OPENBLAS_NUM_THREADS), and batched products are issued one after the
-// other from the calling thread, so the two thread pools never nest.
+// on the number of threads. GEMMs call OpenBLAS (cblas_sgemm, row-major) from the calling thread
+// (batched products one after the other), so the two thread pools never nest; blas_threads below
+// sets how many threads OpenBLAS uses for each product.
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ops_internal.h"
 
@@ -24,6 +27,59 @@ static void par(tdm_dev *dev, size_t n, int64_t grain, tdm_range_fn fn, void *ct
 // ---------------------------------------------------------------------------------------------
 // matrix products
 
+// OpenBLAS threads. OpenBLAS keeps its own thread pool (one thread per core by default) beside
+// tandem's; on the small products of training its threads cost more than they give and contend
+// with the pool's (both spin briefly after each job). Measured on 2 cores with SkylakeX kernels:
+// 3000 steps of the quickstart (64 wide) took 4.6 s with one OpenBLAS thread and 5.5 s with two
+// (medians of 4; 30% less CPU time); a 256-wide critic step 1.9 ms with one and 1.7 ms with two
+// (but 2.0 vs 2.7 ms with the machine loaded); a 7 x 200-wide ensemble step was no faster with
+// two; a 1024^3 product took half the time with two. So a product gets one OpenBLAS thread per
+// grain of multiply-adds (M N K; 256 x 256 x 256 is two grains), at least 1 and at most the
+// device's thread count (its pool: the config's `threads`) and the machine's cores. OpenBLAS's
+// Prescott kernels (its SSE3 fallback for a CPU it does not recognise, e.g. behind a VM's generic
+// CPUID) are 4-5x slower per core; with them even the 64-wide products gain from a second thread
+// (quickstart 7.2 s with two, 7.9 s with one), so their grain is 16 times smaller. An explicit
+// OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS) in the environment is left alone. The count is
+// process-wide and set only when it changes; CPU GEMMs of one process are expected to come from
+// one thread at a time (OpenBLAS's setting is not per thread).
+#define BLAS_GRAIN (1LL << 23)  // ~0.1 ms of one core's work (SkylakeX kernels)
+
+static void blas_threads(tdm_dev *dev, int M, int N, int K) {
+#ifdef OPENBLAS_VERSION
+  static atomic_int user_set = -1;  // -1: not looked at yet; 1: the environment sets it
+  static atomic_int current = 0;    // the count last given to OpenBLAS (0: none yet)
+  static atomic_int grain_shift = 0;
+  int u = atomic_load_explicit(&user_set, memory_order_relaxed);
+  if (u < 0) {
+    const char *e1 = getenv("OPENBLAS_NUM_THREADS"), *e2 = getenv("GOTO_NUM_THREADS");
+    u = (e1 && e1[0]) || (e2 && e2[0]);
+    const char *core = openblas_get_corename();
+    atomic_store_explicit(&grain_shift, core && !strcasecmp(core, "prescott") ? 4 : 0,
+                          memory_order_relaxed);
+    atomic_store_explicit(&user_set, u, memory_order_relaxed);
+  }
+  if (u) return;
+  long long grain = BLAS_GRAIN >> atomic_load_explicit(&grain_shift, memory_order_relaxed);
+  long long want = (long long)M * N * K / grain;
+  int n = 1;
+  if (want > 1) {
+    static atomic_int cores = 0;  // tdm_cpu_count reads /sys: once
+    int c = atomic_load_explicit(&cores, memory_order_relaxed);
+    if (c < 1) {
+      c = tdm_cpu_count();
+      atomic_store_explicit(&cores, c, memory_order_relaxed);
+    }
+    int cap = dev && dev->pool ? tdm_pool_size(dev->pool) : 1;
+    if (cap > c) cap = c;
+    n = want > cap ? cap : (int)want;
+    if (n < 1) n = 1;
+  }
+  if (atomic_exchange_explicit(&current, n, memory_order_relaxed) != n) openblas_set_num_threads(n);
+#else
+  (void)dev, (void)M, (void)N, (void)K;  // another CBLAS: its own threading
+#endif
+}
+
 tdm_status tdm_cpu_gemm(tdm_dev *dev, tdm_trans ta, tdm_trans tb, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
                         int ldc) {
@@ -35,7 +91,7 @@ tdm_status tdm_cpu_gemm_batched(tdm_dev *dev, tdm_trans ta, tdm_trans tb, int M,
                                 float alpha, const float *A, int lda, long long sA, const float *B,
                                 int ldb, long long sB, float beta, float *C, int ldc, long long sC,
                                 int batch) {
-  (void)dev;
+  blas_threads(dev, M, N, K);
   enum CBLAS_TRANSPOSE cta = ta == TDM_TRANS ? CblasTrans : CblasNoTrans;
   enum CBLAS_TRANSPOSE ctb = tb == TDM_TRANS ? CblasTrans : CblasNoTrans;
   for (int i = 0; i < batch; i++) {
