@@ -1,5 +1,6 @@
 // Trainer: configuration checks and overrides, resolved config round trip, atomic checkpoints and
 // refusal of bad ones, exact resume, and the Pendulum learning test.
+#include <cblas.h>  // openblas_get_num_threads (OPENBLAS_VERSION)
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -286,6 +287,49 @@ static void test_config_sac_exec_keys(void) {
              strstr(tdm_errmsg(), "true or false"),
          "message: %s", tdm_errmsg());
   tdm_config_free(&c);
+}
+
+// The threads key caps OpenBLAS's threads (src/core/ops_cpu.c): a CPU device of one thread runs
+// even a large product on one OpenBLAS thread; with two, a large product gets two and one under a
+// grain (64^3) one. An explicit OPENBLAS_NUM_THREADS is left alone (then skipped).
+static void test_threads_key_caps_openblas(void) {
+#ifdef OPENBLAS_VERSION
+  const char *e = getenv("OPENBLAS_NUM_THREADS"), *g = getenv("GOTO_NUM_THREADS");
+  if ((e && e[0]) || (g && g[0]))
+    SKIP("OPENBLAS_NUM_THREADS is set: OpenBLAS's count is the user's");
+  enum { BIG = 512 };
+  const size_t n = (size_t)BIG * BIG;
+  float *A = calloc(n, sizeof(float)), *B = calloc(n, sizeof(float)), *C = calloc(n, sizeof(float));
+  int one = -1, big = -1, small = -1;
+  tdm_dev *dev = NULL;
+  tdm_status st = A && B && C ? tdm_dev_open("cpu", 1, &dev) : TDM_ERR_OOM;
+  if (st == TDM_OK) {
+    st = tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, BIG, BIG, BIG, 1, A, BIG, B, BIG, 0, C, BIG);
+    one = openblas_get_num_threads();
+    tdm_dev_close(dev);
+  }
+  if (st == TDM_OK && tdm_cpu_count() >= 2) {
+    st = tdm_dev_open("cpu", 2, &dev);
+    if (st == TDM_OK) {
+      st = tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, BIG, BIG, BIG, 1, A, BIG, B, BIG, 0, C, BIG);
+      big = openblas_get_num_threads();
+      if (st == TDM_OK)
+        st = tdm_gemm(dev, TDM_NOTRANS, TDM_NOTRANS, 64, 64, 64, 1, A, 64, B, 64, 0, C, 64);
+      small = openblas_get_num_threads();
+      tdm_dev_close(dev);
+    }
+  }
+  free(A);
+  free(B);
+  free(C);
+  CHECK_OK(st);
+  CHECKF(one == 1, "threads = 1: OpenBLAS uses %d threads for a %d^3 product", one, BIG);
+  if (tdm_cpu_count() < 2) SKIP("one core: the two-thread half needs two");
+  CHECKF(big == 2 && small == 1, "threads = 2: %d OpenBLAS threads for %d^3, %d for 64^3", big, BIG,
+         small);
+#else
+  SKIP("not built against OpenBLAS");
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -790,6 +834,7 @@ int main(void) {
   TDM_RUN(test_config_overrides);
   TDM_RUN(test_config_resolved_round_trip);
   TDM_RUN(test_config_sac_exec_keys);
+  TDM_RUN(test_threads_key_caps_openblas);
   TDM_RUN(test_afile_atomic);
   TDM_RUN(test_run_dir_and_checkpoints);
   TDM_RUN(test_checkpoint_refusals);
