@@ -27,6 +27,11 @@ namespace cg = cooperative_groups;
 
 enum { FZ_EPI_FWD = 0, FZ_EPI_DX, FZ_EPI_DW };
 
+// Timing hook for diagnostics builds (defined before including this file); nothing by default.
+#ifndef FZ_DBG
+#define FZ_DBG(point)
+#endif
+
 // One batched GEMM of a phase: C_e (M, N) = A_e (M, K) B_e (K, N) for e < E, with an epilogue.
 struct fz_gemm {
   int M, N, K, E;
@@ -58,155 +63,247 @@ struct fz_ctx {
 };
 
 struct fz_smem {
-  union {
-    struct {
-      float As[FZ_BK][FZ_BM + 4];
-      float Bs[FZ_BK][FZ_BN + 4];
-    } g;
-    struct {
-      float v[FZ_WARPS][4 * TDM_SAC_FUSED_MAX_ACT];  // per warp: head / dL/da, dhead
-    } r;
-  };
+  struct {
+    float v[FZ_WARPS][4 * TDM_SAC_FUSED_MAX_ACT];  // per warp: head / dL/da, dhead
+  } r;
   double red[32];
+};
+
+// The GEMM tiles' shared slices (one copy per block; padding: conflict-free MMA fragment reads).
+struct fz_tile_smem {
+  float As[FZ_BK][FZ_BM + 8];
+  float Bs[FZ_BK][FZ_BN + 8];
 };
 
 static __device__ __forceinline__ int fz_tiles(const fz_gemm &g) {
   return g.E * ((g.M + FZ_BM - 1) / FZ_BM) * ((g.N + FZ_BN - 1) / FZ_BN);
 }
 
-// Adam (+ Polyak) on element i, the arithmetic of adam_groups_kernel (kernels/ops_adam.cu).
+// One Adam step of a parameter p with gradient g and moments m, v (updated in place); returns the
+// new parameter. The arithmetic of adam_groups_kernel (kernels/ops_adam.cu).
+static __device__ __forceinline__ float fz_adam_step(const tdm_sacf_args &a, float p, float &m,
+                                                     float &v, float g, float bc1, float bc2) {
+  const float ob1 = 1.0f - a.b1, ob2 = 1.0f - a.b2;
+  m = a.b1 * m + ob1 * g;
+  v = a.b2 * v + ob2 * g * g;
+  return p - (a.lr * ((m / bc1) / (sqrtf(v / bc2) + a.eps)) + a.lr * a.wd * p);
+}
+
+// Adam (+ Polyak into ema when not NULL) on element i of p, m, v with gradient gi.
 static __device__ __forceinline__ void fz_adam(const tdm_sacf_args &a, float *p, float *m,
                                                float *v, float *ema, size_t i, float gi, float bc1,
                                                float bc2) {
-  const float ob1 = 1.0f - a.b1, ob2 = 1.0f - a.b2;
-  float mi = a.b1 * m[i] + ob1 * gi;
-  float vi = a.b2 * v[i] + ob2 * gi * gi;
+  float mi = m[i], vi = v[i];
+  float pn = fz_adam_step(a, p[i], mi, vi, gi, bc1, bc2);
   m[i] = mi;
   v[i] = vi;
-  float pi = p[i];
-  float pn = pi - (a.lr * ((mi / bc1) / (sqrtf(vi / bc2) + a.eps)) + a.lr * a.wd * pi);
   p[i] = pn;
   if (ema) ema[i] = (1.0f - a.tau) * ema[i] + a.tau * pn;
 }
 
-static __device__ __forceinline__ float fz_load_a(const fz_gemm &g, const float *A, int m, int k) {
-  if (m >= g.M || k >= g.K) return 0.0f;
-  if (g.ta) return A[(size_t)k * g.lda + m];
-  if (g.A2 && m >= g.msplit) return g.A2[(size_t)(m - g.msplit) * g.lda + k];
-  return A[(size_t)m * g.lda + k];
+// x split into two TF32 values, hi + lo = x to about 2^-22 relative (3xTF32)
+static __device__ __forceinline__ void fz_split(float x, uint32_t &hi, uint32_t &lo) {
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(x));
+  float r = x - __uint_as_float(hi);
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(r));
 }
 
-static __device__ __forceinline__ float fz_load_b(const fz_gemm &g, const float *Bm, int k, int n) {
-  if (k >= g.K || n >= g.N) return 0.0f;
-  return g.tb ? Bm[(size_t)n * g.ldb + k] : Bm[(size_t)k * g.ldb + n];
+// d += a b for one m16n8k8 TF32 tile (warp-wide; PTX fragment layout)
+static __device__ __forceinline__ void fz_mma(float *d, const uint32_t *a, uint32_t b0,
+                                              uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Tile t of job g (all threads of the block).
+// The activation and its derivative, out of line: the kernel is large, and inlining the five
+// activations at every use costs more in instruction fetch than the calls.
+static __device__ __noinline__ float fz_act(int act, float x) { return act_f_rt(act, x); }
+static __device__ __noinline__ float fz_dact(int act, float x, float y) {
+  return act_df_rt(act, x, y);
+}
+
+// Ring row of batch row r (sample_index out of line: it is used in two loops).
+static __device__ __noinline__ int32_t fz_sample_row(const tdm_rng_ctr *rng, uint32_t stream,
+                                                     int r, int32_t size) {
+  return sample_index(rng, stream, r, size);
+}
+
+// Normals 4 g .. 4 g + 3 of sub-stream stream into x (n elements in all), as fill_normal_kernel.
+static __device__ __noinline__ void fz_normals(const tdm_rng_ctr *rng, uint32_t stream, size_t g,
+                                               float *x, size_t n) {
+  curandStatePhilox4_32_10_t s4;
+  rng_block_init(rng, stream, g, &s4);
+  float4 zv = curand_normal4(&s4);
+  for (int k = 0; k < 4; k++)
+    if (4 * g + k < n) x[4 * g + k] = __fadd_rn(0.0f, __fmul_rn(1.0f, lane_f(zv, k)));
+}
+
+// Epilogue of a tile: n outputs C (BM x BN, row stride ld in shared memory) at rows m0.., columns
+// n0.. of job g, member e. A loop (not unrolled: small code), restrict pointers so the loads of one
+// element need not wait for the stores of the previous.
+static __device__ __noinline__ void fz_epilogue(const tdm_sacf_args &a, const fz_ctx &c,
+                                                const fz_gemm &g, int e, int m0, int n0,
+                                                const float *C, int ld) {
+  const size_t base = (size_t)e * g.M * g.N;
+  const int epi = g.epi, act = a.act, N = g.N;
+  float *__restrict__ z = g.z;
+  float *__restrict__ h = g.h;
+  float *__restrict__ out = g.out;
+  const float *__restrict__ bias = g.bias ? g.bias + (size_t)e * N : NULL;
+  const float *__restrict__ zin = g.zin;
+  const float *__restrict__ hin = g.hin;
+  float *__restrict__ P = g.p;
+  float *__restrict__ Mm = g.m;
+  float *__restrict__ V = g.v;
+  float *__restrict__ ema = g.ema;
+  const float bc1 = g.critic ? c.bc1c : c.bc1a, bc2 = g.critic ? c.bc2c : c.bc2a;
+#pragma unroll 4
+  for (int idx = threadIdx.x; idx < FZ_BM * FZ_BN; idx += FZ_THREADS) {
+    const int mm = idx / FZ_BN, nn = idx % FZ_BN, m = m0 + mm, n = n0 + nn;
+    if (m >= g.M || n >= N) continue;
+    const size_t o = base + (size_t)m * N + n;
+    const float s = C[mm * ld + nn];
+    if (epi == FZ_EPI_FWD) {
+      float zz = s + bias[n];
+      z[o] = zz;
+      h[o] = fz_act(act, zz);
+    } else if (epi == FZ_EPI_DX) {
+      out[o] = s * fz_dact(act, zin[o], hin[o]);
+    } else {
+      out[o] = s;
+      if (g.adam) {
+        float mi = Mm[o], vi = V[o];
+        float pn = fz_adam_step(a, P[o], mi, vi, s, bc1, bc2);
+        Mm[o] = mi;
+        V[o] = vi;
+        P[o] = pn;
+        if (ema) ema[o] = (1.0f - a.tau) * ema[o] + a.tau * pn;
+      }
+    }
+  }
+}
+
+// Tile t of job g (all threads of the block). MMA: tensor cores with 3xTF32 (each operand split
+// into two TF32 halves, the three larger products summed: about fp32 accuracy); else fp32 FMAs,
+// 4 x 4 outputs per thread. Slices of A (BM x BK) and B (BK x BN) go through shared memory; each
+// thread loads NA + NB elements per slice along the contiguous direction of its operand.
+template <bool MMA>
 static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx &c,
                                             const fz_gemm &gj, int t, fz_smem &sm) {
+  FZ_DBG(0);
+  // declared here, not passed in, so the accesses compile to shared-memory instructions
+  __shared__ __align__(16) fz_tile_smem ts;
+  __shared__ float stage[FZ_BM][FZ_BN + 1];
   const fz_gemm g = gj;  // into registers: the loops below read its fields
   const int tm = (g.M + FZ_BM - 1) / FZ_BM, tn = (g.N + FZ_BN - 1) / FZ_BN;
   const int e = t / (tm * tn), r = t % (tm * tn);
   const int m0 = (r / tn) * FZ_BM, n0 = (r % tn) * FZ_BN;
   const float *A = g.A + e * g.sA, *Bm = g.Bm + e * g.sB;
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  float acc[4][4];
+  const int lane = tid & 31, gid = lane >> 2, tig = lane & 3;
+  const int wm = ((tid >> 5) >> 1) * 16, wn = ((tid >> 5) & 1) * 32;
+  float acc[4][4];  // fp32: [row i][col j]; MMA: [n-subtile][fragment element]
 #pragma unroll
   for (int i = 0; i < 4; i++)
 #pragma unroll
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
   constexpr int NA = FZ_BM * FZ_BK / FZ_THREADS, NB = FZ_BK * FZ_BN / FZ_THREADS;
+  // A slice: row-major A (ta = 0): thread reads column k0 + tid % BK of rows tid / BK + q TA;
+  // transposed: row m0 + tid % BM of columns tid / BM + q TA'. Same for B with BN.
+  constexpr int TA0 = FZ_THREADS / FZ_BK, TA1 = FZ_THREADS / FZ_BM;
+  constexpr int TB0 = FZ_THREADS / FZ_BN, TB1 = FZ_THREADS / FZ_BK;
+  const int a_mm = g.ta ? tid % FZ_BM : tid / FZ_BK, a_kk = g.ta ? tid / FZ_BM : tid % FZ_BK;
+  const int a_dm = g.ta ? 0 : TA0, a_dk = g.ta ? TA1 : 0;
+  const int b_kk = g.tb ? tid % FZ_BK : tid / FZ_BN, b_nn = g.tb ? tid / FZ_BK : tid % FZ_BN;
+  const int b_dk = g.tb ? 0 : TB0, b_dn = g.tb ? TB1 : 0;
   float ra[NA], rb[NB];
-  // bias gradient: the threads of column group 0 sum their four rows of each A slice
-  const bool bsum = g.epi == FZ_EPI_DW && g.bg && n0 == 0 && tx == 0;
-  float bacc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  // element q of the thread's share of an A slice (BM x BK) / B slice (BK x BN)
-#define FZ_A_MK(q, mm, kk)                    \
-  int idx_ = tid + (q) * FZ_THREADS;          \
-  int mm = g.ta ? idx_ % FZ_BM : idx_ / FZ_BK; \
-  int kk = g.ta ? idx_ / FZ_BM : idx_ % FZ_BK
-#define FZ_B_KN(q, kk, nn)                    \
-  int idx_ = tid + (q) * FZ_THREADS;          \
-  int kk = g.tb ? idx_ % FZ_BK : idx_ / FZ_BN; \
-  int nn = g.tb ? idx_ / FZ_BK : idx_ % FZ_BN
+  // bias gradient: threads tid < BM sum row tid of each A slice
+  const bool bsum = g.epi == FZ_EPI_DW && g.bg && n0 == 0 && tid < FZ_BM;
+  float bacc = 0.0f;
   auto load = [&](int k0) {
 #pragma unroll
     for (int q = 0; q < NA; q++) {
-      FZ_A_MK(q, mm, kk);
-      ra[q] = fz_load_a(g, A, m0 + mm, k0 + kk);
+      int m = m0 + a_mm + q * a_dm, k = k0 + a_kk + q * a_dk;
+      const float *src = g.ta ? A + (size_t)k * g.lda + m
+                              : (g.A2 && m >= g.msplit ? g.A2 + (size_t)(m - g.msplit) * g.lda + k
+                                                       : A + (size_t)m * g.lda + k);
+      ra[q] = (m < g.M && k < g.K) ? *src : 0.0f;
     }
 #pragma unroll
     for (int q = 0; q < NB; q++) {
-      FZ_B_KN(q, kk, nn);
-      rb[q] = fz_load_b(g, Bm, k0 + kk, n0 + nn);
+      int k = k0 + b_kk + q * b_dk, n = n0 + b_nn + q * b_dn;
+      const float *src = g.tb ? Bm + (size_t)n * g.ldb + k : Bm + (size_t)k * g.ldb + n;
+      rb[q] = (k < g.K && n < g.N) ? *src : 0.0f;
     }
   };
   load(0);
+  FZ_DBG(1);
   for (int k0 = 0; k0 < g.K; k0 += FZ_BK) {
     __syncthreads();  // the previous slice is consumed (and the previous task's smem)
+    FZ_DBG(2);
 #pragma unroll
-    for (int q = 0; q < NA; q++) {
-      FZ_A_MK(q, mm, kk);
-      sm.g.As[kk][mm] = ra[q];
-    }
+    for (int q = 0; q < NA; q++) ts.As[a_kk + q * a_dk][a_mm + q * a_dm] = ra[q];
 #pragma unroll
-    for (int q = 0; q < NB; q++) {
-      FZ_B_KN(q, kk, nn);
-      sm.g.Bs[kk][nn] = rb[q];
-    }
+    for (int q = 0; q < NB; q++) ts.Bs[b_kk + q * b_dk][b_nn + q * b_dn] = rb[q];
     __syncthreads();
     if (k0 + FZ_BK < g.K) load(k0 + FZ_BK);
+    if (MMA) {
+#pragma unroll 2
+      for (int k8 = 0; k8 < FZ_BK; k8 += 8) {
+        uint32_t ah[4], al[4];
+        fz_split(ts.As[k8 + tig][wm + gid], ah[0], al[0]);
+        fz_split(ts.As[k8 + tig][wm + gid + 8], ah[1], al[1]);
+        fz_split(ts.As[k8 + tig + 4][wm + gid], ah[2], al[2]);
+        fz_split(ts.As[k8 + tig + 4][wm + gid + 8], ah[3], al[3]);
 #pragma unroll
-    for (int kk = 0; kk < FZ_BK; kk++) {
-      float4 av = *reinterpret_cast<const float4 *>(&sm.g.As[kk][ty * 4]);
-      float4 bv = *reinterpret_cast<const float4 *>(&sm.g.Bs[kk][tx * 4]);
-      float ax[4] = {av.x, av.y, av.z, av.w}, bx[4] = {bv.x, bv.y, bv.z, bv.w};
+        for (int j = 0; j < 4; j++) {
+          const int n = wn + j * 8 + gid;
+          uint32_t bh0, bl0, bh1, bl1;
+          fz_split(ts.Bs[k8 + tig][n], bh0, bl0);
+          fz_split(ts.Bs[k8 + tig + 4][n], bh1, bl1);
+          fz_mma(acc[j], al, bh0, bh1);
+          fz_mma(acc[j], ah, bl0, bl1);
+          fz_mma(acc[j], ah, bh0, bh1);
+        }
+      }
+    } else {
+#pragma unroll 8
+      for (int kk = 0; kk < FZ_BK; kk++) {
+        float4 av = *reinterpret_cast<const float4 *>(&ts.As[kk][ty * 4]);
+        float4 bv = *reinterpret_cast<const float4 *>(&ts.Bs[kk][tx * 4]);
+        float ax[4] = {av.x, av.y, av.z, av.w}, bx[4] = {bv.x, bv.y, bv.z, bv.w};
 #pragma unroll
-      for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = fmaf(ax[i], bx[j], acc[i][j]);
-      if (bsum)
-#pragma unroll
-        for (int i = 0; i < 4; i++) bacc[i] += ax[i];
-    }
-  }
-  if (bsum) {
-    const float bc1 = g.critic ? c.bc1c : c.bc1a, bc2 = g.critic ? c.bc2c : c.bc2a;
-    for (int i = 0; i < 4; i++) {
-      int m = m0 + ty * 4 + i;
-      if (m >= g.M) break;
-      size_t o = (size_t)e * g.M + m;
-      g.bg[o] = bacc[i];
-      fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, bacc[i], bc1, bc2);
-    }
-  }
-#undef FZ_A_MK
-#undef FZ_B_KN
-  const size_t base = (size_t)e * g.M * g.N;
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    int m = m0 + ty * 4 + i;
-    if (m >= g.M) continue;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      int n = n0 + tx * 4 + j;
-      if (n >= g.N) continue;
-      size_t o = base + (size_t)m * g.N + n;
-      float s = acc[i][j];
-      if (g.epi == FZ_EPI_FWD) {
-        float zz = s + g.bias[(size_t)e * g.N + n];
-        g.z[o] = zz;
-        g.h[o] = act_f_rt(a.act, zz);
-      } else if (g.epi == FZ_EPI_DX) {
-        g.out[o] = s * act_df_rt(a.act, g.zin[o], g.hin[o]);
-      } else {
-        g.out[o] = s;
-        if (g.adam)
-          fz_adam(a, g.p, g.m, g.v, g.ema, o, s, g.critic ? c.bc1c : c.bc1a,
-                  g.critic ? c.bc2c : c.bc2a);
+          for (int j = 0; j < 4; j++) acc[i][j] = fmaf(ax[i], bx[j], acc[i][j]);
       }
     }
+    if (bsum)
+#pragma unroll 8
+      for (int kk = 0; kk < FZ_BK; kk++) bacc += ts.As[kk][tid];
   }
+  FZ_DBG(3);
+  if (bsum && m0 + tid < g.M) {
+    size_t o = (size_t)e * g.M + m0 + tid;
+    g.bg[o] = bacc;
+    fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, bacc, g.critic ? c.bc1c : c.bc1a,
+            g.critic ? c.bc2c : c.bc2a);
+  }
+  // accumulators to shared memory, then the epilogue over the tile with coalesced stores
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const int mm = MMA ? wm + gid + (j >= 2 ? 8 : 0) : ty * 4 + i;
+      const int nn = MMA ? wn + i * 8 + tig * 2 + (j & 1) : tx * 4 + j;
+      stage[mm][nn] = acc[i][j];
+    }
+  __syncthreads();
+  fz_epilogue(a, c, g, e, m0, n0, &stage[0][0], FZ_BN + 1);
+  FZ_DBG(4);
 }
 
 // Run the phase's GEMM tiles and nrow row tasks (row(t) for t < nrow, all threads of the block)
@@ -221,7 +318,10 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
     if (t < total) {
       int j = 0, u = t;
       while (u >= tiles[j]) u -= tiles[j++];
-      fz_tile(a, c, jobs[j], u, sm);
+      if (a.mma)
+        fz_tile<true>(a, c, jobs[j], u, sm);
+      else
+        fz_tile<false>(a, c, jobs[j], u, sm);
     } else {
       __syncthreads();  // smem of the previous task
       row(t - total);
@@ -277,7 +377,7 @@ static __device__ fz_gemm fz_dw(const tdm_sacf_net &n, int l, int E, int K, cons
 // row helpers (one warp)
 
 // out[k] = dot(x, W[k, :]) + b[k] for k < nk into shared memory (lane 0 writes), x of length n.
-static __device__ __forceinline__ void fz_row_dots(const float *x, const float *W, const float *b,
+static __device__ __noinline__ void fz_row_dots(const float *x, const float *W, const float *b,
                                                    int n, int nk, float *out) {
   const int lane = threadIdx.x & 31;
   for (int k0 = 0; k0 < nk; k0 += FZ_CHUNK) {
@@ -298,6 +398,32 @@ static __device__ __forceinline__ void fz_row_dots(const float *x, const float *
     }
   }
   __syncwarp();
+}
+
+// dz[j] = d w[j] act'(z[j], h[j]) for j < n over the warp's lanes (restrict: the loads of later
+// j need not wait for earlier stores)
+static __device__ __forceinline__ void fz_dz_row(float *__restrict__ dz, const float *__restrict__ w,
+                                                 const float *__restrict__ z,
+                                                 const float *__restrict__ h, float d, int n,
+                                                 int act) {
+#pragma unroll 4
+  for (int j = threadIdx.x & 31; j < n; j += 32) dz[j] = d * w[j] * fz_dact(act, z[j], h[j]);
+}
+
+// dz[i] = (sum_k dh[k] W[k, i]) act'(z[i], h[i]) for i < n, k < nk (W (nk, n)), over the lanes.
+static __device__ __forceinline__ void fz_dz_from_head(float *__restrict__ dz,
+                                                       const float *__restrict__ W,
+                                                       const float *__restrict__ dh,
+                                                       const float *__restrict__ z,
+                                                       const float *__restrict__ h, int nk, int n,
+                                                       int act) {
+#pragma unroll 2
+  for (int i = threadIdx.x & 31; i < n; i += 32) {
+    float s = 0.0f;
+#pragma unroll 4
+    for (int k = 0; k < nk; k++) s = fmaf(dh[k], W[(size_t)k * n + i], s);
+    dz[i] = s * fz_dact(act, z[i], h[i]);
+  }
 }
 
 // Deterministic block sum of part[0 .. n) (all threads; result in every thread).
@@ -413,7 +539,7 @@ static __global__ void __launch_bounds__(FZ_THREADS)
     const int Wt = cols.total_width;
     for (size_t i = i0; i < (size_t)B * Wt; i += st) {
       int r = (int)(i / Wt), j = (int)(i % Wt), col;
-      int32_t row = sample_index(&c.rng, a.rs_sample, r, c.size);
+      int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
       if (j == 0) a.idx[r] = row;
       int k = col_of(cols, j, &col);
       int w = cols.width[k];
@@ -421,17 +547,11 @@ static __global__ void __launch_bounds__(FZ_THREADS)
     }
     for (size_t i = i0; i < (size_t)B * W; i += st) {
       int r = (int)(i / W), j = (int)(i % W);
-      int32_t row = sample_index(&c.rng, a.rs_sample, r, c.size);
+      int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
       a.xq[i] = j < O ? cols.ring[0][(size_t)row * O + j] : cols.ring[1][(size_t)row * A + j - O];
     }
     const size_t ne = (size_t)2 * B * A;
-    for (size_t g = i0; g < (ne + 3) / 4; g += st) {
-      curandStatePhilox4_32_10_t s4;
-      rng_block_init(&c.rng, a.rs_eps, g, &s4);
-      float4 zv = curand_normal4(&s4);
-      for (int k = 0; k < 4; k++)
-        if (4 * g + k < ne) a.epsn[4 * g + k] = __fadd_rn(0.0f, __fmul_rn(1.0f, lane_f(zv, k)));
-    }
+    for (size_t g = i0; g < (ne + 3) / 4; g += st) fz_normals(&c.rng, a.rs_eps, g, a.epsn, ne);
   });
   FZ_SYNC();
 
@@ -505,9 +625,7 @@ static __global__ void __launch_bounds__(FZ_THREADS)
       float d = a.dq[(size_t)e * B + r];
       const float *wl = cn.p + cn.w[L - 1] + (size_t)e * Hc;
       size_t o = ((size_t)e * B + r) * Hc;
-#pragma unroll 4
-      for (int j = lane; j < Hc; j += 32)
-        dz[o + j] = d * wl[j] * act_df_rt(a.act, a.zc[L - 2][o + j], a.hc[L - 2][o + j]);
+      fz_dz_row(dz + o, wl, a.zc[L - 2] + o, a.hc[L - 2] + o, d, Hc, a.act);
     }
   };
 
@@ -661,12 +779,8 @@ static __global__ void __launch_bounds__(FZ_THREADS)
                  float *dz = a.dza[(L - 2) & 1];
                  const float *wh = an.p + an.w[L - 1];  // (2A, Ha)
                  size_t o = (size_t)r * Ha;
-                 for (int i = lane; i < Ha; i += 32) {
-                   float s = 0.0f;
-#pragma unroll 4
-                   for (int k = 0; k < 2 * A; k++) s = fmaf(dh[k], wh[(size_t)k * Ha + i], s);
-                   dz[o + i] = s * act_df_rt(a.act, a.za[L - 2][o + i], a.ha[L - 2][o + i]);
-                 }
+                 fz_dz_from_head(dz + o, wh, dh, a.za[L - 2] + o, a.ha[L - 2] + o, 2 * A, Ha,
+                                 a.act);
                }
                __syncwarp();
              },

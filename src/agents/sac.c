@@ -641,6 +641,9 @@ static tdm_status fused_setup(sac *s, tdm_dev *dev) {
   f->wd = s->adam.weight_decay;
   f->ent_auto = c->ent_coef_auto;
   f->rs_sample = RS_SAMPLE, f->rs_eps = RS_EPS;
+  // tensor-core GEMM tiles (3xTF32, about fp32 accuracy) unless TDM_FUSED_MMA=0 (fp32 FMAs)
+  const char *mma = getenv("TDM_FUSED_MMA");
+  f->mma = !(mma && !strcmp(mma, "0"));
   fz_net(s->actor, &f->actor);
   fz_net(s->critic, &f->critic);
   f->target = s->target->params;

@@ -46,6 +46,7 @@ typedef struct {
   float lo, hi, gamma, tau, target_entropy;
   float lr, b1, b2, eps, wd;  // Adam
   int actor_step, polyak_step, ent_auto;
+  int mma;  // 1: GEMM tiles on tensor cores with 3xTF32 (about fp32 accuracy); 0: fp32 FMAs
   uint32_t rs_sample, rs_eps;  // RNG sub-streams of the update counter
   tdm_sacf_net actor;          // 1 member: O -> 2A
   tdm_sacf_net critic;         // 2 members: O + A -> 1
