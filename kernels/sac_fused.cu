@@ -18,7 +18,8 @@
 
 namespace cg = cooperative_groups;
 
-#define FZ_THREADS 128
+#define FZ_THREADS 256  // two groups of FZ_GT threads share a tile's K slices
+#define FZ_GT 128
 #define FZ_WARPS (FZ_THREADS / 32)
 #define FZ_BM 32
 #define FZ_BN 64
@@ -74,6 +75,8 @@ struct fz_tile_smem {
   float As[FZ_BK][FZ_BM + 8];
   float Bs[FZ_BK][FZ_BN + 8];
 };
+// Dynamic shared memory of the kernel: two slice buffers, the stage (BM x BN + 1), BM bias sums.
+#define FZ_DYN_BYTES (2 * sizeof(fz_tile_smem) + (FZ_BM * (FZ_BN + 1) + FZ_BM) * sizeof(float))
 
 static __device__ __forceinline__ int fz_tiles(const fz_gemm &g) {
   return g.E * ((g.M + FZ_BM - 1) / FZ_BM) * ((g.N + FZ_BN - 1) / FZ_BN);
@@ -194,15 +197,20 @@ template <bool MMA>
 static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx &c,
                                             const fz_gemm &gj, int t, fz_smem &sm) {
   FZ_DBG(0);
-  // declared here, not passed in, so the accesses compile to shared-memory instructions
-  __shared__ __align__(16) fz_tile_smem ts;
-  __shared__ float stage[FZ_BM][FZ_BN + 1];
+  // dynamic shared memory (one buffer for both instantiations; named here, not passed in, so the
+  // accesses compile to shared-memory instructions): a slice buffer per thread group (group q
+  // takes slices q, q + 2, ...), the accumulator stage, group 1's bias sums
+  extern __shared__ __align__(16) float fz_dyn[];
+  fz_tile_smem *tsg = reinterpret_cast<fz_tile_smem *>(fz_dyn);
+  float(*stage)[FZ_BN + 1] = reinterpret_cast<float(*)[FZ_BN + 1]>(tsg + 2);
+  float *bsh = &stage[FZ_BM][0];
   const fz_gemm g = gj;  // into registers: the loops below read its fields
   const int tm = (g.M + FZ_BM - 1) / FZ_BM, tn = (g.N + FZ_BN - 1) / FZ_BN;
   const int e = t / (tm * tn), r = t % (tm * tn);
   const int m0 = (r / tn) * FZ_BM, n0 = (r % tn) * FZ_BN;
   const float *A = g.A + e * g.sA, *Bm = g.Bm + e * g.sB;
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int grp = threadIdx.x / FZ_GT, tid = threadIdx.x % FZ_GT, tx = tid & 15, ty = tid >> 4;
+  fz_tile_smem &ts = tsg[grp];
   const int lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   const int wm = ((tid >> 5) >> 1) * 16, wn = ((tid >> 5) & 1) * 32;
   float acc[4][4];  // fp32: [row i][col j]; MMA: [n-subtile][fragment element]
@@ -210,38 +218,50 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   for (int i = 0; i < 4; i++)
 #pragma unroll
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-  constexpr int NA = FZ_BM * FZ_BK / FZ_THREADS, NB = FZ_BK * FZ_BN / FZ_THREADS;
-  // A slice: row-major A (ta = 0): thread reads column k0 + tid % BK of rows tid / BK + q TA;
-  // transposed: row m0 + tid % BM of columns tid / BM + q TA'. Same for B with BN.
-  constexpr int TA0 = FZ_THREADS / FZ_BK, TA1 = FZ_THREADS / FZ_BM;
-  constexpr int TB0 = FZ_THREADS / FZ_BN, TB1 = FZ_THREADS / FZ_BK;
+  constexpr int NA = FZ_BM * FZ_BK / FZ_GT, NB = FZ_BK * FZ_BN / FZ_GT;
+  // A slice: row-major A (ta = 0): thread reads column k0 + tid % BK of rows tid / BK + q TA0;
+  // transposed: row m0 + tid % BM of columns tid / BM + q TA1. Same for B with BN.
+  constexpr int TA0 = FZ_GT / FZ_BK, TA1 = FZ_GT / FZ_BM;
+  constexpr int TB0 = FZ_GT / FZ_BN, TB1 = FZ_GT / FZ_BK;
   const int a_mm = g.ta ? tid % FZ_BM : tid / FZ_BK, a_kk = g.ta ? tid / FZ_BM : tid % FZ_BK;
   const int a_dm = g.ta ? 0 : TA0, a_dk = g.ta ? TA1 : 0;
   const int b_kk = g.tb ? tid % FZ_BK : tid / FZ_BN, b_nn = g.tb ? tid / FZ_BK : tid % FZ_BN;
   const int b_dk = g.tb ? 0 : TB0, b_dn = g.tb ? TB1 : 0;
+  // per-element base pointers (k0 = 0) and row / column validity, computed once per tile
+  const float *pa[NA], *pb[NB];
+  bool va[NA], vb[NB];
+  const size_t a_step = g.ta ? (size_t)g.lda : 1, b_step = g.tb ? 1 : (size_t)g.ldb;
+#pragma unroll
+  for (int q = 0; q < NA; q++) {
+    int m = m0 + a_mm + q * a_dm, k = a_kk + q * a_dk;
+    va[q] = m < g.M;
+    pa[q] = g.ta ? A + (size_t)k * g.lda + m
+                 : (g.A2 && m >= g.msplit ? g.A2 + (size_t)(m - g.msplit) * g.lda + k
+                                          : A + (size_t)m * g.lda + k);
+  }
+#pragma unroll
+  for (int q = 0; q < NB; q++) {
+    int k = b_kk + q * b_dk, n = n0 + b_nn + q * b_dn;
+    vb[q] = n < g.N;
+    pb[q] = g.tb ? Bm + (size_t)n * g.ldb + k : Bm + (size_t)k * g.ldb + n;
+  }
   float ra[NA], rb[NB];
-  // bias gradient: threads tid < BM sum row tid of each A slice
   const bool bsum = g.epi == FZ_EPI_DW && g.bg && n0 == 0 && tid < FZ_BM;
   float bacc = 0.0f;
   auto load = [&](int k0) {
 #pragma unroll
-    for (int q = 0; q < NA; q++) {
-      int m = m0 + a_mm + q * a_dm, k = k0 + a_kk + q * a_dk;
-      const float *src = g.ta ? A + (size_t)k * g.lda + m
-                              : (g.A2 && m >= g.msplit ? g.A2 + (size_t)(m - g.msplit) * g.lda + k
-                                                       : A + (size_t)m * g.lda + k);
-      ra[q] = (m < g.M && k < g.K) ? *src : 0.0f;
-    }
+    for (int q = 0; q < NA; q++)
+      ra[q] = (va[q] && k0 + a_kk + q * a_dk < g.K) ? pa[q][(size_t)k0 * a_step] : 0.0f;
 #pragma unroll
-    for (int q = 0; q < NB; q++) {
-      int k = k0 + b_kk + q * b_dk, n = n0 + b_nn + q * b_dn;
-      const float *src = g.tb ? Bm + (size_t)n * g.ldb + k : Bm + (size_t)k * g.ldb + n;
-      rb[q] = (k < g.K && n < g.N) ? *src : 0.0f;
-    }
+    for (int q = 0; q < NB; q++)
+      rb[q] = (vb[q] && k0 + b_kk + q * b_dk < g.K) ? pb[q][(size_t)k0 * b_step] : 0.0f;
   };
-  load(0);
+  const int nslice = (g.K + FZ_BK - 1) / FZ_BK, niter = (nslice + 1) / 2;
+  load(grp * FZ_BK);
   FZ_DBG(1);
-  for (int k0 = 0; k0 < g.K; k0 += FZ_BK) {
+  for (int it = 0; it < niter; it++) {
+    const int k0 = (2 * it + grp) * FZ_BK;
+    const bool live = k0 < g.K;
     __syncthreads();  // the previous slice is consumed (and the previous task's smem)
     FZ_DBG(2);
 #pragma unroll
@@ -249,7 +269,8 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
 #pragma unroll
     for (int q = 0; q < NB; q++) ts.Bs[b_kk + q * b_dk][b_nn + q * b_dn] = rb[q];
     __syncthreads();
-    if (k0 + FZ_BK < g.K) load(k0 + FZ_BK);
+    if (k0 + 2 * FZ_BK < g.K) load(k0 + 2 * FZ_BK);
+    if (!live) continue;
     if (MMA) {
 #pragma unroll 2
       for (int k8 = 0; k8 < FZ_BK; k8 += 8) {
@@ -286,21 +307,32 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
       for (int kk = 0; kk < FZ_BK; kk++) bacc += ts.As[kk][tid];
   }
   FZ_DBG(3);
-  if (bsum && m0 + tid < g.M) {
-    size_t o = (size_t)e * g.M + m0 + tid;
-    g.bg[o] = bacc;
-    fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, bacc, g.critic ? c.bc1c : c.bc1a,
-            g.critic ? c.bc2c : c.bc2a);
-  }
-  // accumulators to shared memory, then the epilogue over the tile with coalesced stores
+  // group 1's sums to shared memory; group 0 adds its own first (a fixed order: deterministic)
 #pragma unroll
   for (int i = 0; i < 4; i++)
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const int mm = MMA ? wm + gid + (j >= 2 ? 8 : 0) : ty * 4 + i;
       const int nn = MMA ? wn + i * 8 + tig * 2 + (j & 1) : tx * 4 + j;
-      stage[mm][nn] = acc[i][j];
+      if (grp == 1) stage[mm][nn] = acc[i][j];
     }
+  if (grp == 1 && bsum) bsh[tid] = bacc;
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const int mm = MMA ? wm + gid + (j >= 2 ? 8 : 0) : ty * 4 + i;
+      const int nn = MMA ? wn + i * 8 + tig * 2 + (j & 1) : tx * 4 + j;
+      if (grp == 0) stage[mm][nn] = acc[i][j] + stage[mm][nn];
+    }
+  if (grp == 0 && bsum && m0 + tid < g.M) {
+    float gb = bacc + bsh[tid];
+    size_t o = (size_t)e * g.M + m0 + tid;
+    g.bg[o] = gb;
+    fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, gb, g.critic ? c.bc1c : c.bc1a,
+            g.critic ? c.bc2c : c.bc2a);
+  }
   __syncthreads();
   fz_epilogue(a, c, g, e, m0, n0, &stage[0][0], FZ_BN + 1);
   FZ_DBG(4);
@@ -835,14 +867,16 @@ extern "C" bool tdm_sacf_supported(tdm_dev *dev) {
   int coop = 0, nb = 0;
   if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev->ordinal) != cudaSuccess)
     return false;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, 0) != cudaSuccess)
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, FZ_DYN_BYTES) !=
+      cudaSuccess)
     return false;
   return coop && nb >= 1;
 }
 
 extern "C" tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a) {
   int nb = 0;
-  TDM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, 0));
+  TDM_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, FZ_DYN_BYTES));
   int bps = fz_blocks_per_sm();
   if (nb > bps) nb = bps;
   if (nb < 1)
@@ -850,6 +884,7 @@ extern "C" tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a) {
   int blocks = nb * (dev->sm_count > 0 ? dev->sm_count : 1);
   void *args[] = {(void *)a};
   TDM_CUDA_CHECK(cudaLaunchCooperativeKernel((const void *)fz_kernel, dim3(blocks),
-                                             dim3(FZ_THREADS), args, 0, tdm_stream_of(dev)));
+                                             dim3(FZ_THREADS), args, FZ_DYN_BYTES,
+                                             tdm_stream_of(dev)));
   return TDM_OK;
 }
