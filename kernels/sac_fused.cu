@@ -75,8 +75,26 @@ struct fz_tile_smem {
   float As[FZ_BK][FZ_BM + 8];
   float Bs[FZ_BK][FZ_BN + 8];
 };
-// Dynamic shared memory of the kernel: two slice buffers, the stage (BM x BN + 1), BM bias sums.
-#define FZ_DYN_BYTES (2 * sizeof(fz_tile_smem) + (FZ_BM * (FZ_BN + 1) + FZ_BM) * sizeof(float))
+// Slices in flight per thread group (cp.async pipeline depth).
+#define FZ_STAGES 3
+// Dynamic shared memory of the kernel: FZ_STAGES slice buffers per group, the accumulator stage
+// (BM x BN + 1), BM bias sums.
+#define FZ_DYN_BYTES \
+  (2 * FZ_STAGES * sizeof(fz_tile_smem) + (FZ_BM * (FZ_BN + 1) + FZ_BM) * sizeof(float))
+
+// Asynchronous 4-byte copy global -> shared, zero-filled when !valid (src is not read then).
+static __device__ __forceinline__ void fz_cp4(float *dst, const float *src, bool valid) {
+  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+static __device__ __forceinline__ void fz_cp_commit(void) {
+  asm volatile("cp.async.commit_group;");
+}
+template <int N>
+static __device__ __forceinline__ void fz_cp_wait(void) {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
 
 static __device__ __forceinline__ int fz_tiles(const fz_gemm &g) {
   return g.E * ((g.M + FZ_BM - 1) / FZ_BM) * ((g.N + FZ_BN - 1) / FZ_BN);
@@ -202,7 +220,7 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   // takes slices q, q + 2, ...), the accumulator stage, group 1's bias sums
   extern __shared__ __align__(16) float fz_dyn[];
   fz_tile_smem *tsg = reinterpret_cast<fz_tile_smem *>(fz_dyn);
-  float(*stage)[FZ_BN + 1] = reinterpret_cast<float(*)[FZ_BN + 1]>(tsg + 2);
+  float(*stage)[FZ_BN + 1] = reinterpret_cast<float(*)[FZ_BN + 1]>(tsg + 2 * FZ_STAGES);
   float *bsh = &stage[FZ_BM][0];
   const fz_gemm g = gj;  // into registers: the loops below read its fields
   const int tm = (g.M + FZ_BM - 1) / FZ_BM, tn = (g.N + FZ_BN - 1) / FZ_BN;
@@ -210,7 +228,7 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   const int m0 = (r / tn) * FZ_BM, n0 = (r % tn) * FZ_BN;
   const float *A = g.A + e * g.sA, *Bm = g.Bm + e * g.sB;
   const int grp = threadIdx.x / FZ_GT, tid = threadIdx.x % FZ_GT, tx = tid & 15, ty = tid >> 4;
-  fz_tile_smem &ts = tsg[grp];
+  fz_tile_smem *tsb = tsg + grp * FZ_STAGES;  // this group's stage buffers
   const int lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   const int wm = ((tid >> 5) >> 1) * 16, wn = ((tid >> 5) & 1) * 32;
   float acc[4][4];  // fp32: [row i][col j]; MMA: [n-subtile][fragment element]
@@ -219,7 +237,7 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
 #pragma unroll
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
   constexpr int NA = FZ_BM * FZ_BK / FZ_GT, NB = FZ_BK * FZ_BN / FZ_GT;
-  // A slice: row-major A (ta = 0): thread reads column k0 + tid % BK of rows tid / BK + q TA0;
+  // A slice: row-major A (ta = 0): thread copies column k0 + tid % BK of rows tid / BK + q TA0;
   // transposed: row m0 + tid % BM of columns tid / BM + q TA1. Same for B with BN.
   constexpr int TA0 = FZ_GT / FZ_BK, TA1 = FZ_GT / FZ_BM;
   constexpr int TB0 = FZ_GT / FZ_BN, TB1 = FZ_GT / FZ_BK;
@@ -238,39 +256,49 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
     pa[q] = g.ta ? A + (size_t)k * g.lda + m
                  : (g.A2 && m >= g.msplit ? g.A2 + (size_t)(m - g.msplit) * g.lda + k
                                           : A + (size_t)m * g.lda + k);
+    if (!va[q]) pa[q] = A;  // never read (zero-filled), but a valid address
   }
 #pragma unroll
   for (int q = 0; q < NB; q++) {
     int k = b_kk + q * b_dk, n = n0 + b_nn + q * b_dn;
     vb[q] = n < g.N;
-    pb[q] = g.tb ? Bm + (size_t)n * g.ldb + k : Bm + (size_t)k * g.ldb + n;
+    pb[q] = vb[q] ? (g.tb ? Bm + (size_t)n * g.ldb + k : Bm + (size_t)k * g.ldb + n) : Bm;
   }
-  float ra[NA], rb[NB];
   const bool bsum = g.epi == FZ_EPI_DW && g.bg && n0 == 0 && tid < FZ_BM;
   float bacc = 0.0f;
-  auto load = [&](int k0) {
-#pragma unroll
-    for (int q = 0; q < NA; q++)
-      ra[q] = (va[q] && k0 + a_kk + q * a_dk < g.K) ? pa[q][(size_t)k0 * a_step] : 0.0f;
-#pragma unroll
-    for (int q = 0; q < NB; q++)
-      rb[q] = (vb[q] && k0 + b_kk + q * b_dk < g.K) ? pb[q][(size_t)k0 * b_step] : 0.0f;
-  };
   const int nslice = (g.K + FZ_BK - 1) / FZ_BK, niter = (nslice + 1) / 2;
-  load(grp * FZ_BK);
+  const int mine = (nslice - grp + 1) / 2;  // slices of this group: grp, grp + 2, ...
+  // copy this group's slice j into its stage buffer j % STAGES (an empty group past the end)
+  auto issue = [&](int j) {
+    if (j < mine) {
+      const int k0 = (2 * j + grp) * FZ_BK;
+      fz_tile_smem &ts = tsb[j % FZ_STAGES];
+#pragma unroll
+      for (int q = 0; q < NA; q++) {
+        bool ok = va[q] && k0 + a_kk + q * a_dk < g.K;
+        fz_cp4(&ts.As[a_kk + q * a_dk][a_mm + q * a_dm], ok ? pa[q] + (size_t)k0 * a_step : A,
+               ok);
+      }
+#pragma unroll
+      for (int q = 0; q < NB; q++) {
+        bool ok = vb[q] && k0 + b_kk + q * b_dk < g.K;
+        fz_cp4(&ts.Bs[b_kk + q * b_dk][b_nn + q * b_dn], ok ? pb[q] + (size_t)k0 * b_step : Bm,
+               ok);
+      }
+    }
+    fz_cp_commit();
+  };
+  __syncthreads();  // the previous task is done with the buffers
+#pragma unroll
+  for (int j = 0; j < FZ_STAGES - 1; j++) issue(j);
   FZ_DBG(1);
   for (int it = 0; it < niter; it++) {
-    const int k0 = (2 * it + grp) * FZ_BK;
-    const bool live = k0 < g.K;
-    __syncthreads();  // the previous slice is consumed (and the previous task's smem)
+    fz_cp_wait<FZ_STAGES - 2>();  // slice it has landed (this thread's copies)
+    __syncthreads();              // everyone's copies; slice it - 1's buffer is free
     FZ_DBG(2);
-#pragma unroll
-    for (int q = 0; q < NA; q++) ts.As[a_kk + q * a_dk][a_mm + q * a_dm] = ra[q];
-#pragma unroll
-    for (int q = 0; q < NB; q++) ts.Bs[b_kk + q * b_dk][b_nn + q * b_dn] = rb[q];
-    __syncthreads();
-    if (k0 + 2 * FZ_BK < g.K) load(k0 + 2 * FZ_BK);
-    if (!live) continue;
+    issue(it + FZ_STAGES - 1);
+    if (it >= mine) continue;
+    const fz_tile_smem &ts = tsb[it % FZ_STAGES];
     if (MMA) {
 #pragma unroll 2
       for (int k8 = 0; k8 < FZ_BK; k8 += 8) {
@@ -306,6 +334,7 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
 #pragma unroll 8
       for (int kk = 0; kk < FZ_BK; kk++) bacc += ts.As[kk][tid];
   }
+  fz_cp_wait<0>();
   FZ_DBG(3);
   // group 1's sums to shared memory; group 0 adds its own first (a fixed order: deterministic)
 #pragma unroll
@@ -865,6 +894,9 @@ static int fz_blocks_per_sm(void) {
 extern "C" bool tdm_sacf_supported(tdm_dev *dev) {
   if (!dev || dev->kind != TDM_DEV_CUDA) return false;
   int coop = 0, nb = 0;
+  if (cudaFuncSetAttribute(fz_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           (int)FZ_DYN_BYTES) != cudaSuccess)
+    return false;
   if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev->ordinal) != cudaSuccess)
     return false;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, FZ_DYN_BYTES) !=
@@ -875,6 +907,8 @@ extern "C" bool tdm_sacf_supported(tdm_dev *dev) {
 
 extern "C" tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a) {
   int nb = 0;
+  TDM_CUDA_CHECK(cudaFuncSetAttribute(fz_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)FZ_DYN_BYTES));
   TDM_CUDA_CHECK(
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, FZ_DYN_BYTES));
   int bps = fz_blocks_per_sm();
