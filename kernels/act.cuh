@@ -48,22 +48,34 @@ static __device__ __forceinline__ float act_df(float x, float y) {
 // act_f / act_df for an activation known only at run time
 static __device__ __forceinline__ float act_f_rt(int act, float x) {
   switch (act) {
-    case TDM_ACT_RELU: return act_f<TDM_ACT_RELU>(x);
-    case TDM_ACT_TANH: return act_f<TDM_ACT_TANH>(x);
-    case TDM_ACT_SILU: return act_f<TDM_ACT_SILU>(x);
-    case TDM_ACT_MISH: return act_f<TDM_ACT_MISH>(x);
-    case TDM_ACT_ELU: return act_f<TDM_ACT_ELU>(x);
-    default: return x;
+    case TDM_ACT_RELU:
+      return act_f<TDM_ACT_RELU>(x);
+    case TDM_ACT_TANH:
+      return act_f<TDM_ACT_TANH>(x);
+    case TDM_ACT_SILU:
+      return act_f<TDM_ACT_SILU>(x);
+    case TDM_ACT_MISH:
+      return act_f<TDM_ACT_MISH>(x);
+    case TDM_ACT_ELU:
+      return act_f<TDM_ACT_ELU>(x);
+    default:
+      return x;
   }
 }
 static __device__ __forceinline__ float act_df_rt(int act, float x, float y) {
   switch (act) {
-    case TDM_ACT_RELU: return act_df<TDM_ACT_RELU>(x, y);
-    case TDM_ACT_TANH: return act_df<TDM_ACT_TANH>(x, y);
-    case TDM_ACT_SILU: return act_df<TDM_ACT_SILU>(x, y);
-    case TDM_ACT_MISH: return act_df<TDM_ACT_MISH>(x, y);
-    case TDM_ACT_ELU: return act_df<TDM_ACT_ELU>(x, y);
-    default: return 1.0f;
+    case TDM_ACT_RELU:
+      return act_df<TDM_ACT_RELU>(x, y);
+    case TDM_ACT_TANH:
+      return act_df<TDM_ACT_TANH>(x, y);
+    case TDM_ACT_SILU:
+      return act_df<TDM_ACT_SILU>(x, y);
+    case TDM_ACT_MISH:
+      return act_df<TDM_ACT_MISH>(x, y);
+    case TDM_ACT_ELU:
+      return act_df<TDM_ACT_ELU>(x, y);
+    default:
+      return 1.0f;
   }
 }
 

@@ -9,12 +9,12 @@
 #include <cooperative_groups.h>
 
 #include "../src/agents/sac_fused.h"
-#include "tandem/agent.h"
 #include "act.cuh"
 #include "cuda_common.cuh"
 #include "philox.cuh"
 #include "replay_dev.cuh"
 #include "sac_math.cuh"
+#include "tandem/agent.h"
 
 namespace cg = cooperative_groups;
 
@@ -27,11 +27,6 @@ namespace cg = cooperative_groups;
 #define FZ_CHUNK 8  // outputs per pass in row dot products
 
 enum { FZ_EPI_FWD = 0, FZ_EPI_DX, FZ_EPI_DW };
-
-// Timing hook for diagnostics builds (defined before including this file); nothing by default.
-#ifndef FZ_DBG
-#define FZ_DBG(point)
-#endif
 
 // One batched GEMM of a phase: C_e (M, N) = A_e (M, K) B_e (K, N) for e < E, with an epilogue.
 struct fz_gemm {
@@ -57,9 +52,9 @@ struct fz_gemm {
 
 // Per-block copies of the values the update reads before anything changes them.
 struct fz_ctx {
-  tdm_rng_ctr rng;  // the update counter as this update found it
-  int32_t size;     // replay size
-  float alpha;      // exp(log_alpha) before this update's temperature step
+  tdm_rng_ctr rng;               // the update counter as this update found it
+  int32_t size;                  // replay size
+  float alpha;                   // exp(log_alpha) before this update's temperature step
   float bc1c, bc2c, bc1a, bc2a;  // Adam bias corrections, critic and actor
 };
 
@@ -111,8 +106,8 @@ static __device__ __forceinline__ float fz_adam_step(const tdm_sacf_args &a, flo
 }
 
 // Adam (+ Polyak into ema when not NULL) on element i of p, m, v with gradient gi.
-static __device__ __forceinline__ void fz_adam(const tdm_sacf_args &a, float *p, float *m,
-                                               float *v, float *ema, size_t i, float gi, float bc1,
+static __device__ __forceinline__ void fz_adam(const tdm_sacf_args &a, float *p, float *m, float *v,
+                                               float *ema, size_t i, float gi, float bc1,
                                                float bc2) {
   float mi = m[i], vi = v[i];
   float pn = fz_adam_step(a, p[i], mi, vi, gi, bc1, bc2);
@@ -141,14 +136,16 @@ static __device__ __forceinline__ void fz_mma(float *d, const uint32_t *a, uint3
 
 // The activation and its derivative, out of line: the kernel is large, and inlining the five
 // activations at every use costs more in instruction fetch than the calls.
-static __device__ __noinline__ float fz_act(int act, float x) { return act_f_rt(act, x); }
+static __device__ __noinline__ float fz_act(int act, float x) {
+  return act_f_rt(act, x);
+}
 static __device__ __noinline__ float fz_dact(int act, float x, float y) {
   return act_df_rt(act, x, y);
 }
 
 // Ring row of batch row r (sample_index out of line: it is used in two loops).
-static __device__ __noinline__ int32_t fz_sample_row(const tdm_rng_ctr *rng, uint32_t stream,
-                                                     int r, int32_t size) {
+static __device__ __noinline__ int32_t fz_sample_row(const tdm_rng_ctr *rng, uint32_t stream, int r,
+                                                     int32_t size) {
   return sample_index(rng, stream, r, size);
 }
 
@@ -214,7 +211,6 @@ static __device__ __noinline__ void fz_epilogue(const tdm_sacf_args &a, const fz
 template <bool MMA>
 static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx &c,
                                             const fz_gemm &gj, int t, fz_smem &sm) {
-  FZ_DBG(0);
   // dynamic shared memory (one buffer for both instantiations; named here, not passed in, so the
   // accesses compile to shared-memory instructions): a slice buffer per thread group (group q
   // takes slices q, q + 2, ...), the accumulator stage, group 1's bias sums
@@ -276,14 +272,12 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
 #pragma unroll
       for (int q = 0; q < NA; q++) {
         bool ok = va[q] && k0 + a_kk + q * a_dk < g.K;
-        fz_cp4(&ts.As[a_kk + q * a_dk][a_mm + q * a_dm], ok ? pa[q] + (size_t)k0 * a_step : A,
-               ok);
+        fz_cp4(&ts.As[a_kk + q * a_dk][a_mm + q * a_dm], ok ? pa[q] + (size_t)k0 * a_step : A, ok);
       }
 #pragma unroll
       for (int q = 0; q < NB; q++) {
         bool ok = vb[q] && k0 + b_kk + q * b_dk < g.K;
-        fz_cp4(&ts.Bs[b_kk + q * b_dk][b_nn + q * b_dn], ok ? pb[q] + (size_t)k0 * b_step : Bm,
-               ok);
+        fz_cp4(&ts.Bs[b_kk + q * b_dk][b_nn + q * b_dn], ok ? pb[q] + (size_t)k0 * b_step : Bm, ok);
       }
     }
     fz_cp_commit();
@@ -291,11 +285,9 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   __syncthreads();  // the previous task is done with the buffers
 #pragma unroll
   for (int j = 0; j < FZ_STAGES - 1; j++) issue(j);
-  FZ_DBG(1);
   for (int it = 0; it < niter; it++) {
     fz_cp_wait<FZ_STAGES - 2>();  // slice it has landed (this thread's copies)
     __syncthreads();              // everyone's copies; slice it - 1's buffer is free
-    FZ_DBG(2);
     issue(it + FZ_STAGES - 1);
     if (it >= mine) continue;
     const fz_tile_smem &ts = tsb[it % FZ_STAGES];
@@ -335,7 +327,6 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
       for (int kk = 0; kk < FZ_BK; kk++) bacc += ts.As[kk][tid];
   }
   fz_cp_wait<0>();
-  FZ_DBG(3);
   // group 1's sums to shared memory; group 0 adds its own first (a fixed order: deterministic)
 #pragma unroll
   for (int i = 0; i < 4; i++)
@@ -364,7 +355,6 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   }
   __syncthreads();
   fz_epilogue(a, c, g, e, m0, n0, &stage[0][0], FZ_BN + 1);
-  FZ_DBG(4);
 }
 
 // Run the phase's GEMM tiles and nrow row tasks (row(t) for t < nrow, all threads of the block)
@@ -439,7 +429,7 @@ static __device__ fz_gemm fz_dw(const tdm_sacf_net &n, int l, int E, int K, cons
 
 // out[k] = dot(x, W[k, :]) + b[k] for k < nk into shared memory (lane 0 writes), x of length n.
 static __device__ __noinline__ void fz_row_dots(const float *x, const float *W, const float *b,
-                                                   int n, int nk, float *out) {
+                                                int n, int nk, float *out) {
   const int lane = threadIdx.x & 31;
   for (int k0 = 0; k0 < nk; k0 += FZ_CHUNK) {
     float s[FZ_CHUNK];
@@ -463,7 +453,8 @@ static __device__ __noinline__ void fz_row_dots(const float *x, const float *W, 
 
 // dz[j] = d w[j] act'(z[j], h[j]) for j < n over the warp's lanes (restrict: the loads of later
 // j need not wait for earlier stores)
-static __device__ __forceinline__ void fz_dz_row(float *__restrict__ dz, const float *__restrict__ w,
+static __device__ __forceinline__ void fz_dz_row(float *__restrict__ dz,
+                                                 const float *__restrict__ w,
                                                  const float *__restrict__ z,
                                                  const float *__restrict__ h, float d, int n,
                                                  int act) {
@@ -472,12 +463,9 @@ static __device__ __forceinline__ void fz_dz_row(float *__restrict__ dz, const f
 }
 
 // dz[i] = (sum_k dh[k] W[k, i]) act'(z[i], h[i]) for i < n, k < nk (W (nk, n)), over the lanes.
-static __device__ __forceinline__ void fz_dz_from_head(float *__restrict__ dz,
-                                                       const float *__restrict__ W,
-                                                       const float *__restrict__ dh,
-                                                       const float *__restrict__ z,
-                                                       const float *__restrict__ h, int nk, int n,
-                                                       int act) {
+static __device__ __forceinline__ void fz_dz_from_head(
+    float *__restrict__ dz, const float *__restrict__ W, const float *__restrict__ dh,
+    const float *__restrict__ z, const float *__restrict__ h, int nk, int n, int act) {
 #pragma unroll 2
   for (int i = threadIdx.x & 31; i < n; i += 32) {
     float s = 0.0f;
@@ -500,14 +488,14 @@ static __device__ double fz_block_sum(const double *part, int n, fz_smem &sm) {
 
 struct fz_bwd {
   const tdm_sacf_net *n;
-  int E, M;                 // members, rows
-  float *const *dz;         // dz[l & 1]: (E, M, out_l)
+  int E, M;                    // members, rows
+  float *const *dz;            // dz[l & 1]: (E, M, out_l)
   float *const *z, *const *h;  // hidden activations of the forward (member stride M... see ld)
-  long long szh;            // member stride of z / h (rows x width)
-  const float *X0;          // layer 0's input (M rows), member stride sX0
+  long long szh;               // member stride of z / h (rows x width)
+  const float *X0;             // layer 0's input (M rows), member stride sX0
   long long sX0;
-  const float *dlast;       // (E, M, out_{L-1}) gradient of the head's output
-  float *ema;               // Polyak target (critic) or NULL
+  const float *dlast;  // (E, M, out_{L-1}) gradient of the head's output
+  float *ema;          // Polyak target (critic) or NULL
   bool critic;
 };
 
@@ -519,8 +507,8 @@ static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l
   if (!write) return (l >= 1) + 1 + (l == a.L - 2);
   const tdm_sacf_net &n = *w.n;
   int nj = 0;
-  if (l >= 1) jobs[nj++] = fz_dx(n, l, w.E, w.M, w.dz[l & 1], w.z[l - 1], w.h[l - 1],
-                                 w.dz[(l - 1) & 1]);
+  if (l >= 1)
+    jobs[nj++] = fz_dx(n, l, w.E, w.M, w.dz[l & 1], w.z[l - 1], w.h[l - 1], w.dz[(l - 1) & 1]);
   const float *X = l == 0 ? w.X0 : w.h[l - 1];
   long long sX = l == 0 ? w.sX0 : w.szh;
   float *ew = w.ema ? w.ema + n.w[l] : NULL, *eb = w.ema ? w.ema + n.b[l] : NULL;
@@ -535,8 +523,8 @@ static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l
 
 // Elementwise work of the phase of layer l: Adam on W_{l+1} when layer l + 1 is hidden (its
 // gradient is from the previous phase; nothing reads it in this one).
-static __device__ void fz_bwd_elem(const tdm_sacf_args &a, const fz_ctx &c, const fz_bwd &w,
-                                   int l, size_t i0, size_t st) {
+static __device__ void fz_bwd_elem(const tdm_sacf_args &a, const fz_ctx &c, const fz_bwd &w, int l,
+                                   size_t i0, size_t st) {
   const tdm_sacf_net &n = *w.n;
   const float bc1 = w.critic ? c.bc1c : c.bc1a, bc2 = w.critic ? c.bc2c : c.bc2a;
   if (l + 1 <= a.L - 2) {
@@ -563,9 +551,9 @@ static __global__ void __launch_bounds__(FZ_THREADS)
   // with a.prof, block 0 stamps the time (ns) at the start and after every barrier
   int nprof = 0;
   const bool stamp = a.prof && blockIdx.x == 0 && threadIdx.x == 0;
-#define FZ_SYNC()                                   \
-  do {                                              \
-    grid.sync();                                    \
+#define FZ_SYNC()                                                   \
+  do {                                                              \
+    grid.sync();                                                    \
     if (stamp && nprof < TDM_SACF_PROF) a.prof[nprof++] = fz_now(); \
   } while (0)
   if (stamp) a.prof[nprof++] = fz_now();
@@ -630,44 +618,44 @@ static __global__ void __launch_bounds__(FZ_THREADS)
 
   // ---- heads: actor (2B rows: s then s') with the squash, critic Q(s, a) (B rows)
   const int Hc = cn.in[L - 1], Ha = an.in[L - 1];
-  fz_phase(a, c, jobs, 0, (2 * B + B + FZ_WARPS - 1) / FZ_WARPS, sm,
-           [&](int t) {
-             int r = t * FZ_WARPS + warp;
-             float *hv = sm.r.v[warp];
-             if (r < 2 * B) {
-               fz_row_dots(a.ha[L - 2] + (size_t)r * Ha, an.p + an.w[L - 1], an.p + an.b[L - 1],
-                           Ha, 2 * A, hv);
-               bool pi = r < B;
-               int rb = pi ? r : r - B;
-               const float *ev = a.epsn + (pi ? (size_t)B * A : 0) + (size_t)rb * A;
-               const float *src = (pi ? obs : nobs) + (size_t)rb * O;
-               float *xo = (pi ? a.xq_pi : a.xq_next) + (size_t)rb * W;
-               for (int j = lane; j < 2 * A; j += 32) a.head[(size_t)r * 2 * A + j] = hv[j];
-               for (int j = lane; j < O; j += 32) xo[j] = src[j];
-               if (lane == 0) {
-                 float lp = 0.0f;
-                 for (int j = 0; j < A; j++) {
-                   float act;
-                   lp += squash_elem(hv[j], hv[A + j], ev[j], a.lo, a.hi, &act);
-                   xo[O + j] = act;
-                   if (pi) a.a_pi[(size_t)rb * A + j] = act;
-                 }
-                 (pi ? a.logp : a.logp_next)[rb] = lp;
-               }
-             } else if (r < 3 * B) {
-               int rb = r - 2 * B;
-               for (int e = 0; e < 2; e++)
-                 fz_row_dots(a.hc[L - 2] + ((size_t)e * B + rb) * Hc,
-                             cn.p + cn.w[L - 1] + (size_t)e * Hc, cn.p + cn.b[L - 1] + e, Hc, 1,
-                             hv + e);
-               if (lane == 0) {
-                 a.q[rb] = hv[0];
-                 a.q[B + rb] = hv[1];
-               }
-             }
-             __syncwarp();
-           },
-           no_elem);
+  fz_phase(
+      a, c, jobs, 0, (2 * B + B + FZ_WARPS - 1) / FZ_WARPS, sm,
+      [&](int t) {
+        int r = t * FZ_WARPS + warp;
+        float *hv = sm.r.v[warp];
+        if (r < 2 * B) {
+          fz_row_dots(a.ha[L - 2] + (size_t)r * Ha, an.p + an.w[L - 1], an.p + an.b[L - 1], Ha,
+                      2 * A, hv);
+          bool pi = r < B;
+          int rb = pi ? r : r - B;
+          const float *ev = a.epsn + (pi ? (size_t)B * A : 0) + (size_t)rb * A;
+          const float *src = (pi ? obs : nobs) + (size_t)rb * O;
+          float *xo = (pi ? a.xq_pi : a.xq_next) + (size_t)rb * W;
+          for (int j = lane; j < 2 * A; j += 32) a.head[(size_t)r * 2 * A + j] = hv[j];
+          for (int j = lane; j < O; j += 32) xo[j] = src[j];
+          if (lane == 0) {
+            float lp = 0.0f;
+            for (int j = 0; j < A; j++) {
+              float act;
+              lp += squash_elem(hv[j], hv[A + j], ev[j], a.lo, a.hi, &act);
+              xo[O + j] = act;
+              if (pi) a.a_pi[(size_t)rb * A + j] = act;
+            }
+            (pi ? a.logp : a.logp_next)[rb] = lp;
+          }
+        } else if (r < 3 * B) {
+          int rb = r - 2 * B;
+          for (int e = 0; e < 2; e++)
+            fz_row_dots(a.hc[L - 2] + ((size_t)e * B + rb) * Hc,
+                        cn.p + cn.w[L - 1] + (size_t)e * Hc, cn.p + cn.b[L - 1] + e, Hc, 1, hv + e);
+          if (lane == 0) {
+            a.q[rb] = hv[0];
+            a.q[B + rb] = hv[1];
+          }
+        }
+        __syncwarp();
+      },
+      no_elem);
   FZ_SYNC();
 
   // ---- the target over xq_next
@@ -691,30 +679,31 @@ static __global__ void __launch_bounds__(FZ_THREADS)
   };
 
   // ---- target head, y, critic loss, dQ, dz of the last hidden layer
-  fz_phase(a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS, sm,
-           [&](int t) {
-             int r = t * FZ_WARPS + warp;
-             if (r < B) {
-               float *hv = sm.r.v[warp];
-               for (int e = 0; e < 2; e++)
-                 fz_row_dots(a.ht[L - 2] + ((size_t)e * B + r) * Hc,
-                             a.target + cn.w[L - 1] + (size_t)e * Hc, a.target + cn.b[L - 1] + e,
-                             Hc, 1, hv + e);
-               float mn = fminf(hv[0], hv[1]);
-               float yb = rew[r] + a.gamma * (1.0f - term[r]) * (mn - c.alpha * a.logp_next[r]);
-               float q0 = a.q[r], q1 = a.q[B + r], d0 = q0 - yb, d1 = q1 - yb;
-               if (lane == 0) {
-                 a.dq[r] = d0 * inv;
-                 a.dq[B + r] = d1 * inv;
-                 a.part[r] = (double)d0 * d0 + (double)d1 * d1;
-                 a.part[B + r] = (double)q0 + (double)q1;
-               }
-               __syncwarp();
-               critic_dz_last(r);
-             }
-             __syncwarp();
-           },
-           no_elem);
+  fz_phase(
+      a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS, sm,
+      [&](int t) {
+        int r = t * FZ_WARPS + warp;
+        if (r < B) {
+          float *hv = sm.r.v[warp];
+          for (int e = 0; e < 2; e++)
+            fz_row_dots(a.ht[L - 2] + ((size_t)e * B + r) * Hc,
+                        a.target + cn.w[L - 1] + (size_t)e * Hc, a.target + cn.b[L - 1] + e, Hc, 1,
+                        hv + e);
+          float mn = fminf(hv[0], hv[1]);
+          float yb = rew[r] + a.gamma * (1.0f - term[r]) * (mn - c.alpha * a.logp_next[r]);
+          float q0 = a.q[r], q1 = a.q[B + r], d0 = q0 - yb, d1 = q1 - yb;
+          if (lane == 0) {
+            a.dq[r] = d0 * inv;
+            a.dq[B + r] = d1 * inv;
+            a.part[r] = (double)d0 * d0 + (double)d1 * d1;
+            a.part[B + r] = (double)q0 + (double)q1;
+          }
+          __syncwarp();
+          critic_dz_last(r);
+        }
+        __syncwarp();
+      },
+      no_elem);
   FZ_SYNC();
 
   // ---- critic backward and Adam (+ Polyak)
@@ -726,17 +715,18 @@ static __global__ void __launch_bounds__(FZ_THREADS)
   for (int l = L - 2; l >= 0; l--) {
     int nj = fz_bwd_jobs(a, cb, l, jobs, t0);
     bool stats = l == 0;
-    fz_phase(a, c, jobs, nj, stats ? 1 : 0, sm,
-             [&](int) {
-               double loss = fz_block_sum(a.part, B, sm);
-               double qs = fz_block_sum(a.part + B, B, sm);
-               if (threadIdx.x == 0) {
-                 a.stats[TDM_SAC_ST_CRITIC] = (float)(0.5 * loss / B);
-                 a.stats[TDM_SAC_ST_QMEAN] = (float)(qs / (2.0 * B));
-                 a.stats[TDM_SAC_ST_ALPHA] = c.alpha;
-               }
-             },
-             [&](size_t i0, size_t st) { fz_bwd_elem(a, c, cb, l, i0, st); });
+    fz_phase(
+        a, c, jobs, nj, stats ? 1 : 0, sm,
+        [&](int) {
+          double loss = fz_block_sum(a.part, B, sm);
+          double qs = fz_block_sum(a.part + B, B, sm);
+          if (threadIdx.x == 0) {
+            a.stats[TDM_SAC_ST_CRITIC] = (float)(0.5 * loss / B);
+            a.stats[TDM_SAC_ST_QMEAN] = (float)(qs / (2.0 * B));
+            a.stats[TDM_SAC_ST_ALPHA] = c.alpha;
+          }
+        },
+        [&](size_t i0, size_t st) { fz_bwd_elem(a, c, cb, l, i0, st); });
     if (l > 0 || a.actor_step) FZ_SYNC();
   }
 
@@ -750,31 +740,32 @@ static __global__ void __launch_bounds__(FZ_THREADS)
       FZ_SYNC();
     }
     // ---- Q(s, pi(s)), the actor loss, dQ, dz of the critic's last hidden layer
-    fz_phase(a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS, sm,
-             [&](int t) {
-               int r = t * FZ_WARPS + warp;
-               if (r < B) {
-                 float *hv = sm.r.v[warp];
-                 for (int e = 0; e < 2; e++)
-                   fz_row_dots(a.hc[L - 2] + ((size_t)e * B + r) * Hc,
-                               cn.p + cn.w[L - 1] + (size_t)e * Hc, cn.p + cn.b[L - 1] + e, Hc, 1,
-                               hv + e);
-                 float q0 = hv[0], q1 = hv[1];
-                 bool first = q0 <= q1;
-                 float mn = first ? q0 : q1, lp = a.logp[r];
-                 if (lane == 0) {
-                   a.dq[r] = first ? -inv : 0.0f;
-                   a.dq[B + r] = first ? 0.0f : -inv;
-                   a.dlogp[r] = c.alpha * inv;
-                   a.part[2 * B + r] = (double)(c.alpha * lp - mn);
-                   a.part[3 * B + r] = (double)lp;
-                 }
-                 __syncwarp();
-                 critic_dz_last(r);
-               }
-               __syncwarp();
-             },
-             no_elem);
+    fz_phase(
+        a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS, sm,
+        [&](int t) {
+          int r = t * FZ_WARPS + warp;
+          if (r < B) {
+            float *hv = sm.r.v[warp];
+            for (int e = 0; e < 2; e++)
+              fz_row_dots(a.hc[L - 2] + ((size_t)e * B + r) * Hc,
+                          cn.p + cn.w[L - 1] + (size_t)e * Hc, cn.p + cn.b[L - 1] + e, Hc, 1,
+                          hv + e);
+            float q0 = hv[0], q1 = hv[1];
+            bool first = q0 <= q1;
+            float mn = first ? q0 : q1, lp = a.logp[r];
+            if (lane == 0) {
+              a.dq[r] = first ? -inv : 0.0f;
+              a.dq[B + r] = first ? 0.0f : -inv;
+              a.dlogp[r] = c.alpha * inv;
+              a.part[2 * B + r] = (double)(c.alpha * lp - mn);
+              a.part[3 * B + r] = (double)lp;
+            }
+            __syncwarp();
+            critic_dz_last(r);
+          }
+          __syncwarp();
+        },
+        no_elem);
     FZ_SYNC();
     // ---- the critic's input gradient down to layer 0
     for (int l = L - 2; l >= 1; l--) {
@@ -785,67 +776,67 @@ static __global__ void __launch_bounds__(FZ_THREADS)
     }
     // ---- per row: dL/da through layer 0 of both critics, the squash backward, the actor head's
     // backward into dz of the actor's last hidden layer; one extra task reduces the statistics
-    fz_phase(a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS + 1, sm,
-             [&](int t) {
-               if (t == (B + FZ_WARPS - 1) / FZ_WARPS) {
-                 double loss = fz_block_sum(a.part + 2 * B, B, sm);
-                 double ls = fz_block_sum(a.part + 3 * B, B, sm);
-                 if (threadIdx.x == 0) {
-                   float mean_logp = (float)(ls / B);
-                   if (a.ent_auto) a.g_log_alpha[0] = -(mean_logp + a.target_entropy);
-                   a.stats[TDM_SAC_ST_ACTOR] = (float)(loss / B);
-                   a.stats[TDM_SAC_ST_ENTROPY] = -mean_logp;
-                 }
-                 return;
-               }
-               int r = t * FZ_WARPS + warp;
-               if (r < B) {
-                 float *da = sm.r.v[warp], *dh = da + TDM_SAC_FUSED_MAX_ACT;
-                 const int H0 = cn.out[0];
-                 const float *dz0 = a.dzc[0];
-                 for (int k0 = 0; k0 < A; k0 += FZ_CHUNK) {
-                   float s[FZ_CHUNK];
+    fz_phase(
+        a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS + 1, sm,
+        [&](int t) {
+          if (t == (B + FZ_WARPS - 1) / FZ_WARPS) {
+            double loss = fz_block_sum(a.part + 2 * B, B, sm);
+            double ls = fz_block_sum(a.part + 3 * B, B, sm);
+            if (threadIdx.x == 0) {
+              float mean_logp = (float)(ls / B);
+              if (a.ent_auto) a.g_log_alpha[0] = -(mean_logp + a.target_entropy);
+              a.stats[TDM_SAC_ST_ACTOR] = (float)(loss / B);
+              a.stats[TDM_SAC_ST_ENTROPY] = -mean_logp;
+            }
+            return;
+          }
+          int r = t * FZ_WARPS + warp;
+          if (r < B) {
+            float *da = sm.r.v[warp], *dh = da + TDM_SAC_FUSED_MAX_ACT;
+            const int H0 = cn.out[0];
+            const float *dz0 = a.dzc[0];
+            for (int k0 = 0; k0 < A; k0 += FZ_CHUNK) {
+              float s[FZ_CHUNK];
 #pragma unroll
-                   for (int q = 0; q < FZ_CHUNK; q++) s[q] = 0.0f;
-                   for (int e = 0; e < 2; e++) {
-                     const float *w0 = cn.p + cn.w[0] + (size_t)e * H0 * W;
-                     const float *dzr = dz0 + ((size_t)e * B + r) * H0;
+              for (int q = 0; q < FZ_CHUNK; q++) s[q] = 0.0f;
+              for (int e = 0; e < 2; e++) {
+                const float *w0 = cn.p + cn.w[0] + (size_t)e * H0 * W;
+                const float *dzr = dz0 + ((size_t)e * B + r) * H0;
 #pragma unroll 4
-                     for (int i = lane; i < H0; i += 32) {
-                       float d = dzr[i];
+                for (int i = lane; i < H0; i += 32) {
+                  float d = dzr[i];
 #pragma unroll
-                       for (int q = 0; q < FZ_CHUNK; q++)
-                         if (k0 + q < A) s[q] = fmaf(d, w0[(size_t)i * W + O + k0 + q], s[q]);
-                     }
-                   }
+                  for (int q = 0; q < FZ_CHUNK; q++)
+                    if (k0 + q < A) s[q] = fmaf(d, w0[(size_t)i * W + O + k0 + q], s[q]);
+                }
+              }
 #pragma unroll
-                   for (int q = 0; q < FZ_CHUNK; q++) {
-                     float v = tdm_warp_sum(s[q]);
-                     if (lane == 0 && k0 + q < A) da[k0 + q] = v;
-                   }
-                 }
-                 __syncwarp();
-                 const float *hd = a.head + (size_t)r * 2 * A;
-                 const float *ev = a.epsn + (size_t)B * A + (size_t)r * A;
-                 for (int j = lane; j < A; j += 32) {
-                   float dm, ds;
-                   squash_bwd_elem(hd[j], hd[A + j], ev[j], a.a_pi[(size_t)r * A + j], da[j],
-                                   a.dlogp[r], a.lo, a.hi, &dm, &ds);
-                   dh[j] = dm;
-                   dh[A + j] = ds;
-                   a.dhead[(size_t)r * 2 * A + j] = dm;
-                   a.dhead[(size_t)r * 2 * A + A + j] = ds;
-                 }
-                 __syncwarp();
-                 float *dz = a.dza[(L - 2) & 1];
-                 const float *wh = an.p + an.w[L - 1];  // (2A, Ha)
-                 size_t o = (size_t)r * Ha;
-                 fz_dz_from_head(dz + o, wh, dh, a.za[L - 2] + o, a.ha[L - 2] + o, 2 * A, Ha,
-                                 a.act);
-               }
-               __syncwarp();
-             },
-             no_elem);
+              for (int q = 0; q < FZ_CHUNK; q++) {
+                float v = tdm_warp_sum(s[q]);
+                if (lane == 0 && k0 + q < A) da[k0 + q] = v;
+              }
+            }
+            __syncwarp();
+            const float *hd = a.head + (size_t)r * 2 * A;
+            const float *ev = a.epsn + (size_t)B * A + (size_t)r * A;
+            for (int j = lane; j < A; j += 32) {
+              float dm, ds;
+              squash_bwd_elem(hd[j], hd[A + j], ev[j], a.a_pi[(size_t)r * A + j], da[j], a.dlogp[r],
+                              a.lo, a.hi, &dm, &ds);
+              dh[j] = dm;
+              dh[A + j] = ds;
+              a.dhead[(size_t)r * 2 * A + j] = dm;
+              a.dhead[(size_t)r * 2 * A + A + j] = ds;
+            }
+            __syncwarp();
+            float *dz = a.dza[(L - 2) & 1];
+            const float *wh = an.p + an.w[L - 1];  // (2A, Ha)
+            size_t o = (size_t)r * Ha;
+            fz_dz_from_head(dz + o, wh, dh, a.za[L - 2] + o, a.ha[L - 2] + o, 2 * A, Ha, a.act);
+          }
+          __syncwarp();
+        },
+        no_elem);
     FZ_SYNC();
     // ---- actor backward and Adam; the temperature's Adam in the last phase
     fz_bwd ab;
@@ -913,8 +904,7 @@ extern "C" tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a) {
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, FZ_DYN_BYTES));
   int bps = fz_blocks_per_sm();
   if (nb > bps) nb = bps;
-  if (nb < 1)
-    return TDM_FAIL(TDM_ERR_CUDA, "fused SAC update: the kernel does not fit on an SM");
+  if (nb < 1) return TDM_FAIL(TDM_ERR_CUDA, "fused SAC update: the kernel does not fit on an SM");
   int blocks = nb * (dev->sm_count > 0 ? dev->sm_count : 1);
   void *args[] = {(void *)a};
   TDM_CUDA_CHECK(cudaLaunchCooperativeKernel((const void *)fz_kernel, dim3(blocks),

@@ -148,6 +148,7 @@ typedef struct {
 
 static tdm_sac_cfg shape_cfg(const shape *s) {
   tdm_sac_cfg c = tdm_sac_defaults();
+  c.fused_update = true;  // opt-in
   c.hidden = s->hidden;
   c.layers = s->layers;
   c.act = s->hact;
@@ -305,11 +306,12 @@ static void test_fused_deterministic(void) {
   }
 }
 
-// The fused update is on by default and off on the CPU: a CPU agent with the default settings
-// (use_graph and fused_update true) reports it inactive and still updates.
+// The fused update is off by default (opt-in) and never active on the CPU: a CPU agent with
+// use_graph and fused_update true reports it inactive and still updates.
 static void test_fused_inactive_on_cpu(void) {
   tdm_sac_cfg c = tdm_sac_defaults();
-  CHECK(c.fused_update && c.use_graph);
+  CHECK(!c.fused_update && c.use_graph);
+  c.fused_update = true;
   c.hidden = 32;
   c.batch_size = 64;
   c.buffer_size = 1000;
@@ -324,12 +326,13 @@ static void test_fused_inactive_on_cpu(void) {
   tdm_agent_destroy(x);
 }
 
-// tdm_sac_fused_active on the GPU: true with the defaults and act_dim up to TDM_SAC_FUSED_MAX_ACT
-// (32); false with use_graph false, with fused_update false, with act_dim 33 (which then updates
-// on the op path).
+// tdm_sac_fused_active on the GPU: true with fused_update on and act_dim up to
+// TDM_SAC_FUSED_MAX_ACT (32); false with use_graph false, with fused_update false, with act_dim 33
+// (which then updates on the op path).
 static void test_fused_active_conditions(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = tdm_sac_defaults();
+  c.fused_update = true;
   c.hidden = 32;
   c.batch_size = 64;
   c.buffer_size = 1000;

@@ -229,24 +229,24 @@ static void test_config_sac_exec_keys(void) {
   tdm_config c;
   const tdm_sac_cfg sd = tdm_sac_defaults();
   CHECK_OK(load_text("exec0.cfg", "seed = 1;\n", NULL, 0, &c));
-  CHECK(c.v.fused_update && c.v.graph_streams == 2);
+  CHECK(!c.v.fused_update && c.v.graph_streams == 2);
   tdm_agent_cfg ac = tdm_run_agent_cfg(&c.v);
   CHECK(ac.sac.fused_update == sd.fused_update && ac.sac.graph_streams == sd.graph_streams);
   uint32_t h = tdm_config_hash(&c);
   tdm_config_free(&c);
   CHECK_OK(load_text("exec1.cfg",
-                     "seed = 1;\nagent = { fused_update = false; graph_streams = 1; };\n", NULL, 0,
+                     "seed = 1;\nagent = { fused_update = true; graph_streams = 1; };\n", NULL, 0,
                      &c));
-  CHECK(!c.v.fused_update && c.v.graph_streams == 1);
+  CHECK(c.v.fused_update && c.v.graph_streams == 1);
   ac = tdm_run_agent_cfg(&c.v);
-  CHECK(!ac.sac.fused_update && ac.sac.graph_streams == 1);
+  CHECK(ac.sac.fused_update && ac.sac.graph_streams == 1);
   CHECK(tdm_config_hash(&c) == h);  // may change on resume: not part of the hash
   char *t = NULL;
   size_t tn = 0;
   FILE *f = open_memstream(&t, &tn);
   CHECK_OK(tdm_config_write(&c, f));
   fclose(f);
-  CHECKF(t && strstr(t, "fused_update = false;") && strstr(t, "graph_streams = 1;"), "text: %s",
+  CHECKF(t && strstr(t, "fused_update = true;") && strstr(t, "graph_streams = 1;"), "text: %s",
          t ? t : "");
   free(t);
   tdm_config_free(&c);

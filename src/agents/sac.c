@@ -120,7 +120,7 @@ tdm_sac_cfg tdm_sac_defaults(void) {
   c.tf32 = false;
   c.max_seq_rows = 0;
   c.graph_streams = 2;
-  c.fused_update = true;
+  c.fused_update = false;
   return c;
 }
 

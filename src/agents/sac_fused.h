@@ -53,24 +53,24 @@ typedef struct {
   float *target;               // target critic parameters (the critic's layout)
   float *log_alpha, *g_log_alpha, *alpha_m, *alpha_v;
   int32_t *alpha_step;
-  tdm_replay_cols cols;        // ring arrays and the batch arrays (obs, act, reward, ...)
-  int32_t *idx;                // (B) sampled ring rows
-  const int32_t *size_dev;     // replay size
-  tdm_rng_ctr *rng;            // the update counter
-  float *stats;                // (TDM_SAC_ST_N)
+  tdm_replay_cols cols;     // ring arrays and the batch arrays (obs, act, reward, ...)
+  int32_t *idx;             // (B) sampled ring rows
+  const int32_t *size_dev;  // replay size
+  tdm_rng_ctr *rng;         // the update counter
+  float *stats;             // (TDM_SAC_ST_N)
   // scratch
-  float *epsn;                             // (2, B, A): eps' then eps
+  float *epsn;                                   // (2, B, A): eps' then eps
   float *za[TDM_SACF_MAXL], *ha[TDM_SACF_MAXL];  // actor hidden pre/post activation (2B, H)
   float *zc[TDM_SACF_MAXL], *hc[TDM_SACF_MAXL];  // critic (2, B, H)
   float *zt[TDM_SACF_MAXL], *ht[TDM_SACF_MAXL];  // target (2, B, H)
-  float *head;                             // (2B, 2A) actor head over [s; s']
-  float *xq, *xq_next, *xq_pi;             // (B, O + A)
-  float *a_pi, *logp, *logp_next, *dlogp;  // (B, A), (B), (B), (B)
-  float *q, *dq;                           // (2, B)
-  float *dzc[2];                           // (2, B, H) ping-pong
-  float *dza[2];                           // (B, H) ping-pong
-  float *dhead;                            // (B, 2A)
-  double *part;                            // (4, B) per-row loss terms
+  float *head;                                   // (2B, 2A) actor head over [s; s']
+  float *xq, *xq_next, *xq_pi;                   // (B, O + A)
+  float *a_pi, *logp, *logp_next, *dlogp;        // (B, A), (B), (B), (B)
+  float *q, *dq;                                 // (2, B)
+  float *dzc[2];                                 // (2, B, H) ping-pong
+  float *dza[2];                                 // (B, H) ping-pong
+  float *dhead;                                  // (B, 2A)
+  double *part;                                  // (4, B) per-row loss terms
   unsigned long long *prof;  // NULL, or (TDM_SACF_PROF + 1): block 0's clock (ns) at the start,
                              // after each barrier and at its end; the count in the last slot
 } tdm_sacf_args;

@@ -83,9 +83,9 @@ static const tdm_cfg_key schema[] = {
      "replay each update as one CUDA graph (GPU only)"},
     {"agent.tf32", TDM_KEY_BOOL, OFF(tf32), 0, 0, 0, 1, NULL, NULL, true,
      "allow TF32 tensor-core GEMMs (GPU only; changes numerics)"},
-    {"agent.fused_update", TDM_KEY_BOOL, OFF(fused_update), 0, 1, 0, 1, NULL, NULL, true,
-     "one persistent kernel per update on the GPU when the shapes allow; false: the captured "
-     "graph of ops (GPU with use_graph only; GEMMs summed in another order)"},
+    {"agent.fused_update", TDM_KEY_BOOL, OFF(fused_update), 0, 0, 0, 1, NULL, NULL, true,
+     "one persistent kernel per update on the GPU when the shapes allow (experimental, slower "
+     "than the default graph of ops on the H200; GEMMs summed in another order)"},
     {"agent.graph_streams", TDM_KEY_INT, OFF(graph_streams), 0, 2, 1, 2, NULL, NULL, true,
      "streams of one update: 2 forks independent work onto a second stream, 1 keeps one "
      "(GPU only; the same numbers)"},
