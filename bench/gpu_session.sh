@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine session: unpack the bundle (make bundle; pack/ carried), run every test, then the
 # benchmarks and training runs named in STAGES. Logs go to $OUT (the device tool's output folder).
-#   bash bench/gpu_session.sh "tests ops sac envs peers pendulum cheetah100k"
+#   bash bench/gpu_session.sh "tests ops sac envs peers pendulum cheetah100k cheetah100k_ov"
 set -u
 stages=${1:-"tests ops sac envs"}
 OUT=${OUT:-out}; mkdir -p "$OUT"
@@ -25,6 +25,10 @@ for s in $stages; do
                    -s checkpoint_every=0 2>&1 | tail -4
                  cp /tmp/runs/sac_half_cheetah/0/eval.csv "$OUT/cheetah100k_eval.csv"
                  cp /tmp/runs/sac_half_cheetah/0/summary.json "$OUT/cheetah100k_summary.json"; tail -3 "$OUT/cheetah100k_eval.csv" ;;
+    cheetah100k_ov) $T train configs/sac_half_cheetah.cfg --quiet -s total_steps=100000 -s run_dir=\"/tmp/runs\" \
+                   -s checkpoint_every=0 -s overlap_update=true -s name=\"cheetah_ov\" 2>&1 | tail -4
+                 cp /tmp/runs/cheetah_ov/0/eval.csv "$OUT/cheetah100k_ov_eval.csv"
+                 cp /tmp/runs/cheetah_ov/0/summary.json "$OUT/cheetah100k_ov_summary.json"; tail -3 "$OUT/cheetah100k_ov_eval.csv" ;;
     *) echo "unknown stage $s" ;;
   esac
 done

@@ -655,6 +655,33 @@ static void test_resume_exact_envs_utd(void) {
   CHECK(ra.eval_mean == rb.eval_mean);
 }
 
+// overlap_update: the same number of updates as Stable-Baselines3's order, other numbers (each
+// step's batches miss its own transitions), and resume is exact with it too.
+static void test_overlap_update(void) {
+  tdm_run_result ra, rb;
+  const char *why = straight_vs_split("ov", "overlap_update=true", NULL, NULL, &ra, &rb);
+  CHECKF(!why, "%s", why);
+  CHECK(ra.updates == rb.updates && rb.steps == 800);
+  tdm_config a, b;
+  const char *ov[] = {"overlap_update=true"};
+  CHECK_OK(tiny_cfg(&a, "ovA", NULL, 0));
+  CHECK_OK(tiny_cfg(&b, "ovB", ov, 1));
+  tdm_run_result r1, r2;
+  tdm_trainer *t1 = NULL, *t2 = NULL;
+  tdm_status st = train(&a, NULL, NULL, &r1, &t1);
+  if (st == TDM_OK) st = train(&b, NULL, NULL, &r2, &t2);
+  const char *diff =
+      st == TDM_OK ? compare_agents(tdm_trainer_agent(t1), tdm_trainer_agent(t2)) : NULL;
+  tdm_trainer_destroy(t1);
+  tdm_trainer_destroy(t2);
+  tdm_config_free(&a);
+  tdm_config_free(&b);
+  CHECK_OK(st);
+  CHECKF(r1.updates == r2.updates && r1.updates == 701, "updates %lld vs %lld",
+         (long long)r1.updates, (long long)r2.updates);
+  CHECK(diff != NULL);  // the batches differ, so the parameters do
+}
+
 static void test_eval_does_not_perturb_training(void) {
   // the same run evaluated at other steps ends with the same parameters
   tdm_config a, b;
@@ -800,25 +827,36 @@ static void test_gpu_resume_exact(void) {
 }
 
 // GPU: the zoo configuration itself (256 x 2) reaches >= -200 by 20k steps.
-static void test_gpu_learning_pendulum(void) {
+// The GPU learning run, in Stable-Baselines3's order (overlap false) or with overlap_update.
+static void gpu_learning_pendulum(bool overlap) {
   NEED_GPU(gpu);
   (void)gpu;
   char rd[400];
   snprintf(rd, sizeof rd, "run_dir=\"%s/runs\"", tmpdir);
   const char *ov[] = {"device=\"cuda:0\"", "eval_every=5000", "checkpoint_every=0",
-                      "name=\"learn_gpu\"", rd};
+                      overlap ? "name=\"learn_gpu_ov\"" : "name=\"learn_gpu\"", rd,
+                      overlap ? "overlap_update=true" : "overlap_update=false"};
   tdm_config c;
   tdm_clearerr();
-  CHECK_OK(tdm_config_load(&c, pendulum_cfg(), ov, 5));
+  CHECK_OK(tdm_config_load(&c, pendulum_cfg(), ov, 6));
   tdm_run_result r;
   tdm_status st = train(&c, NULL, NULL, &r, NULL);
   tdm_config_free(&c);
   CHECK_OK(st);
-  printf("     pendulum on the GPU: eval %.1f +- %.1f at %lld steps (%.1f s)\n", r.eval_mean,
-         r.eval_std, (long long)r.eval_step, r.wall_s);
+  printf("     pendulum on the GPU%s: eval %.1f +- %.1f at %lld steps (%.1f s)\n",
+         overlap ? " (overlap_update)" : "", r.eval_mean, r.eval_std, (long long)r.eval_step,
+         r.wall_s);
   CHECK(r.steps == 20000 && r.eval_step == 20000);
   CHECKF(r.eval_mean >= -200.0, "mean evaluation return %.1f at 20k steps, expected >= -200",
          r.eval_mean);
+}
+
+static void test_gpu_learning_pendulum(void) {
+  gpu_learning_pendulum(false);
+}
+
+static void test_gpu_learning_pendulum_overlap(void) {
+  gpu_learning_pendulum(true);
 }
 
 int main(void) {
@@ -840,11 +878,13 @@ int main(void) {
   TDM_RUN(test_checkpoint_refusals);
   TDM_RUN(test_resume_exact);
   TDM_RUN(test_resume_exact_envs_utd);
+  TDM_RUN(test_overlap_update);
   TDM_RUN(test_eval_does_not_perturb_training);
   TDM_RUN(test_eval_from_checkpoint);
   TDM_RUN(test_learning_pendulum);
   TDM_RUN(test_gpu_resume_exact);
   TDM_RUN(test_gpu_learning_pendulum);
+  TDM_RUN(test_gpu_learning_pendulum_overlap);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -34,6 +34,9 @@ typedef struct {
   int keep_checkpoints;      // last K checkpoints kept
   bool save_replay;          // checkpoints hold the replay buffer
   int threads;               // CPU threads (0 = all cores)
+  bool overlap_update;       // an env step's updates run before its transitions are stored, so
+                             // the device's update overlaps the host's env step (default false:
+                             // Stable-Baselines3's order, store then update)
   char run_dir[256];         // root of the run directories ("runs")
   // env { }
   char env_task[64];

@@ -41,6 +41,9 @@ static const tdm_cfg_key schema[] = {
      "checkpoints include the replay buffer (needed for an exact resume)"},
     {"threads", TDM_KEY_INT, OFF(threads), 0, 0, 0, 1024, NULL, NULL, true,
      "CPU threads for the CPU backend and environments (0: all cores)"},
+    {"overlap_update", TDM_KEY_BOOL, OFF(overlap_update), 0, 0, 0, 1, NULL, NULL, true,
+     "run an env step's updates before storing its transitions, so the GPU update overlaps the "
+     "CPU env step (batches miss the newest num_envs transitions); false: store, then update"},
     {"run_dir", TDM_KEY_STRING, OFF(run_dir), SZ(run_dir), 0, 0, 0, "runs", NULL, true,
      "root directory of run directories"},
     {"env", TDM_KEY_GROUP, 0, 0, 0, 0, 0, NULL, NULL, false,

@@ -589,6 +589,22 @@ static tdm_status reset_finished(tdm_trainer *t) {
   return TDM_OK;
 }
 
+// The updates of the env step that brings the step count to step_after (update-to-data ratio,
+// fractions carried over). can_run false (an empty buffer) only banks the credit.
+static tdm_status run_updates(tdm_trainer *t, int64_t step_after, bool can_run) {
+  const tdm_train_cfg *v = &t->cfg->v;
+  if (step_after < v->learning_starts) return TDM_OK;
+  t->s.upd_credit += v->utd * (double)t->N;
+  int k = (int)t->s.upd_credit;
+  if (k <= 0 || !can_run) return TDM_OK;
+  t->s.upd_credit -= k;
+  // statistics only for a step that logs: copying them back synchronises with the device
+  bool want_stats = step_after >= t->s.next_log;
+  TDM_TRY(tdm_agent_update(t->agent, k, want_stats ? &t->stats : NULL));
+  if (want_stats) t->have_stats = true;
+  return TDM_OK;
+}
+
 tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
   const tdm_train_cfg *v = &t->cfg->v;
   tdm_status st = TDM_OK;
@@ -609,6 +625,9 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
     } else {
       TDM_TRYG(tdm_agent_act(t->agent, t->obs, t->N, true, t->act));
     }
+    // overlap_update: this step's updates are launched before the env step (the device runs them
+    // while the host steps the envs; their batches come from the transitions before this step)
+    if (v->overlap_update) TDM_TRYG(run_updates(t, t->s.step + t->N, t->s.step > 0));
     TDM_TRYG(tdm_env_step(t->env, t->act, t->next_obs, t->reward, t->term, t->trunc));
     tdm_transition_batch b = {t->N,    t->obs,   t->act, t->reward,   t->next_obs,
                               t->term, t->trunc, NULL,   TDM_SRC_REAL};
@@ -625,18 +644,8 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
       }
     }
     memcpy(t->obs, t->next_obs, sizeof(float) * N * O);  // finished slots are reset next time
-    // updates at the configured ratio, fractions carried over
-    if (t->s.step >= v->learning_starts) {
-      t->s.upd_credit += v->utd * (double)t->N;
-      int k = (int)t->s.upd_credit;
-      if (k > 0) {
-        t->s.upd_credit -= k;
-        // statistics only for a step that logs: copying them back synchronises with the device
-        bool want_stats = t->s.step >= t->s.next_log;
-        TDM_TRYG(tdm_agent_update(t->agent, k, want_stats ? &t->stats : NULL));
-        if (want_stats) t->have_stats = true;
-      }
-    }
+    // updates at the configured ratio after the transitions are stored (Stable-Baselines3's order)
+    if (!v->overlap_update) TDM_TRYG(run_updates(t, t->s.step, true));
     if (t->s.step >= t->s.next_eval) {
       TDM_TRYG(do_eval(t));
       while (t->s.next_eval <= t->s.step) t->s.next_eval += v->eval_every;
