@@ -23,6 +23,8 @@ typedef struct tdm_dev {
   size_t workspace_bytes;
   int capturing;         // inside tdm_graph_begin / tdm_graph_end
   int sm_count;
+  uint64_t syncs;        // completed tdm_dev_sync calls: work enqueued before the k-th is done
+                         // once syncs >= k
 } tdm_dev;
 
 // True when this build has the CUDA backend.

@@ -29,7 +29,9 @@ struct tdm_replay {
   // pinned staging: one add's rows packed, then the size
   float *stage;  // (max_add * W + 16)
   int32_t *stage_size;
-  int32_t *seq_stage;  // (max_seq_rows) pinned
+  int32_t *seq_stage;    // (max_seq_rows) pinned
+  bool stage_pending;    // an asynchronous copy from stage was enqueued ...
+  uint64_t stage_syncs;  // ... when the device had completed this many syncs
   // counters (host)
   int64_t pos, size, total;
   // episode links (host)
@@ -187,8 +189,11 @@ tdm_status tdm_replay_add(tdm_replay *r, const tdm_transition_batch *b) {
       if (b->stream[i] < 0 || b->stream[i] >= c->max_streams)
         return TDM_FAIL(TDM_ERR_ARG, "replay add: stream[%d] = %d outside [0, %d)", i, b->stream[i],
                         c->max_streams);
-  // the staging buffer may still be read by an earlier asynchronous copy
-  if (r->dev->kind == TDM_DEV_CUDA) TDM_TRY(tdm_dev_sync(r->dev));
+  // the staging buffer may still be read by the previous asynchronous copy: wait for it unless
+  // the device was synchronised since (the trainer's act does that every step, so an add queued
+  // behind a running update does not wait for it)
+  if (r->dev->kind == TDM_DEV_CUDA && r->stage_pending && r->dev->syncs == r->stage_syncs)
+    TDM_TRY(tdm_dev_sync(r->dev));
   const int W = r->cols.total_width;
   for (int i = 0; i < n; i++) {
     float *row = r->stage + (size_t)i * W;
@@ -204,6 +209,8 @@ tdm_status tdm_replay_add(tdm_replay *r, const tdm_transition_batch *b) {
   const float *src = r->stage;
   if (r->dev->kind == TDM_DEV_CUDA) {
     TDM_TRY(tdm_dev_h2d(r->dev, r->d_stage, r->stage, (size_t)n * W * 4));
+    r->stage_pending = true;
+    r->stage_syncs = r->dev->syncs;
     src = r->d_stage;
   }
   TDM_TRY(tdm_replay_put(r->dev, &r->cols, src, n, pos, c->capacity, r->size_dev, (int32_t)size));

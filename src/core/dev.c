@@ -1,22 +1,22 @@
 // Devices: the CPU backend and, when built with TDM_CUDA, one CUDA GPU with its stream, cuBLAS
 // handle and workspace. Buffers, copies, graphs and timers for both.
+#include "tandem/dev.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "tandem/dev.h"
-
 #ifdef TDM_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#define CU(call)                                                                         \
-  do {                                                                                   \
-    cudaError_t e_ = (call);                                                             \
-    if (e_ != cudaSuccess)                                                               \
-      return tdm_seterr(TDM_ERR_CUDA, __FILE__, __LINE__, "%s failed: %s (%s)", #call,   \
-                        cudaGetErrorString(e_), cudaGetErrorName(e_));                   \
+#define CU(call)                                                                       \
+  do {                                                                                 \
+    cudaError_t e_ = (call);                                                           \
+    if (e_ != cudaSuccess)                                                             \
+      return tdm_seterr(TDM_ERR_CUDA, __FILE__, __LINE__, "%s failed: %s (%s)", #call, \
+                        cudaGetErrorString(e_), cudaGetErrorName(e_));                 \
   } while (0)
 
 struct tdm_graph {
@@ -63,7 +63,8 @@ tdm_status tdm_gpu_info_get(int ordinal, tdm_gpu_info *info) {
   return TDM_OK;
 #else
   (void)ordinal;
-  return TDM_FAIL(TDM_ERR_UNSUPPORTED, "this build has no CUDA backend (rebuild with nvcc present)");
+  return TDM_FAIL(TDM_ERR_UNSUPPORTED,
+                  "this build has no CUDA backend (rebuild with nvcc present)");
 #endif
 }
 
@@ -88,18 +89,22 @@ tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out) {
       free(d);
       return TDM_FAIL(TDM_ERR_UNSUPPORTED,
                       "device \"%s\": this build has no CUDA backend (install the CUDA toolkit "
-                      "and rebuild, or use device = \"cpu\")", spec);
+                      "and rebuild, or use device = \"cpu\")",
+                      spec);
     }
     int n = tdm_cuda_device_count();
     if (n == 0) {
       free(d);
-      return TDM_FAIL(TDM_ERR_ARG, "device \"%s\": no GPU is visible (tandem devices lists them); "
-                      "use \"cpu\" or \"auto\"", spec);
+      return TDM_FAIL(TDM_ERR_ARG,
+                      "device \"%s\": no GPU is visible (tandem devices lists them); "
+                      "use \"cpu\" or \"auto\"",
+                      spec);
     }
     if (want_cuda >= n) {
       free(d);
-      return TDM_FAIL(TDM_ERR_ARG, "device \"%s\": %d GPU(s) visible; use cuda:0..cuda:%d or \"cpu\"",
-                      spec, n, n - 1);
+      return TDM_FAIL(TDM_ERR_ARG,
+                      "device \"%s\": %d GPU(s) visible; use cuda:0..cuda:%d or \"cpu\"", spec, n,
+                      n - 1);
     }
   } else {
     free(d);
@@ -122,7 +127,8 @@ tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out) {
   struct cudaDeviceProp prop;
   cudaError_t e = cudaSetDevice(want_cuda);
   if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, want_cuda);
-  if (e == cudaSuccess) e = cudaStreamCreateWithFlags((cudaStream_t *)&d->stream, cudaStreamNonBlocking);
+  if (e == cudaSuccess)
+    e = cudaStreamCreateWithFlags((cudaStream_t *)&d->stream, cudaStreamNonBlocking);
   if (e != cudaSuccess) {
     tdm_pool_destroy(d->pool);
     free(d);
@@ -131,7 +137,8 @@ tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out) {
   d->sm_count = prop.multiProcessorCount;
   snprintf(d->name, sizeof d->name, "cuda:%d %s", want_cuda, prop.name);
   cublasStatus_t cs = cublasCreate((cublasHandle_t *)&d->cublas);
-  if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasSetStream((cublasHandle_t)d->cublas, (cudaStream_t)d->stream);
+  if (cs == CUBLAS_STATUS_SUCCESS)
+    cs = cublasSetStream((cublasHandle_t)d->cublas, (cudaStream_t)d->stream);
   d->workspace_bytes = 32u << 20;
   if (cs == CUBLAS_STATUS_SUCCESS && cudaMalloc(&d->workspace, d->workspace_bytes) != cudaSuccess) {
     cs = CUBLAS_STATUS_ALLOC_FAILED;
@@ -256,7 +263,8 @@ void tdm_host_free(tdm_dev *d, void *p) {
 }
 
 #ifdef TDM_CUDA
-static tdm_status copy(tdm_dev *d, void *dst, const void *src, size_t bytes, enum cudaMemcpyKind k) {
+static tdm_status copy(tdm_dev *d, void *dst, const void *src, size_t bytes,
+                       enum cudaMemcpyKind k) {
   if (bytes == 0) return TDM_OK;
   if (d->kind == TDM_DEV_CUDA) {
     CU(cudaMemcpyAsync(dst, src, bytes, k, (cudaStream_t)d->stream));
@@ -280,9 +288,15 @@ static tdm_status copy(tdm_dev *d, void *dst, const void *src, size_t bytes) {
   if (bytes) memmove(dst, src, bytes);
   return TDM_OK;
 }
-tdm_status tdm_dev_h2d(tdm_dev *d, void *dst, const void *src, size_t n) { return copy(d, dst, src, n); }
-tdm_status tdm_dev_d2h(tdm_dev *d, void *dst, const void *src, size_t n) { return copy(d, dst, src, n); }
-tdm_status tdm_dev_d2d(tdm_dev *d, void *dst, const void *src, size_t n) { return copy(d, dst, src, n); }
+tdm_status tdm_dev_h2d(tdm_dev *d, void *dst, const void *src, size_t n) {
+  return copy(d, dst, src, n);
+}
+tdm_status tdm_dev_d2h(tdm_dev *d, void *dst, const void *src, size_t n) {
+  return copy(d, dst, src, n);
+}
+tdm_status tdm_dev_d2d(tdm_dev *d, void *dst, const void *src, size_t n) {
+  return copy(d, dst, src, n);
+}
 #endif
 
 tdm_status tdm_dev_memset(tdm_dev *d, void *dst, int byte, size_t bytes) {
@@ -301,6 +315,7 @@ tdm_status tdm_dev_sync(tdm_dev *d) {
 #ifdef TDM_CUDA
   if (d->kind == TDM_DEV_CUDA) {
     CU(cudaStreamSynchronize((cudaStream_t)d->stream));
+    d->syncs++;
     return TDM_OK;
   }
 #endif
@@ -328,14 +343,16 @@ tdm_status tdm_cuda_check_launch(const char *file, int line, const char *what) {
 tdm_status tdm_graph_begin(tdm_dev *d) {
 #ifdef TDM_CUDA
   if (d->kind == TDM_DEV_CUDA) {
-    if (d->capturing) return TDM_FAIL(TDM_ERR_ARG, "graph capture already in progress on %s", d->name);
+    if (d->capturing)
+      return TDM_FAIL(TDM_ERR_ARG, "graph capture already in progress on %s", d->name);
     CU(cudaStreamBeginCapture((cudaStream_t)d->stream, cudaStreamCaptureModeThreadLocal));
     d->capturing = 1;
     return TDM_OK;
   }
 #endif
   (void)d;
-  return TDM_FAIL(TDM_ERR_UNSUPPORTED, "CUDA graphs need a GPU device; on the CPU call the code directly");
+  return TDM_FAIL(TDM_ERR_UNSUPPORTED,
+                  "CUDA graphs need a GPU device; on the CPU call the code directly");
 }
 
 tdm_status tdm_graph_end(tdm_dev *d, tdm_graph **out) {
@@ -352,8 +369,10 @@ tdm_status tdm_graph_end(tdm_dev *d, tdm_graph **out) {
       if (g->graph) cudaGraphDestroy(g->graph);
       free(g);
       cudaGetLastError();
-      return TDM_FAIL(TDM_ERR_CUDA, "graph capture on %s failed: %s (an op in the captured region "
-                      "synchronised or allocated)", d->name, cudaGetErrorString(e));
+      return TDM_FAIL(TDM_ERR_CUDA,
+                      "graph capture on %s failed: %s (an op in the captured region "
+                      "synchronised or allocated)",
+                      d->name, cudaGetErrorString(e));
     }
     *out = g;
     return TDM_OK;
@@ -490,8 +509,8 @@ struct tdm_dev_lane {
   int state;  // 0 idle, 1 dev's ops go to the lane, 2 back on the main stream, join pending
   void *stream, *cublas, *workspace;  // the lane's (GPU)
   size_t workspace_bytes;
-  void *ev_fork, *ev_join;                  // cudaEvent_t, timing off
-  void *own_stream, *own_cublas, *own_ws;   // dev's, saved at fork
+  void *ev_fork, *ev_join;                 // cudaEvent_t, timing off
+  void *own_stream, *own_cublas, *own_ws;  // dev's, saved at fork
   size_t own_ws_bytes;
 };
 
