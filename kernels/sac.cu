@@ -2,9 +2,7 @@
 // Elementwise ops use grid-stride loops; the losses reduce over the batch in one block of
 // SAC_RED_THREADS threads (strided per-thread sums, then a fixed-order block sum): deterministic.
 #include "../src/agents/sac_ops.h"
-#include "act.cuh"
 #include "cuda_common.cuh"
-#include "philox.cuh"
 #include "sac_math.cuh"
 
 #define SAC_THREADS 256
@@ -253,60 +251,4 @@ extern "C" tdm_status tdm_sac_cuda_target_loss(tdm_dev *dev, const float *qt,
   target_loss_kernel<<<1, SAC_RED_THREADS, 0, tdm_stream_of(dev)>>>(
       qt, logp_next, reward, term, log_alpha, gamma, q, y, dq, stats, B, rng);
   return TDM_LAUNCH_CHECK("sac target_loss_kernel");
-}
-
-// ---------------------------------------------------------------------------------------------
-// act in one launch: block n computes row n's actor MLP in shared memory (a warp per output,
-// lanes over the inputs, a butterfly sum), then the noise and the squash
-
-#define ACT_THREADS 256
-
-static __global__ void __launch_bounds__(ACT_THREADS)
-    act_fused_kernel(const __grid_constant__ tdm_sac_actor_view v, const float *__restrict__ obs,
-                     int A, const tdm_rng_ctr *rng, uint32_t stream, float lo, float hi,
-                     float *__restrict__ act_out) {
-  __shared__ float buf[2][TDM_SAC_ACT_MAX_WIDTH];
-  const int n = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int nw = ACT_THREADS / 32;
-  const int O = v.in[0];
-  for (int k = threadIdx.x; k < O; k += ACT_THREADS) buf[0][k] = obs[(size_t)n * O + k];
-  __syncthreads();
-  int cur = 0;
-  for (int l = 0; l < v.L; l++) {
-    const int in = v.in[l], out = v.out[l];
-    const float *W = v.p + v.w[l], *b = v.p + v.b[l];
-    const float *x = buf[cur];
-    float *y = buf[cur ^ 1];
-    for (int j = warp; j < out; j += nw) {
-      const float *wr = W + (size_t)j * in;
-      float s = 0.0f;
-      for (int k = lane; k < in; k += 32) s = fmaf(x[k], wr[k], s);
-      s = tdm_warp_sum(s) + b[j];
-      if (lane == 0) y[j] = l < v.L - 1 ? act_f_rt(v.act, s) : s;
-    }
-    __syncthreads();
-    cur ^= 1;
-  }
-  const float *head = buf[cur];  // (2A): mean, log_std
-  for (int j = threadIdx.x; j < A; j += ACT_THREADS) {
-    float e = 0.0f;
-    if (rng) {  // element n A + j of tdm_fill_normal's draw
-      size_t i = (size_t)n * A + j;
-      curandStatePhilox4_32_10_t st;
-      rng_block_init(rng, stream, i / 4, &st);
-      float4 z = curand_normal4(&st);
-      e = __fadd_rn(0.0f, __fmul_rn(1.0f, lane_f(z, (int)(i % 4))));
-    }
-    float a;
-    squash_elem(head[j], head[A + j], e, lo, hi, &a);
-    act_out[(size_t)n * A + j] = a;
-  }
-}
-
-extern "C" tdm_status tdm_sac_cuda_act_fused(tdm_dev *dev, const tdm_sac_actor_view *v,
-                                             const float *obs, int N, int A, const tdm_rng_ctr *rng,
-                                             uint32_t stream, float lo, float hi, float *act_out) {
-  act_fused_kernel<<<N, ACT_THREADS, 0, tdm_stream_of(dev)>>>(*v, obs, A, rng, stream, lo, hi,
-                                                              act_out);
-  return TDM_LAUNCH_CHECK("sac act_fused_kernel");
 }

@@ -84,16 +84,12 @@ typedef struct {
   tdm_dev_lane *mlp_lane;   // critic and actor backwards' weight gradients (NULL: likewise)
   tdm_graph *graph[4];      // update, by (actor step, Polyak step)
   tdm_graph *act_graph[2];  // act on num_envs rows, by explore
-  bool act_fused;           // GPU act in one launch (tdm_sac_cuda_act_fused)
-  tdm_sac_actor_view actv;  // its view of the actor
   bool fused;               // updates run as the fused kernel (tdm_sac_fused_active)
   void *fz_mem;             // its scratch
   uint64_t *prof;           // phase clocks of the fused update (tdm_sac_fused_profile) or NULL
   tdm_sacf_args fz;         // its arguments (all but the per-update flags fixed at creation)
   uint64_t seed;
 } sac;
-
-_Static_assert(TDM_MLP_MAX_LAYERS_SAC == TDM_MLP_MAX_LAYERS, "sac_ops.h's copy of the layer limit");
 
 static sac *sac_of(tdm_agent *a) {
   return a && a->ops && !strcmp(a->ops->name, "sac") ? (sac *)a->impl : NULL;
@@ -410,24 +406,8 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 // act / observe
 
 // Actions for the n observations in h_obs into h_act: h2d, actor forward, noise, squash, d2h.
-// On the GPU the forward, noise and squash are one launch (act_fused), then the act counter is
-// advanced on the lane beside the copy back.
 static tdm_status act_body(sac *s, tdm_dev *dev, int n, bool explore) {
   const int O = s->O, A = s->A, L = s->cfg.layers + 1;
-#ifdef TDM_CUDA
-  if (s->act_fused) {
-    TDM_TRY(tdm_dev_h2d(dev, s->act_obs, s->h_obs, (size_t)n * O * sizeof(float)));
-    TDM_TRY(tdm_sac_cuda_act_fused(dev, &s->actv, s->act_obs, n, A, explore ? &s->rng[1] : NULL,
-                                   RS_ACT, s->cfg.log_std_min, s->cfg.log_std_max, s->act_out));
-    if (explore) {
-      TDM_TRY(lane_fork(s, dev));
-      TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
-      TDM_TRY(lane_back(s, dev));
-    }
-    TDM_TRY(tdm_dev_d2h(dev, s->h_act, s->act_out, (size_t)n * A * sizeof(float)));
-    return explore ? lane_join(s, dev) : TDM_OK;
-  }
-#endif
   if (explore) {
     // the noise and the act counter's advance on the lane, beside the copy and the actor forward
     TDM_TRY(lane_fork(s, dev));
@@ -807,21 +787,6 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
   TDM_TRYG(tdm_dev_h2d(dev, s->rng, init.rng, sizeof init.rng));
   TDM_TRYG(tdm_dev_h2d(dev, s->log_alpha, &init.log_alpha, 4));
   TDM_TRYG(fused_setup(s, dev));
-  // the one-launch act on the GPU when every width fits its shared memory
-  {
-    const tdm_mlp *m = s->actor;
-    bool ok = dev->kind == TDM_DEV_CUDA && m->spec.n_layers <= TDM_MLP_MAX_LAYERS_SAC &&
-              !m->spec.layernorm && m->spec.out_act == TDM_OUT_NONE;
-    s->actv.p = m->params;
-    s->actv.L = m->spec.n_layers;
-    s->actv.act = (int)m->spec.hidden_act;
-    for (int l = 0; ok && l < m->spec.n_layers; l++) {
-      s->actv.w[l] = m->layers[l].w, s->actv.b[l] = m->layers[l].b;
-      s->actv.in[l] = m->layers[l].in, s->actv.out[l] = m->layers[l].out;
-      ok = m->layers[l].in <= TDM_SAC_ACT_MAX_WIDTH && m->layers[l].out <= TDM_SAC_ACT_MAX_WIDTH;
-    }
-    s->act_fused = ok;
-  }
   TDM_TRYG(tdm_dev_sync(dev));
   *out = a;
   return TDM_OK;

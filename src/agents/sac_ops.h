@@ -21,7 +21,6 @@ extern "C" {
 #endif
 
 #define TDM_SAC_TANH_EPS 1e-6f
-#define TDM_MLP_MAX_LAYERS_SAC 8  // TDM_MLP_MAX_LAYERS (nn.h), without including it here
 #define TDM_SAC_HALF_LOG_2PI 0.91893853320467274f
 
 // Statistics slots written by the loss kernels (device floats).
@@ -129,24 +128,6 @@ tdm_status tdm_sac_cuda_target_loss(tdm_dev *dev, const float *qt, const float *
                                     const float *reward, const float *term, const float *log_alpha,
                                     float gamma, const float *q, float *y, float *dq, float *stats,
                                     int B, tdm_rng_ctr *rng);
-
-// The whole act path in one GPU launch (no CPU twin of its own: its reference is the op sequence
-// tdm_mlp_forward + tdm_fill_normal + tdm_sac_squash_fwd, which the CPU runs): one block per row
-// n < N runs the actor MLP (layers as in tdm_mlp, hidden activation act, no LayerNorm) on
-// obs (N, O), draws the noise of row n exactly as tdm_fill_normal(eps, N A, 0, 1, rng, stream)
-// would (rng NULL: deterministic, eps = 0) and writes the squashed actions act_out (N, A).
-// The counter is not advanced (the caller does it after the launch). Widths up to
-// TDM_SAC_ACT_MAX_WIDTH.
-#define TDM_SAC_ACT_MAX_WIDTH 2048
-typedef struct {
-  const float *p;                        // parameters (tdm_mlp params)
-  size_t w[TDM_MLP_MAX_LAYERS_SAC], b[TDM_MLP_MAX_LAYERS_SAC];  // layer offsets
-  int in[TDM_MLP_MAX_LAYERS_SAC], out[TDM_MLP_MAX_LAYERS_SAC];
-  int L, act;                            // linear layers, hidden activation (tdm_act)
-} tdm_sac_actor_view;
-tdm_status tdm_sac_cuda_act_fused(tdm_dev *dev, const tdm_sac_actor_view *v, const float *obs,
-                                  int N, int A, const tdm_rng_ctr *rng, uint32_t stream, float lo,
-                                  float hi, float *act_out);
 
 #ifdef __cplusplus
 }
