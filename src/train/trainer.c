@@ -43,6 +43,7 @@ struct tdm_trainer {
   char last_ckpt[700];
   // progress
   double t_start, t_log, t_progress;
+  double eval_s;  // seconds spent evaluating in this session (not saved)
   int64_t step_log, step_start;
 };
 
@@ -253,6 +254,10 @@ static tdm_status write_summary(tdm_trainer *t, bool interrupted) {
           (long long)t->s.episodes, (long long)t->agent->n_updates, wall);
   fprintf(f, "  \"steps_per_s\": %.1f,\n  \"interrupted\": %s,\n",
           wall > 0 ? t->s.step / wall : 0.0, interrupted ? "true" : "false");
+  // this session alone, without the time spent in evaluations (the training loop's own rate)
+  double sess = tdm_now() - t->t_start, train_s = sess - t->eval_s;
+  fprintf(f, "  \"session_eval_s\": %.3f,\n  \"session_train_steps_per_s\": %.1f,\n", t->eval_s,
+          train_s > 0 ? (double)(t->s.step - t->step_start) / train_s : 0.0);
   if (t->s.last_eval_step >= 0)
     fprintf(
         f, "  \"final_eval\": {\"step\": %lld, \"mean\": %.6g, \"std\": %.6g, \"episodes\": %d},\n",
@@ -560,7 +565,9 @@ static tdm_status do_eval(tdm_trainer *t) {
   const tdm_train_cfg *v = &t->cfg->v;
   double m, sd;
   uint64_t seed = mix64((uint64_t)v->seed ^ 0xE7A1ull) ^ (uint64_t)t->s.step;
+  double t0 = tdm_now();
   TDM_TRY(tdm_evaluate(t->agent, t->cfg, t->dev->pool, v->eval_episodes, seed, &m, &sd));
+  t->eval_s += tdm_now() - t0;
   t->s.last_eval_step = t->s.step;
   t->s.last_eval_mean = m;
   t->s.last_eval_std = sd;
