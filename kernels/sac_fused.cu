@@ -3,9 +3,11 @@
 // (task t runs on block t mod grid): GEMM tiles, row tasks (one warp per batch row) and
 // elementwise items (grid-stride over all threads). Phases are separated by grid.sync().
 //
-// GEMM tiles are FZ_BM x FZ_BN outputs of C = A B per member, FZ_THREADS threads each computing
-// 4 x 4 outputs from shared-memory slices of FZ_BK; A is read row-major (A[m lda + k]) or
-// transposed (A[k lda + m]), B likewise; one fixed summation order per output: deterministic.
+// GEMM tiles are FZ_BM x FZ_BN outputs of C = A B per member. The block's two groups of FZ_GT
+// threads take alternate K slices of FZ_BK (copied to shared memory by a cp.async pipeline), each
+// thread 4 x 4 outputs with fp32 FMAs (or MMA fragments with TDM_FUSED_MMA=1), and the two partial
+// sums are added in a fixed order; A is read row-major (A[m lda + k]) or transposed (A[k lda + m]),
+// B likewise: deterministic.
 #include <cooperative_groups.h>
 
 #include "../src/agents/sac_fused.h"
@@ -210,7 +212,7 @@ static __device__ __noinline__ void fz_epilogue(const tdm_sacf_args &a, const fz
 // thread loads NA + NB elements per slice along the contiguous direction of its operand.
 template <bool MMA>
 static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx &c,
-                                            const fz_gemm &gj, int t, fz_smem &sm) {
+                                            const fz_gemm &gj, int t) {
   // dynamic shared memory (one buffer for both instantiations; named here, not passed in, so the
   // accesses compile to shared-memory instructions): a slice buffer per thread group (group q
   // takes slices q, q + 2, ...), the accumulator stage, group 1's bias sums
@@ -370,9 +372,9 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
       int j = 0, u = t;
       while (u >= tiles[j]) u -= tiles[j++];
       if (a.mma)
-        fz_tile<true>(a, c, jobs[j], u, sm);
+        fz_tile<true>(a, c, jobs[j], u);
       else
-        fz_tile<false>(a, c, jobs[j], u, sm);
+        fz_tile<false>(a, c, jobs[j], u);
     } else {
       __syncthreads();  // smem of the previous task
       row(t - total);
