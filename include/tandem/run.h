@@ -9,7 +9,10 @@
 // agent's exploring actions; every env step's N transitions go to the agent (Gymnasium semantics:
 // the true final observation is stored, terminated stops bootstrapping, truncated does not), then
 // finished envs are reset, then utd * N updates (fractions carried over) once learning_starts is
-// reached. Evaluation runs K deterministic episodes on a separate env instance set.
+// reached. With overlap_update = true the updates of a step are launched right after its actions
+// are chosen, before the env step and the storing of its transitions (same number of updates;
+// their batches come from the transitions before that step). Evaluation runs K deterministic
+// episodes on a separate env instance set.
 //
 // Resume ("continues exactly"): a checkpoint holds the trainer counters (env steps, episodes,
 // updates, fractional update credit, schedule positions, recent returns, wall time), the host
@@ -22,7 +25,10 @@
 // when save_replay = true; a checkpoint taken mid-episode drops the unfinished episodes (their
 // transitions already stored stay in the replay buffer), and without save_replay the replay
 // buffer restarts empty. The GPU path is repeatable on the same device but not bitwise equal to
-// the CPU.
+// the CPU. Keys that may change on resume (use_graph, tf32, fused_update, graph_streams,
+// overlap_update, ...) keep the run valid but a change of tf32, fused_update or overlap_update
+// changes the numbers from then on (another summation order or batch timing): bitwise
+// continuation needs them unchanged.
 #ifndef TANDEM_RUN_H
 #define TANDEM_RUN_H
 
