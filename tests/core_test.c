@@ -1,5 +1,7 @@
-// Core: Philox known answers, host streams, thread pool, arena, CRC, errors, devices.
+// Core: Philox known answers, host streams, thread pool, arena, CRC, errors, atomic files,
+// devices.
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -160,6 +162,60 @@ static void test_crc32_and_errors(void) {
   CHECK(tdm_warn_count("test-key") == 2);
 }
 
+// Read a whole small file into buf (NUL-terminated); -1 when it cannot be opened.
+static long slurp(const char *path, char *buf, size_t n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  size_t k = fread(buf, 1, n - 1, f);
+  buf[k] = 0;
+  fclose(f);
+  return (long)k;
+}
+
+static void test_afile_commit_abort(void) {
+  char dir[64] = "/tmp/tdm_core_test_XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[128], tmp[160], got[64];
+  snprintf(path, sizeof path, "%s/f.bin", dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  tdm_afile a;
+  // commit: the new content, no temporary left
+  CHECK_OK(tdm_afile_open(&a, path));
+  CHECK(!strcmp(a.tmp, tmp) && access(tmp, F_OK) == 0 && access(path, F_OK) != 0);
+  fputs("old content", a.f);
+  CHECK_OK(tdm_afile_commit(&a));
+  CHECK(a.f == NULL);
+  CHECK(slurp(path, got, sizeof got) == 11 && !strcmp(got, "old content"));
+  CHECK(access(tmp, F_OK) != 0);
+  // abort: the old content stays, the temporary is removed
+  CHECK_OK(tdm_afile_open(&a, path));
+  fputs("new, longer content", a.f);
+  fflush(a.f);
+  CHECK(access(tmp, F_OK) == 0);
+  CHECK(slurp(path, got, sizeof got) == 11 && !strcmp(got, "old content"));  // not yet replaced
+  tdm_afile_abort(&a);
+  CHECK(slurp(path, got, sizeof got) == 11 && !strcmp(got, "old content"));
+  CHECK(access(tmp, F_OK) != 0);
+  tdm_afile_abort(&a);  // a second abort is harmless
+  // commit over an existing file replaces it
+  CHECK_OK(tdm_afile_open(&a, path));
+  fputs("new", a.f);
+  CHECK_OK(tdm_afile_commit(&a));
+  CHECK(slurp(path, got, sizeof got) == 3 && !strcmp(got, "new"));
+  CHECK(access(tmp, F_OK) != 0);
+  // a commit of a closed afile is refused naming the path
+  CHECK(tdm_afile_commit(&a) == TDM_ERR_ARG);
+  CHECK(strstr(tdm_errmsg(), path));
+  // a missing directory: TDM_ERR_IO naming the path, nothing created
+  char bad[160];
+  snprintf(bad, sizeof bad, "%s/no/such/dir/x.bin", dir);
+  CHECK(tdm_afile_open(&a, bad) == TDM_ERR_IO);
+  CHECKF(strstr(tdm_errmsg(), bad), "message does not name %s: %s", bad, tdm_errmsg());
+  CHECK(a.f == NULL);
+  tdm_afile_abort(&a);  // safe on a failed open
+  CHECK(unlink(path) == 0 && rmdir(dir) == 0);  // nothing else was left in dir
+}
+
 static void test_dev_cpu(void) {
   tdm_dev *d;
   CHECK_OK(tdm_dev_open("cpu", 2, &d));
@@ -214,6 +270,7 @@ int main(void) {
   TDM_RUN(test_pool_schedulers);
   TDM_RUN(test_arena_mark_reset);
   TDM_RUN(test_crc32_and_errors);
+  TDM_RUN(test_afile_commit_abort);
   TDM_RUN(test_dev_cpu);
   TDM_RUN(test_dev_gpu_copy_and_graph);
   return tdm_test_end();

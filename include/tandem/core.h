@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -178,6 +179,23 @@ void tdm_free_aligned(void *p);
 
 // CRC-32 (IEEE) of a byte range, continuing from crc (start with 0).
 uint32_t tdm_crc32(uint32_t crc, const void *data, size_t n);
+
+// ---------------------------------------------------------------------------------------------
+// atomic file writes: data goes to "<path>.tmp"; commit flushes and fsyncs it, renames it over
+// path and fsyncs the directory; abort removes the temporary file and leaves path untouched.
+
+typedef struct {
+  FILE *f;          // write through this between open and commit / abort
+  char path[4096];  // the file to replace
+  char tmp[4100];   // path + ".tmp"
+} tdm_afile;
+
+// Open path's temporary file for writing (TDM_ERR_IO naming it when it cannot be created).
+tdm_status tdm_afile_open(tdm_afile *a, const char *path);
+// Flush, fsync, close and rename the temporary file over path (removed again on failure).
+tdm_status tdm_afile_commit(tdm_afile *a);
+// Close and remove the temporary file (safe after a failed commit or on a closed afile).
+void tdm_afile_abort(tdm_afile *a);
 
 #ifdef __cplusplus
 }

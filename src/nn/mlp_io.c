@@ -13,11 +13,8 @@
 //   crc       u32: CRC-32 of every byte after the magic up to here
 // A reader checks magic, version, spec, size and checksum before it touches the network.
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "tandem/nn.h"
 
@@ -255,34 +252,15 @@ tdm_status tdm_mlp_read(tdm_mlp *m, FILE *f, bool with_adam, const char *what) {
 }
 
 tdm_status tdm_mlp_save(const tdm_mlp *m, const char *path) {
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-    return TDM_FAIL(TDM_ERR_ARG, "path too long: %s", path);
-  FILE *f = fopen(tmp, "wb");
-  if (!f)
-    return TDM_FAIL(TDM_ERR_IO,
-                    "cannot create %s: %s (does the directory exist and is it "
-                    "writable?)",
-                    tmp, strerror(errno));
-  tdm_status st = tdm_mlp_write(m, f, true);
-  if (st == TDM_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-    st = TDM_FAIL(TDM_ERR_IO, "cannot flush %s: %s", tmp, strerror(errno));
-  if (fclose(f) != 0 && st == TDM_OK)
-    st = TDM_FAIL(TDM_ERR_IO, "cannot close %s: %s", tmp, strerror(errno));
-  if (st == TDM_OK && rename(tmp, path) != 0)
-    st = TDM_FAIL(TDM_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+  tdm_afile a;
+  TDM_TRY(tdm_afile_open(&a, path));
+  tdm_status st = tdm_mlp_write(m, a.f, true);
   if (st != TDM_OK) {
-    unlink(tmp);
+    tdm_afile_abort(&a);
     return tdm_adderr(st, "while saving %s: ", path);
   }
-  // make the rename itself durable
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s", path);
-  int fd = open(dirname(dir), O_RDONLY);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
+  st = tdm_afile_commit(&a);
+  if (st != TDM_OK) return tdm_adderr(st, "while saving %s: ", path);
   return TDM_OK;
 }
 
