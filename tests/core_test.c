@@ -213,7 +213,8 @@ static void test_afile_commit_abort(void) {
   CHECKF(strstr(tdm_errmsg(), bad), "message does not name %s: %s", bad, tdm_errmsg());
   CHECK(a.f == NULL);
   tdm_afile_abort(&a);  // safe on a failed open
-  CHECK(unlink(path) == 0 && rmdir(dir) == 0);  // nothing else was left in dir
+  // nothing else was left in dir
+  CHECK(unlink(path) == 0 && rmdir(dir) == 0);
 }
 
 static void test_dev_cpu(void) {

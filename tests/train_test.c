@@ -731,6 +731,130 @@ static void test_eval_from_checkpoint(void) {
   CHECK(m1 == m2 && s1 == s2);
 }
 
+// Evaluations on one reused env set equal those on a fresh env set, bit for bit, over several
+// seeds (a repeated one too), whatever state the reused env was left in (mid-episode, finished).
+static const char *eval_reuse_vs_fresh(const char *task) {
+  static char why[600];
+  const char *ov[] = {task};
+  tdm_config c;
+  tdm_dev *dev = NULL;
+  tdm_env *spec_env = NULL, *env = NULL, *wrong = NULL;
+  tdm_agent *ag = NULL;
+  float *obs = NULL, *act = NULL;
+  why[0] = 0;
+  enum { K = 20 };  // more than the agent's act batch (16): some slots run two episodes
+  const uint64_t seeds[] = {42, 7, 42, 123456789, 0};
+  double mf[5], sf[5], mr[5], sr[5];
+  tdm_status st = tiny_cfg(&c, "evreuse", ov, 1);
+  if (st != TDM_OK) goto out;
+  st = tdm_dev_open("cpu", 1, &dev);
+  if (st == TDM_OK) st = tdm_run_make_env(&c, 1, NULL, &spec_env);
+  if (st == TDM_OK) st = tdm_run_make_agent(&c, dev, tdm_env_get_spec(spec_env), &ag);
+  const int n = ag ? tdm_evaluate_num_envs(ag, K) : 0;
+  if (st == TDM_OK && n != 16) snprintf(why, sizeof why, "%s: %d eval slots, expected 16", task, n);
+  if (st == TDM_OK && !why[0]) st = tdm_run_make_env(&c, n, NULL, &env);
+  if (st != TDM_OK || why[0]) goto out;
+  const tdm_env_spec *sp = tdm_env_get_spec(env);
+  obs = malloc(sizeof(float) * (size_t)n * sp->obs_dim);
+  act = malloc(sizeof(float) * (size_t)n * sp->act_dim);
+  float rew[16];
+  uint8_t term[16], trunc[16];
+  for (int k = 0; k < 5 && st == TDM_OK; k++) {
+    st = tdm_evaluate(ag, &c, NULL, K, seeds[k], &mf[k], &sf[k]);
+    if (st == TDM_OK) st = tdm_evaluate_env(ag, env, K, seeds[k], &mr[k], &sr[k]);
+    if (st == TDM_OK &&
+        (memcmp(&mf[k], &mr[k], sizeof(double)) || memcmp(&sf[k], &sr[k], sizeof(double)))) {
+      snprintf(why, sizeof why, "%s seed %llu: fresh env %.17g +- %.17g, reused env %.17g +- %.17g",
+               task, (unsigned long long)seeds[k], mf[k], sf[k], mr[k], sr[k]);
+      goto out;
+    }
+    // leave the reused env mid-episode with other streams before the next evaluation
+    if (st == TDM_OK) st = tdm_env_reset(env, 1000 + (uint64_t)k, NULL, obs);
+    for (int j = 0; j < 5 + 7 * k && st == TDM_OK; j++) {
+      for (int i = 0; i < n * sp->act_dim; i++) act[i] = (float)sin(0.7 * i + 1.3 * j);
+      st = tdm_env_step(env, act, obs, rew, term, trunc);
+      int any = 0;
+      for (int i = 0; i < n; i++) any |= trunc[i] = term[i] | trunc[i];
+      if (st == TDM_OK && any) st = tdm_env_reset(env, TDM_ENV_CONTINUE, trunc, obs);
+    }
+  }
+  if (st != TDM_OK) goto out;
+  if (mf[0] != mf[2] || sf[0] != sf[2])
+    snprintf(why, sizeof why, "%s: seed 42 twice gave %.17g and %.17g", task, mf[0], mf[2]);
+  else if (mf[0] == mf[1] && mf[1] == mf[3])
+    snprintf(why, sizeof why, "%s: different seeds gave the same mean %.17g", task, mf[0]);
+  // an env set of the wrong size is refused
+  else if ((st = tdm_run_make_env(&c, n - 1, NULL, &wrong)) == TDM_OK &&
+           tdm_evaluate_env(ag, wrong, K, 1, &mr[0], &sr[0]) != TDM_ERR_ARG)
+    snprintf(why, sizeof why, "%s: an env of %d instances was not refused", task, n - 1);
+out:
+  if (st != TDM_OK && !why[0])
+    snprintf(why, sizeof why, "%s: %s: %s", task, tdm_status_name(st), tdm_errmsg());
+  free(obs);
+  free(act);
+  tdm_env_destroy(wrong);
+  tdm_env_destroy(env);
+  tdm_env_destroy(spec_env);
+  tdm_agent_destroy(ag);
+  tdm_dev_close(dev);
+  tdm_config_free(&c);
+  return why[0] ? why : NULL;
+}
+
+static void test_eval_env_reuse_bitwise(void) {
+  const char *why = eval_reuse_vs_fresh("env.task=\"pendulum\"");
+  CHECKF(!why, "%s", why);
+#ifdef TDM_MUJOCO
+  // terminations end the episodes of different slots at different steps
+  why = eval_reuse_vs_fresh("env.task=\"hopper\"");
+  CHECKF(!why, "%s", why);
+#endif
+}
+
+// A run's evaluations on its cached env set equal first evaluations (fresh env sets): runs to 200,
+// 400 and 600 steps, each evaluated only at its end, against one run evaluated at all three.
+static void test_eval_cached_env_matches_fresh(void) {
+  tdm_config a;
+  const char *ov_a[] = {"total_steps=600", "eval_every=200", "eval_episodes=3"};
+  CHECK_OK(tiny_cfg(&a, "evcache", ov_a, 3));
+  tdm_run_result ra;
+  tdm_trainer *ta = NULL;
+  tdm_status st = train(&a, NULL, NULL, &ra, &ta);
+  tdm_config_free(&a);
+  CHECK_OK(st);
+  char path[900], ea[4096], eb[4096], want[4096] = "step,mean,std,episodes\n";
+  snprintf(path, sizeof path, "%s/eval.csv", ra.run_dir);
+  read_text(path, ea, sizeof ea);
+  const char *why = NULL;
+  for (int k = 1; k <= 3 && !why; k++) {
+    tdm_config b;
+    char name[32], steps[32];
+    snprintf(name, sizeof name, "evfresh%d", k);
+    snprintf(steps, sizeof steps, "total_steps=%d", 200 * k);
+    const char *ov_b[] = {steps, "eval_every=0", "eval_episodes=3"};
+    tdm_run_result rb;
+    tdm_trainer *tb = NULL;
+    st = tiny_cfg(&b, name, ov_b, 3);
+    if (st == TDM_OK) st = train(&b, NULL, NULL, &rb, &tb);
+    if (st == TDM_OK) {
+      snprintf(path, sizeof path, "%s/eval.csv", rb.run_dir);
+      read_text(path, eb, sizeof eb);
+      const char *row = strchr(eb, '\n');  // the one row after the header
+      if (row) strncat(want, row + 1, sizeof want - strlen(want) - 1);
+      if (k == 3 && (ra.eval_mean != rb.eval_mean || ra.eval_std != rb.eval_std))
+        why = "final evaluation differs from a fresh env's (bitwise)";
+      if (k == 3 && !why) why = compare_agents(tdm_trainer_agent(ta), tdm_trainer_agent(tb));
+    }
+    tdm_trainer_destroy(tb);
+    tdm_config_free(&b);
+    if (st != TDM_OK) break;
+  }
+  tdm_trainer_destroy(ta);
+  CHECK_OK(st);
+  CHECKF(!why, "%s", why);
+  CHECKF(!strcmp(ea, want), "eval.csv with the cached env:\n%s\nfresh envs:\n%s", ea, want);
+}
+
 static void test_resume_exact(void) {
   // straight: 800 steps; split: 400, checkpoint, resume to 800 (episodes end at 200, 400, ...)
   tdm_config a, b1, b2;
@@ -881,6 +1005,8 @@ int main(void) {
   TDM_RUN(test_overlap_update);
   TDM_RUN(test_eval_does_not_perturb_training);
   TDM_RUN(test_eval_from_checkpoint);
+  TDM_RUN(test_eval_env_reuse_bitwise);
+  TDM_RUN(test_eval_cached_env_matches_fresh);
   TDM_RUN(test_learning_pendulum);
   TDM_RUN(test_gpu_resume_exact);
   TDM_RUN(test_gpu_learning_pendulum);

@@ -95,6 +95,16 @@ tdm_status tdm_run_make_env(const tdm_config *cfg, int n, tdm_pool *pool, tdm_en
 tdm_status tdm_evaluate(tdm_agent *agent, const tdm_config *cfg, tdm_pool *pool, int episodes,
                         uint64_t seed, double *mean, double *std);
 
+// Number of env instances an evaluation of K episodes by agent runs at once: min(K, the agent's
+// act batch).
+int tdm_evaluate_num_envs(const tdm_agent *agent, int episodes);
+
+// As tdm_evaluate, on an existing env set of cfg's task with tdm_evaluate_num_envs(agent, K)
+// instances (TDM_ERR_ARG otherwise), which may be reused across calls: every instance is reset with
+// seed first, so the result is bitwise that of tdm_evaluate with a fresh env set.
+tdm_status tdm_evaluate_env(tdm_agent *agent, tdm_env *env, int episodes, uint64_t seed,
+                            double *mean, double *std);
+
 // ---------------------------------------------------------------------------------------------
 // checkpoints
 

@@ -27,6 +27,7 @@ struct tdm_trainer {
   char *cfg_text;  // resolved configuration (stored in checkpoints)
   tdm_dev *dev;
   tdm_env *env;
+  tdm_env *eval_env;  // evaluation envs, made at the first evaluation (NULL before)
   tdm_agent *agent;
   int N, O, A;
   char run_dir[600], ckpt_dir[640];
@@ -117,15 +118,27 @@ tdm_status tdm_run_make_env(const tdm_config *cfg, int n, tdm_pool *pool, tdm_en
 // ---------------------------------------------------------------------------------------------
 // evaluation
 
-tdm_status tdm_evaluate(tdm_agent *agent, const tdm_config *cfg, tdm_pool *pool, int episodes,
-                        uint64_t seed, double *mean, double *std) {
+int tdm_evaluate_num_envs(const tdm_agent *agent, int episodes) {
+  return episodes < agent->dims.num_envs ? episodes : agent->dims.num_envs;
+}
+
+tdm_status tdm_evaluate_env(tdm_agent *agent, tdm_env *env, int episodes, uint64_t seed,
+                            double *mean, double *std) {
   if (episodes < 1)
     return TDM_FAIL(TDM_ERR_ARG, "evaluate: episodes = %d, expected >= 1", episodes);
-  int n = episodes < agent->dims.num_envs ? episodes : agent->dims.num_envs;
-  tdm_env *env = NULL;
-  TDM_TRY(tdm_run_make_env(cfg, n, pool, &env));
+  const int n = tdm_evaluate_num_envs(agent, episodes);
+  if (tdm_env_num(env) != n)
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "evaluate: the env has %d instances, an evaluation of %d episodes by this "
+                    "agent runs %d at once (create it with tdm_evaluate_num_envs instances)",
+                    tdm_env_num(env), episodes, n);
   const tdm_env_spec *sp = tdm_env_get_spec(env);
   int O = sp->obs_dim, A = sp->act_dim;
+  if (O != agent->dims.obs_dim || A != agent->dims.act_dim)
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "evaluate: env %s has obs_dim %d, act_dim %d; the agent has %d, %d (make the "
+                    "env from the agent's configuration)",
+                    sp->name, O, A, agent->dims.obs_dim, agent->dims.act_dim);
   tdm_status st = TDM_OK;
   float *obs = malloc(sizeof(float) * (size_t)n * O), *act = malloc(sizeof(float) * (size_t)n * A);
   float *rew = malloc(sizeof(float) * (size_t)n);
@@ -163,6 +176,16 @@ tdm_status tdm_evaluate(tdm_agent *agent, const tdm_config *cfg, tdm_pool *pool,
 fail:
 done:
   free(obs), free(act), free(rew), free(term), free(trunc), free(mask), free(left), free(ret);
+  return st;
+}
+
+tdm_status tdm_evaluate(tdm_agent *agent, const tdm_config *cfg, tdm_pool *pool, int episodes,
+                        uint64_t seed, double *mean, double *std) {
+  if (episodes < 1)
+    return TDM_FAIL(TDM_ERR_ARG, "evaluate: episodes = %d, expected >= 1", episodes);
+  tdm_env *env = NULL;
+  TDM_TRY(tdm_run_make_env(cfg, tdm_evaluate_num_envs(agent, episodes), pool, &env));
+  tdm_status st = tdm_evaluate_env(agent, env, episodes, seed, mean, std);
   tdm_env_destroy(env);
   return st;
 }
@@ -377,6 +400,7 @@ void tdm_trainer_destroy(tdm_trainer *t) {
   if (t->evalf) fclose(t->evalf);
   tdm_agent_destroy(t->agent);
   tdm_env_destroy(t->env);
+  tdm_env_destroy(t->eval_env);
   tdm_dev_close(t->dev);
   free(t->obs), free(t->next_obs), free(t->act), free(t->reward);
   free(t->term), free(t->trunc), free(t->need_reset), free(t->mask), free(t->ep_num);
@@ -566,7 +590,12 @@ static tdm_status do_eval(tdm_trainer *t) {
   double m, sd;
   uint64_t seed = mix64((uint64_t)v->seed ^ 0xE7A1ull) ^ (uint64_t)t->s.step;
   double t0 = tdm_now();
-  TDM_TRY(tdm_evaluate(t->agent, t->cfg, t->dev->pool, v->eval_episodes, seed, &m, &sd));
+  // one env set for the whole run (a MuJoCo task would re-parse its MJCF for a fresh one); every
+  // evaluation resets all of its instances with its own seed, so it is the same as a fresh one
+  if (!t->eval_env)
+    TDM_TRY(tdm_run_make_env(t->cfg, tdm_evaluate_num_envs(t->agent, v->eval_episodes),
+                             t->dev->pool, &t->eval_env));
+  TDM_TRY(tdm_evaluate_env(t->agent, t->eval_env, v->eval_episodes, seed, &m, &sd));
   t->eval_s += tdm_now() - t0;
   t->s.last_eval_step = t->s.step;
   t->s.last_eval_mean = m;
