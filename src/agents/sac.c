@@ -614,6 +614,7 @@ tdm_status tdm_sac_fused_phases(tdm_agent *a, double *us, int max, int *n) {
   return TDM_OK;
 }
 
+#ifdef TDM_CUDA
 // One network's buffers and geometry for the fused kernel.
 static void fz_net(const tdm_mlp *m, tdm_sacf_net *n) {
   memset(n, 0, sizeof *n);
@@ -624,6 +625,7 @@ static void fz_net(const tdm_mlp *m, tdm_sacf_net *n) {
     n->in[l] = m->layers[l].in, n->out[l] = m->layers[l].out;
   }
 }
+#endif
 
 // Set up the fused update when the device and the shapes allow it (s->fused stays false else).
 static tdm_status fused_setup(sac *s, tdm_dev *dev) {
