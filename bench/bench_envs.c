@@ -210,55 +210,39 @@ int tdm_bench_envs(int argc, char **argv) {
   int tc[MAXT], nt = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    if (strcmp(a, "--seconds") && strcmp(a, "--per-thread") && strcmp(a, "--repeats") &&
+        strcmp(a, "--threads") && strcmp(a, "--tasks") && strcmp(a, "--json")) {
+      fprintf(stderr, "tandem bench envs: error: unknown option %s\n", a);
+      return 2;
+    }
     if (i + 1 >= argc) {
-      fprintf(stderr, "tandem bench envs: error: %s needs a value (or is unknown)\n", a);
+      fprintf(stderr, "tandem bench envs: error: %s needs a value\n", a);
       return 2;
     }
     const char *v = argv[++i];
-    char *end;
+    long k;
     if (!strcmp(a, "--seconds")) {
-      seconds = strtod(v, &end);
-      if (*end || !(seconds > 0 && seconds <= 600)) {
-        fprintf(stderr, "tandem bench envs: error: --seconds %s must be in (0, 600]\n", v);
-        return 2;
-      }
+      if (!tdm_cli_parse_real(a, v, 0, 600, true, &seconds)) return 2;
     } else if (!strcmp(a, "--per-thread")) {
-      long k = strtol(v, &end, 10);
-      if (*end || k < 1 || k > 4096) {
-        fprintf(stderr, "tandem bench envs: error: --per-thread %s must be in [1, 4096]\n", v);
-        return 2;
-      }
+      if (!tdm_cli_parse_int(a, v, 1, 4096, &k)) return 2;
       per_thread = (int)k;
     } else if (!strcmp(a, "--repeats")) {
-      long k = strtol(v, &end, 10);
-      if (*end || k < 1 || k > 100) {
-        fprintf(stderr, "tandem bench envs: error: --repeats %s must be in [1, 100]\n", v);
-        return 2;
-      }
+      if (!tdm_cli_parse_int(a, v, 1, 100, &k)) return 2;
       repeats = (int)k;
     } else if (!strcmp(a, "--threads")) {
-      nt = 0;
-      for (const char *q = v; *q;) {
-        long k = strtol(q, &end, 10);
-        if (end == q || (*end && *end != ',') || k < 1 || k > 1024 || nt == MAXT) {
-          fprintf(stderr,
-                  "tandem bench envs: error: --threads %s must be up to %d comma-separated counts "
-                  "in [1, 1024]\n",
-                  v, MAXT);
-          return 2;
-        }
+      long list[MAXT];
+      int n;
+      if (!tdm_cli_parse_int_list(a, v, 1, 1024, MAXT, list, &n)) return 2;
+      nt = 0;  // a repeated count is measured once
+      for (int q = 0; q < n; q++) {
         int dup = 0;
-        for (int j = 0; j < nt; j++) dup |= tc[j] == (int)k;
-        if (!dup) tc[nt++] = (int)k;
-        q = *end ? end + 1 : end;
+        for (int j = 0; j < nt; j++) dup |= tc[j] == (int)list[q];
+        if (!dup) tc[nt++] = (int)list[q];
       }
     } else if (!strcmp(a, "--tasks")) {
       snprintf(tasks, sizeof tasks, "%s", v);
-    } else if (!strcmp(a, "--json")) {
-      json = v;
     } else {
-      fprintf(stderr, "tandem bench envs: error: unknown option %s\n", a);
-      return 2;
+      json = v;
     }
   }
   tdm_log_set_level(TDM_LOG_ERROR);

@@ -257,12 +257,8 @@ int tdm_bench_ops(int argc, char **argv) {
       } else if (!strcmp(a, "--json")) {
         json = v;
       } else {
-        char *end = NULL;
-        long n = strtol(v, &end, 10);
-        if (!end || *end || n < 1 || n > 1000000) {
-          fprintf(stderr, "tandem: --iters %s: expected an integer in 1..1000000\n", v);
-          return 2;
-        }
+        long n;
+        if (!tdm_cli_parse_int(a, v, 1, 1000000, &n)) return 2;
         iters = (int)n;
       }
     } else {

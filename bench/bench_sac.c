@@ -157,17 +157,6 @@ fail:
   return st;
 }
 
-static int parse_int(const char *opt, const char *v, long lo, long hi, long *out) {
-  char *end = NULL;
-  long n = strtol(v, &end, 10);
-  if (!end || *end || n < lo || n > hi) {
-    fprintf(stderr, "tandem: %s %s: expected an integer in %ld..%ld\n", opt, v, lo, hi);
-    return 2;
-  }
-  *out = n;
-  return 0;
-}
-
 int tdm_bench_sac(int argc, char **argv) {
   if (tdm_cli_wants_help(argc, argv)) {
     usage(stdout);
@@ -195,18 +184,18 @@ int tdm_bench_sac(int argc, char **argv) {
       return 2;
     }
     const char *v = argv[++i];
-    int rc = 0;
+    int ok = 1;
     if (!strcmp(a, "--device"))
       device = v;
     else if (!strcmp(a, "--json"))
       json = v;
     else if (!strcmp(a, "--updates"))
-      rc = parse_int(a, v, 1, 10000000, &updates);
+      ok = tdm_cli_parse_int(a, v, 1, 10000000, &updates);
     else if (!strcmp(a, "--prefill"))
-      rc = parse_int(a, v, 1, 1000000, &fill);
+      ok = tdm_cli_parse_int(a, v, 1, 1000000, &fill);
     else
-      rc = parse_int(a, v, 0, 4096, &threads);
-    if (rc) return rc;
+      ok = tdm_cli_parse_int(a, v, 0, 4096, &threads);
+    if (!ok) return 2;
   }
   bool want_cpu, want_gpu;
   const char *gpu_spec, *gpu_skip;

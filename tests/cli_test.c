@@ -223,24 +223,124 @@ static void test_rollout_args(void) {
   EXPECT(1, missing, "rollout", "pendulum", "--actions", missing);
 }
 
+// Every numeric option of the bench commands goes through tdm_cli_parse_int / _int_list / _real:
+// empty text, signs where none is allowed, spaces, trailing characters, out-of-range values and
+// empty list items exit 2 with a message naming the option, the text and the range. The valid
+// forms below end on a bad --device (sac, ops) or an unknown / non-MuJoCo task (envs) right after
+// parsing, so no benchmark runs.
 static void test_bench_args(void) {
   EXPECT(2, "\"nosuch\"", "bench", "nosuch");
-  EXPECT(2, "--updates -3", "bench", "sac", "--updates", "-3");
-  EXPECT(2, "--updates abc", "bench", "sac", "--updates", "abc");
-  EXPECT(2, "--prefill 0", "bench", "sac", "--prefill", "0");
+  // bench sac
+  EXPECT(2, "--updates \"-3\": expected an integer in 1..10000000", "bench", "sac", "--updates",
+         "-3", "--device", "gpu");
+  EXPECT(2, "--updates \"abc\"", "bench", "sac", "--updates", "abc", "--device", "gpu");
+  EXPECT(2, "--updates \"\"", "bench", "sac", "--updates", "", "--device", "gpu");
+  EXPECT(2, "--updates \"0\"", "bench", "sac", "--updates", "0", "--device", "gpu");
+  EXPECT(2, "--updates \"10000001\"", "bench", "sac", "--updates", "10000001", "--device", "gpu");
+  EXPECT(2, "--updates \"99999999999999999999\"", "bench", "sac", "--updates",
+         "99999999999999999999", "--device", "gpu");
+  // 2^64 + 4: an unsigned accumulator that wraps would read 4
+  EXPECT(2, "--updates \"18446744073709551620\"", "bench", "sac", "--updates",
+         "18446744073709551620", "--device", "gpu");
+  EXPECT(2, "--prefill \"0\": expected an integer in 1..1000000", "bench", "sac", "--prefill", "0",
+         "--device", "gpu");
+  EXPECT(2, "--prefill \"1000001\"", "bench", "sac", "--prefill", "1000001", "--device", "gpu");
+  EXPECT(2, "--prefill \"1e5\"", "bench", "sac", "--prefill", "1e5", "--device", "gpu");
+  EXPECT(2, "--threads \"\": expected an integer in 0..4096", "bench", "sac", "--threads", "",
+         "--device", "gpu");
+  EXPECT(2, "--threads \"+4\"", "bench", "sac", "--threads", "+4", "--device", "gpu");
+  EXPECT(2, "--threads \"-0\"", "bench", "sac", "--threads", "-0", "--device", "gpu");
+  EXPECT(2, "--threads \" 4\"", "bench", "sac", "--threads", " 4", "--device", "gpu");
+  EXPECT(2, "--threads \"4 \"", "bench", "sac", "--threads", "4 ", "--device", "gpu");
+  EXPECT(2, "--threads \"4097\"", "bench", "sac", "--threads", "4097", "--device", "gpu");
+  EXPECT(2, "--threads \"1,2\"", "bench", "sac", "--threads", "1,2", "--device", "gpu");
   EXPECT(2, "\"--bogus\"", "bench", "sac", "--bogus");
   EXPECT(2, "--updates needs a value", "bench", "sac", "--updates");
   EXPECT(2, "--device gpu", "bench", "sac", "--device", "gpu");
-  EXPECT(2, "--iters 0", "bench", "ops", "--iters", "0");
-  EXPECT(2, "--iters 5x", "bench", "ops", "--iters", "5x");
+  // valid numbers: parsing reaches the --device check
+  EXPECT(2, "--device gpu", "bench", "sac", "--threads", "0", "--device", "gpu");
+  EXPECT(2, "--device gpu", "bench", "sac", "--updates", "10000000", "--prefill", "1", "--threads",
+         "4096", "--tf32", "--device", "gpu");
+  char json[PATH_MAX];
+  snprintf(json, sizeof json, "%s/bench.json", tmpdir);
+  EXPECT(2, "--device gpu", "bench", "sac", "--device", "auto", "--json", json, "--updates", "007",
+         "--device", "gpu");
+  CHECKF(access(json, F_OK) != 0, "%s written by a command that failed while parsing", json);
+  // bench ops
+  EXPECT(2, "--iters \"0\": expected an integer in 1..1000000", "bench", "ops", "--iters", "0",
+         "--device", "gpu");
+  EXPECT(2, "--iters \"5x\"", "bench", "ops", "--iters", "5x", "--device", "gpu");
+  EXPECT(2, "--iters \"\"", "bench", "ops", "--iters", "", "--device", "gpu");
+  EXPECT(2, "--iters \"-5\"", "bench", "ops", "--iters", "-5", "--device", "gpu");
+  EXPECT(2, "--iters \"1000001\"", "bench", "ops", "--iters", "1000001", "--device", "gpu");
+  EXPECT(2, "--iters needs a value", "bench", "ops", "--iters");
   EXPECT(2, "--device gpu", "bench", "ops", "--device", "gpu");
   EXPECT(2, "\"--bogus\"", "bench", "ops", "--bogus");
+  EXPECT(2, "--device gpu", "bench", "ops", "--iters", "1000000", "--tf32", "--json", json,
+         "--device", "gpu");
+  EXPECT(2, "--device gpu", "bench", "ops", "--device", "cuda:0", "--iters", "1", "--device",
+         "gpu");
+  CHECKF(access(json, F_OK) != 0, "%s written by a command that failed while parsing", json);
 #ifdef TDM_MUJOCO
-  EXPECT(2, "--seconds 0", "bench", "envs", "--seconds", "0");
-  EXPECT(2, "--per-thread 0", "bench", "envs", "--per-thread", "0");
-  EXPECT(2, "--threads 0", "bench", "envs", "--threads", "0");
-  EXPECT(2, "--repeats 101", "bench", "envs", "--repeats", "101");
+  EXPECT(2, "--seconds \"0\": expected a number in (0, 600]", "bench", "envs", "--seconds", "0",
+         "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \"\"", "bench", "envs", "--seconds", "", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \"600.5\"", "bench", "envs", "--seconds", "600.5", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \"-1\"", "bench", "envs", "--seconds", "-1", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \"nan\"", "bench", "envs", "--seconds", "nan", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \"inf\"", "bench", "envs", "--seconds", "inf", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \"0x1\"", "bench", "envs", "--seconds", "0x1", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \"1s\"", "bench", "envs", "--seconds", "1s", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \"1e\"", "bench", "envs", "--seconds", "1e", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \".\"", "bench", "envs", "--seconds", ".", "--tasks", "nosuchtask");
+  EXPECT(2, "--seconds \" 1\"", "bench", "envs", "--seconds", " 1", "--tasks", "nosuchtask");
+  EXPECT(2, "--per-thread \"0\": expected an integer in 1..4096", "bench", "envs", "--per-thread",
+         "0", "--tasks", "nosuchtask");
+  EXPECT(2, "--per-thread \"\"", "bench", "envs", "--per-thread", "", "--tasks", "nosuchtask");
+  EXPECT(2, "--per-thread \"4097\"", "bench", "envs", "--per-thread", "4097", "--tasks",
+         "nosuchtask");
+  EXPECT(2, "--per-thread \"+2\"", "bench", "envs", "--per-thread", "+2", "--tasks", "nosuchtask");
+  EXPECT(2, "--repeats \"101\": expected an integer in 1..100", "bench", "envs", "--repeats", "101",
+         "--tasks", "nosuchtask");
+  EXPECT(2, "--repeats \"\"", "bench", "envs", "--repeats", "", "--tasks", "nosuchtask");
+  EXPECT(2, "--repeats \"2.5\"", "bench", "envs", "--repeats", "2.5", "--tasks", "nosuchtask");
+  EXPECT(2,
+         "--threads \"0\": item 1 \"0\" is not valid; expected 1 to 16 comma-separated "
+         "integers in 1..1024",
+         "bench", "envs", "--threads", "0", "--tasks", "nosuchtask");
+  EXPECT(2, "--threads \"\": item 1 is empty", "bench", "envs", "--threads", "", "--tasks",
+         "nosuchtask");
+  EXPECT(2, "--threads \",\": item 1 is empty", "bench", "envs", "--threads", ",", "--tasks",
+         "nosuchtask");
+  EXPECT(2, "--threads \"1,,2\": item 2 is empty", "bench", "envs", "--threads", "1,,2", "--tasks",
+         "nosuchtask");
+  EXPECT(2, "--threads \"1,\": item 2 is empty", "bench", "envs", "--threads", "1,", "--tasks",
+         "nosuchtask");
+  EXPECT(2, "--threads \",1\": item 1 is empty", "bench", "envs", "--threads", ",1", "--tasks",
+         "nosuchtask");
+  EXPECT(2, "--threads \"1,x\": item 2 \"x\" is not valid", "bench", "envs", "--threads", "1,x",
+         "--tasks", "nosuchtask");
+  EXPECT(2, "--threads \"1,2x\": item 2 \"2x\"", "bench", "envs", "--threads", "1,2x", "--tasks",
+         "nosuchtask");
+  EXPECT(2, "--threads \"1, 2\": item 2 \" 2\"", "bench", "envs", "--threads", "1, 2", "--tasks",
+         "nosuchtask");
+  EXPECT(2, "--threads \"-1\"", "bench", "envs", "--threads", "-1", "--tasks", "nosuchtask");
+  EXPECT(2, "--threads \"1025\"", "bench", "envs", "--threads", "1025", "--tasks", "nosuchtask");
+  EXPECT(2, "more than 16 items", "bench", "envs", "--threads",
+         "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", "--tasks", "nosuchtask");
   EXPECT(2, "unknown option --bogus", "bench", "envs", "--bogus", "1");
+  EXPECT(2, "unknown option --bogus", "bench", "envs", "--bogus");
+  EXPECT(2, "--threads needs a value", "bench", "envs", "--threads");
+  // valid numbers: parsing reaches the tasks, which fail before anything is timed
+  EXPECT(2, "pendulum is not a MuJoCo task", "bench", "envs", "--threads", "1,2,4,8,16", "--tasks",
+         "pendulum");
+  EXPECT(1, "\"nosuchtask\"", "bench", "envs", "--json", json, "--tasks", "nosuchtask");
+  EXPECT(1, "\"nosuchtask\"", "bench", "envs", "--seconds", "0.5", "--per-thread", "4096",
+         "--repeats", "100", "--threads", "1,1,1024,2,3,4,5,6,7,8,9,10,11,12,13,14", "--tasks",
+         "nosuchtask");
+  EXPECT(1, "\"nosuchtask\"", "bench", "envs", "--seconds", "600", "--seconds", "1e-3", "--tasks",
+         "nosuchtask");
+  CHECKF(access(json, F_OK) != 0, "%s written by a command that failed before timing", json);
 #endif
 }
 

@@ -16,6 +16,23 @@ int tdm_cli_wants_help(int argc, char **argv);
 // Parse a non-negative decimal integer argument (no sign, no empty string); 1 when valid.
 int tdm_cli_parse_u64(const char *s, unsigned long long *v);
 
+// Parse option opt's value text as a decimal integer in lo..hi (digits only, a leading '-' only
+// when lo < 0; no empty text, '+', spaces or trailing characters); 1 when valid, else prints
+// "tandem: OPT "TEXT": expected an integer in LO..HI" and returns 0 (the caller exits 2).
+int tdm_cli_parse_int(const char *opt, const char *text, long lo, long hi, long *out);
+
+// Parse a comma-separated list of 1 to max integers ("1,2,4"), each as tdm_cli_parse_int takes
+// it, into out[0..*n) (duplicates kept); no empty item (",", "1,,2", "1,"). 1 when valid, else
+// prints the error naming opt, the text, the bad item and the range, and returns 0.
+int tdm_cli_parse_int_list(const char *opt, const char *text, long lo, long hi, int max, long *out,
+                           int *n);
+
+// Parse a decimal number ([-]digits[.digits][e[+-]digits]; '-' only when lo < 0; no inf, nan, hex
+// or spaces) in [lo, hi], or (lo, hi] when lo_open; 1 when valid, else prints the error naming
+// opt, the text and the range, and returns 0.
+int tdm_cli_parse_real(const char *opt, const char *text, double lo, double hi, bool lo_open,
+                       double *out);
+
 // Benchmark --device choice: "auto" (CPU rows, and GPU rows when a GPU is visible), "cpu" or
 // "cuda[:N]". Fills which rows to run, the GPU spec and why GPU rows are skipped; returns 0 (after
 // printing the error) for an unknown value.

@@ -1,6 +1,8 @@
 // tandem version, tandem devices.
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,108 @@ int tdm_cli_parse_u64(const char *s, unsigned long long *v) {
   if (!isdigit((unsigned char)s[0])) return 0;  // strtoull would take " -1" or "+5"
   *v = strtoull(s, &end, 10);
   return errno == 0 && *end == 0;
+}
+
+// Digits of s[0..len), with a leading '-' only when lo < 0, in lo..hi: 1 and *out when valid.
+static int int_ok(const char *s, size_t len, long lo, long hi, long *out) {
+  size_t i = 0;
+  bool neg = false;
+  if (len > 0 && s[0] == '-' && lo < 0) neg = true, i = 1;
+  if (i == len) return 0;  // empty, or a sign alone
+  // |LONG_MIN|, the largest magnitude a long holds
+  const unsigned long long cap = (unsigned long long)LONG_MAX + 1;
+  unsigned long long mag = 0;
+  for (; i < len; i++) {
+    // '+', spaces, trailing characters, a '-' where lo >= 0
+    if (!isdigit((unsigned char)s[i])) return 0;
+    unsigned long long d = (unsigned long long)(s[i] - '0');
+    if (mag > (cap - d) / 10) return 0;  // mag * 10 + d > |LONG_MIN|: out of any long range
+    mag = mag * 10 + d;
+  }
+  long v;
+  if (neg)
+    v = mag == cap ? LONG_MIN : -(long)mag;
+  else if (mag == cap)
+    return 0;
+  else
+    v = (long)mag;
+  if (v < lo || v > hi) return 0;
+  *out = v;
+  return 1;
+}
+
+int tdm_cli_parse_int(const char *opt, const char *text, long lo, long hi, long *out) {
+  if (int_ok(text, strlen(text), lo, hi, out)) return 1;
+  fprintf(stderr, "tandem: %s \"%s\": expected an integer in %ld..%ld\n", opt, text, lo, hi);
+  return 0;
+}
+
+int tdm_cli_parse_int_list(const char *opt, const char *text, long lo, long hi, int max, long *out,
+                           int *n) {
+  int k = 0;
+  const char *q = text;
+  for (;;) {
+    const char *comma = strchr(q, ',');
+    int len = comma ? (int)(comma - q) : (int)strlen(q);
+    if (len == 0) {
+      fprintf(stderr, "tandem: %s \"%s\": item %d is empty", opt, text, k + 1);
+      break;
+    }
+    if (k == max) {
+      fprintf(stderr, "tandem: %s \"%s\": more than %d items", opt, text, max);
+      break;
+    }
+    if (!int_ok(q, (size_t)len, lo, hi, &out[k])) {
+      fprintf(stderr, "tandem: %s \"%s\": item %d \"%.*s\" is not valid", opt, text, k + 1, len, q);
+      break;
+    }
+    k++;
+    if (!comma) {
+      *n = k;
+      return 1;
+    }
+    q = comma + 1;
+  }
+  fprintf(stderr, "; expected 1 to %d comma-separated integers in %ld..%ld\n", max, lo, hi);
+  return 0;
+}
+
+int tdm_cli_parse_real(const char *opt, const char *text, double lo, double hi, bool lo_open,
+                       double *out) {
+  // [-]digits[.digits][(e|E)[+|-]digits], with at least one digit before the exponent; no
+  // spaces, '+', hex, inf or nan (strtod would take them all)
+  const char *s = text;
+  bool ok = true;
+  if (*s == '-' && lo < 0) s++;
+  size_t digits = strspn(s, "0123456789");
+  s += digits;
+  if (*s == '.') {
+    size_t frac = strspn(s + 1, "0123456789");
+    digits += frac;
+    s += 1 + frac;
+  }
+  if (digits == 0) ok = false;
+  if (ok && (*s == 'e' || *s == 'E')) {
+    s++;
+    if (*s == '+' || *s == '-') s++;
+    size_t ex = strspn(s, "0123456789");
+    if (ex == 0) ok = false;
+    s += ex;
+  }
+  if (ok && *s) ok = false;
+  double v = 0;
+  if (ok) {
+    errno = 0;
+    v = strtod(text, NULL);
+    ok = errno != ERANGE && isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+  }
+  if (ok) {
+    *out = v;
+    return 1;
+  }
+  fprintf(stderr, "tandem: %s \"%s\": expected a number in %s%g, %g]\n", opt, text,
+          lo_open ? "(" : "[", lo, hi);
+  return 0;
 }
 
 int tdm_cli_bench_devices(const char *device, bool *want_cpu, bool *want_gpu,
