@@ -257,6 +257,16 @@ static void test_bench_args(void) {
   EXPECT(2, "\"--bogus\"", "bench", "sac", "--bogus");
   EXPECT(2, "--updates needs a value", "bench", "sac", "--updates");
   EXPECT(2, "--device gpu", "bench", "sac", "--device", "gpu");
+  EXPECT(2, "--device cuda:x", "bench", "sac", "--device", "cuda:x");
+  EXPECT(2, "--device cuda:", "bench", "sac", "--device", "cuda:");
+  EXPECT(2, "--device cuda:-1", "bench", "sac", "--device", "cuda:-1");
+  EXPECT(2, "--device cuda:0x", "bench", "sac", "--device", "cuda:0x");
+  EXPECT(2, "--device cudax", "bench", "sac", "--device", "cudax");
+  EXPECT(2, "--device cuda:4096: expected auto, cpu or cuda:N (N in 0..4095)", "bench", "sac",
+         "--device", "cuda:4096");
+  // a valid index no machine has: parsed, then opening the GPU fails before any timing
+  EXPECT(1, "cuda:4095", "bench", "sac", "--device", "cuda:4095", "--updates", "1", "--prefill",
+         "1");
   // valid numbers: parsing reaches the --device check
   EXPECT(2, "--device gpu", "bench", "sac", "--threads", "0", "--device", "gpu");
   EXPECT(2, "--device gpu", "bench", "sac", "--updates", "10000000", "--prefill", "1", "--threads",
@@ -275,6 +285,7 @@ static void test_bench_args(void) {
   EXPECT(2, "--iters \"1000001\"", "bench", "ops", "--iters", "1000001", "--device", "gpu");
   EXPECT(2, "--iters needs a value", "bench", "ops", "--iters");
   EXPECT(2, "--device gpu", "bench", "ops", "--device", "gpu");
+  EXPECT(2, "--device cuda: 0", "bench", "ops", "--device", "cuda: 0");
   EXPECT(2, "\"--bogus\"", "bench", "ops", "--bogus");
   EXPECT(2, "--device gpu", "bench", "ops", "--iters", "1000000", "--tf32", "--json", json,
          "--device", "gpu");

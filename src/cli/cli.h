@@ -34,7 +34,7 @@ int tdm_cli_parse_real(const char *opt, const char *text, double lo, double hi, 
                        double *out);
 
 // Benchmark --device choice: "auto" (CPU rows, and GPU rows when a GPU is visible), "cpu" or
-// "cuda[:N]". Fills which rows to run, the GPU spec and why GPU rows are skipped; returns 0 (after
+// "cuda[:N]" (N digits only, 0..4095). Fills which rows to run, the GPU spec and why GPU rows are skipped; returns 0 (after
 // printing the error) for an unknown value.
 int tdm_cli_bench_devices(const char *device, bool *want_cpu, bool *want_gpu,
                           const char **gpu_spec, const char **gpu_skip);

@@ -134,6 +134,11 @@ int tdm_cli_bench_devices(const char *device, bool *want_cpu, bool *want_gpu,
   *want_cpu = *want_gpu = false;
   *gpu_spec = "cuda:0";
   *gpu_skip = NULL;
+  // "cuda" or "cuda:N", N digits only (device + 5 read only after "cuda:" matched)
+  long index;
+  bool is_cuda =
+      !strcmp(device, "cuda") ||
+      (!strncmp(device, "cuda:", 5) && int_ok(device + 5, strlen(device + 5), 0, 4095, &index));
   if (!strcmp(device, "auto")) {
     *want_cpu = true;
     *want_gpu = tdm_cuda_built() && tdm_cuda_device_count() > 0;
@@ -142,11 +147,11 @@ int tdm_cli_bench_devices(const char *device, bool *want_cpu, bool *want_gpu,
   } else if (!strcmp(device, "cpu")) {
     *want_cpu = true;
     *gpu_skip = "--device cpu";
-  } else if (!strncmp(device, "cuda", 4)) {
+  } else if (is_cuda) {
     *want_gpu = true;
     *gpu_spec = device;
   } else {
-    fprintf(stderr, "tandem: --device %s: expected auto, cpu or cuda:N\n", device);
+    fprintf(stderr, "tandem: --device %s: expected auto, cpu or cuda:N (N in 0..4095)\n", device);
     return 0;
   }
   return 1;
