@@ -620,6 +620,13 @@ static __global__ void __launch_bounds__(FZ_THREADS)
 
   // ---- heads: actor (2B rows: s then s') with the squash, critic Q(s, a) (B rows)
   const int Hc = cn.in[L - 1], Ha = an.in[L - 1];
+  // Q of both critics for row r of the last hidden activations H (2, B, Hc) with parameters P (the
+  // critic's layout: the critic or its target) into hv[0], hv[1] (one warp)
+  auto q_row = [&](const float *H, const float *P, int r, float *hv) {
+    for (int e = 0; e < 2; e++)
+      fz_row_dots(H + ((size_t)e * B + r) * Hc, P + cn.w[L - 1] + (size_t)e * Hc,
+                  P + cn.b[L - 1] + e, Hc, 1, hv + e);
+  };
   fz_phase(
       a, c, jobs, 0, (2 * B + B + FZ_WARPS - 1) / FZ_WARPS, sm,
       [&](int t) {
@@ -647,9 +654,7 @@ static __global__ void __launch_bounds__(FZ_THREADS)
           }
         } else if (r < 3 * B) {
           int rb = r - 2 * B;
-          for (int e = 0; e < 2; e++)
-            fz_row_dots(a.hc[L - 2] + ((size_t)e * B + rb) * Hc,
-                        cn.p + cn.w[L - 1] + (size_t)e * Hc, cn.p + cn.b[L - 1] + e, Hc, 1, hv + e);
+          q_row(a.hc[L - 2], cn.p, rb, hv);
           if (lane == 0) {
             a.q[rb] = hv[0];
             a.q[B + rb] = hv[1];
@@ -687,10 +692,7 @@ static __global__ void __launch_bounds__(FZ_THREADS)
         int r = t * FZ_WARPS + warp;
         if (r < B) {
           float *hv = sm.r.v[warp];
-          for (int e = 0; e < 2; e++)
-            fz_row_dots(a.ht[L - 2] + ((size_t)e * B + r) * Hc,
-                        a.target + cn.w[L - 1] + (size_t)e * Hc, a.target + cn.b[L - 1] + e, Hc, 1,
-                        hv + e);
+          q_row(a.ht[L - 2], a.target, r, hv);
           float mn = fminf(hv[0], hv[1]);
           float yb = rew[r] + a.gamma * (1.0f - term[r]) * (mn - c.alpha * a.logp_next[r]);
           float q0 = a.q[r], q1 = a.q[B + r], d0 = q0 - yb, d1 = q1 - yb;
@@ -748,10 +750,7 @@ static __global__ void __launch_bounds__(FZ_THREADS)
           int r = t * FZ_WARPS + warp;
           if (r < B) {
             float *hv = sm.r.v[warp];
-            for (int e = 0; e < 2; e++)
-              fz_row_dots(a.hc[L - 2] + ((size_t)e * B + r) * Hc,
-                          cn.p + cn.w[L - 1] + (size_t)e * Hc, cn.p + cn.b[L - 1] + e, Hc, 1,
-                          hv + e);
+            q_row(a.hc[L - 2], cn.p, r, hv);
             float q0 = hv[0], q1 = hv[1];
             bool first = q0 <= q1;
             float mn = first ? q0 : q1, lp = a.logp[r];
