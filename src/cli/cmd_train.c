@@ -262,17 +262,21 @@ int tdm_cmd_eval(int argc, char **argv) {
     tdm_cli_error("the checkpoint's configuration");
     goto done;
   }
+  int k = episodes > 0 ? (int)episodes : cfg.v.eval_episodes;
+  // the agent only needs the task's sizes, which the checkpoint header holds; the one env set is
+  // then made with as many instances as the evaluation runs at once (tdm_evaluate_env checks that
+  // its sizes match the agent's)
+  tdm_env_spec sizes = {.obs_dim = info.obs_dim, .act_dim = info.act_dim};
   if (tdm_dev_open(cfg.v.device, cfg.v.threads, &dev) != TDM_OK ||
-      tdm_run_make_env(&cfg, 1, dev->pool, &env) != TDM_OK ||
-      tdm_run_make_agent(&cfg, dev, tdm_env_get_spec(env), &agent) != TDM_OK ||
+      tdm_run_make_agent(&cfg, dev, &sizes, &agent) != TDM_OK ||
+      tdm_run_make_env(&cfg, tdm_evaluate_num_envs(agent, k), dev->pool, &env) != TDM_OK ||
       tdm_checkpoint_load_agent(path, agent) != TDM_OK) {
     tdm_cli_error("cannot evaluate");
     goto done;
   }
-  int k = episodes > 0 ? (int)episodes : cfg.v.eval_episodes;
   double mean, std;
   double t0 = tdm_now();
-  if (tdm_evaluate(agent, &cfg, dev->pool, k, seed, &mean, &std) != TDM_OK) {
+  if (tdm_evaluate_env(agent, env, k, seed, &mean, &std) != TDM_OK) {
     tdm_cli_error("evaluation failed");
     goto done;
   }
