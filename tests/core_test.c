@@ -241,6 +241,62 @@ static void test_dev_cpu(void) {
   }
 }
 
+// Device strings: exactly "auto", "cpu", "cuda" and "cuda:N" (N digits only, below 4096); a
+// malformed one is refused with TDM_ERR_ARG naming it and the accepted forms, before any CUDA call
+// (so even where a GPU is visible), while a well-formed one is only then checked against the build
+// and the visible GPUs.
+static void test_dev_open_spec(void) {
+  static const char *bad[] = {"cuda: 1", "cuda:+1", "cuda:-1", "cuda:", "cuda:1 ", " cuda:0",
+                              "cuda:0x1", "cuda:1a", "cuda:1.0", "cuda:4096", "cuda:00004096",
+                              "cuda:99999999999999999999", "cuda0", "cudax", "cuda ", "CPU",
+                              "cpu:0", "Auto", "", "gpu7"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    tdm_dev *d = (tdm_dev *)&d;  // must come back NULL
+    tdm_status st = tdm_dev_open(bad[i], 1, &d);
+    CHECKF(st == TDM_ERR_ARG, "\"%s\" gave status %d, expected TDM_ERR_ARG", bad[i], (int)st);
+    CHECKF(d == NULL, "\"%s\": *out not NULL after a refusal", bad[i]);
+    char named[64];
+    snprintf(named, sizeof named, "device \"%s\"", bad[i]);
+    CHECKF(strstr(tdm_errmsg(), named) && strstr(tdm_errmsg(), "\"cuda:N\"") &&
+               strstr(tdm_errmsg(), "\"cpu\"") && strstr(tdm_errmsg(), "0..4095"),
+           "\"%s\": message does not name the string and the accepted forms: %s", bad[i],
+           tdm_errmsg());
+  }
+  // well-formed strings pass the parser: they open, or fail on the build / the visible GPUs
+  static const char *good[] = {"cuda", "cuda:0", "cuda:4095", "cuda:007"};
+  const int gpus = tdm_cuda_device_count();
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    tdm_dev *d = NULL;
+    tdm_status st = tdm_dev_open(good[i], 1, &d);
+    if (st == TDM_OK) {
+      CHECK(d != NULL && d->kind == TDM_DEV_CUDA);
+      tdm_dev_close(d);
+      continue;
+    }
+    CHECKF(d == NULL && !strstr(tdm_errmsg(), "0..4095 written"),
+           "\"%s\" was refused as malformed: %s", good[i], tdm_errmsg());
+    if (!tdm_cuda_built()) {
+      CHECKF(st == TDM_ERR_UNSUPPORTED && strstr(tdm_errmsg(), "no CUDA backend"), "\"%s\": %s",
+             good[i], tdm_errmsg());
+    } else if (gpus == 0) {
+      CHECKF(st == TDM_ERR_ARG && strstr(tdm_errmsg(), "no GPU is visible"), "\"%s\": %s",
+             good[i], tdm_errmsg());
+    } else {
+      CHECKF(st == TDM_ERR_ARG && strstr(tdm_errmsg(), "GPU(s) visible"), "\"%s\": %s", good[i],
+             tdm_errmsg());
+    }
+  }
+  // "auto" (the trainer's default device key, passed through as is) and NULL: the first GPU, else
+  // the CPU
+  const char *autos[] = {"auto", NULL};
+  for (int i = 0; i < 2; i++) {
+    tdm_dev *d = NULL;
+    CHECK_OK(tdm_dev_open(autos[i], 1, &d));
+    CHECK(d->kind == (gpus > 0 ? TDM_DEV_CUDA : TDM_DEV_CPU));
+    tdm_dev_close(d);
+  }
+}
+
 static void test_dev_gpu_copy_and_graph(void) {
   NEED_GPU(d);
   float *buf;
@@ -273,6 +329,7 @@ int main(void) {
   TDM_RUN(test_crc32_and_errors);
   TDM_RUN(test_afile_commit_abort);
   TDM_RUN(test_dev_cpu);
+  TDM_RUN(test_dev_open_spec);
   TDM_RUN(test_dev_gpu_copy_and_graph);
   return tdm_test_end();
 }

@@ -68,25 +68,41 @@ tdm_status tdm_gpu_info_get(int ordinal, tdm_gpu_info *info) {
 #endif
 }
 
+// Parse "cpu" (ordinal -1), "cuda" (0) or "cuda:N" (N: one or more decimal digits, below 4096) and
+// nothing else: no sign, spaces or trailing characters. False when malformed.
+static bool parse_device(const char *spec, int *ordinal) {
+  if (!strcmp(spec, "cpu")) {
+    *ordinal = -1;
+    return true;
+  }
+  if (!strcmp(spec, "cuda")) {
+    *ordinal = 0;
+    return true;
+  }
+  if (strncmp(spec, "cuda:", 5) || !spec[5]) return false;
+  int n = 0;
+  for (const char *p = spec + 5; *p; p++) {
+    if (*p < '0' || *p > '9') return false;
+    n = n * 10 + (*p - '0');
+    if (n >= 4096) return false;  // also keeps n from overflowing on long digit strings
+  }
+  *ordinal = n;
+  return true;
+}
+
 tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out) {
   *out = NULL;
-  tdm_dev *d = calloc(1, sizeof *d);
-  if (!d) return TDM_FAIL(TDM_ERR_OOM, "out of host memory opening a device");
-  d->ordinal = -1;
   int want_cuda = -1;  // -1 cpu, >= 0 ordinal
+  // a malformed string is refused before any CUDA call
   if (!spec || !strcmp(spec, "auto")) {
     want_cuda = tdm_cuda_device_count() > 0 ? 0 : -1;
-  } else if (!strcmp(spec, "cpu")) {
-    want_cuda = -1;
-  } else if (!strcmp(spec, "cuda") || !strncmp(spec, "cuda:", 5)) {
-    char *end = NULL;
-    want_cuda = spec[4] == ':' ? (int)strtol(spec + 5, &end, 10) : 0;
-    if (spec[4] == ':' && (end == spec + 5 || *end || want_cuda < 0)) {
-      free(d);
-      return TDM_FAIL(TDM_ERR_ARG, "device \"%s\": expected \"cuda:N\" with N a GPU index", spec);
-    }
+  } else if (!parse_device(spec, &want_cuda)) {
+    return TDM_FAIL(TDM_ERR_ARG,
+                    "device \"%s\": expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" with N a "
+                    "GPU index in 0..4095 written in digits only",
+                    spec);
+  } else if (want_cuda >= 0) {
     if (!tdm_cuda_built()) {
-      free(d);
       return TDM_FAIL(TDM_ERR_UNSUPPORTED,
                       "device \"%s\": this build has no CUDA backend (install the CUDA toolkit "
                       "and rebuild, or use device = \"cpu\")",
@@ -94,22 +110,20 @@ tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out) {
     }
     int n = tdm_cuda_device_count();
     if (n == 0) {
-      free(d);
       return TDM_FAIL(TDM_ERR_ARG,
                       "device \"%s\": no GPU is visible (tandem devices lists them); "
                       "use \"cpu\" or \"auto\"",
                       spec);
     }
     if (want_cuda >= n) {
-      free(d);
       return TDM_FAIL(TDM_ERR_ARG,
                       "device \"%s\": %d GPU(s) visible; use cuda:0..cuda:%d or \"cpu\"", spec, n,
                       n - 1);
     }
-  } else {
-    free(d);
-    return TDM_FAIL(TDM_ERR_ARG, "device \"%s\": expected \"auto\", \"cpu\" or \"cuda:N\"", spec);
   }
+  tdm_dev *d = calloc(1, sizeof *d);
+  if (!d) return TDM_FAIL(TDM_ERR_OOM, "out of host memory opening a device");
+  d->ordinal = -1;
   tdm_status st = tdm_pool_create(threads, &d->pool);
   if (st != TDM_OK) {
     free(d);
