@@ -2,20 +2,7 @@
 // against the CPU agent and the op-graph GPU agent from the same seed and transitions, its
 // determinism (bitwise repeatable), when it is active, checkpoints written by a fused agent and
 // read by the other paths, and a long run doing real work. GPU tests SKIP without a GPU.
-#include "tandem/agent.h"
-#include "test.h"
-
-static tdm_dev *cpu(void) {
-  static tdm_dev *d = NULL;
-  if (!d && tdm_dev_open("cpu", 1, &d) != TDM_OK) d = NULL;
-  return d;
-}
-
-// n floats of src (memory of dev: device or host) into host h, synchronised
-static tdm_status down(tdm_dev *dev, float *h, const float *src, size_t n) {
-  TDM_TRY(tdm_dev_d2h(dev, h, src, n * sizeof(float)));
-  return tdm_dev_sync(dev);
-}
+#include "sac_side.h"
 
 // Host copy (malloc'd, freed by the caller; NULL on failure) of one of m's arrays: 0 parameters,
 // 1 Adam first moments, 2 Adam second moments.
@@ -61,33 +48,6 @@ static void nets(tdm_agent *a, tdm_mlp *m[3]) {
 }
 
 static const char *const NET_NAME[3] = {"actor", "critic", "target"};
-
-// n env steps of random transitions into x and (when non-NULL) y
-static tdm_status feed2(tdm_agent *x, tdm_agent *y, int steps, uint64_t seed) {
-  enum { MAX_N = 8, MAX_O = 64, MAX_A = 40 };
-  int O = x->dims.obs_dim, A = x->dims.act_dim, N = x->dims.num_envs;
-  if (N > MAX_N || O > MAX_O || A > MAX_A)
-    return TDM_FAIL(TDM_ERR_ARG, "feed2: dims (N %d, O %d, A %d) above the test's buffers", N, O,
-                    A);
-  static float obs[MAX_N * MAX_O], nobs[MAX_N * MAX_O], act[MAX_N * MAX_A], rew[MAX_N];
-  uint8_t te[MAX_N], tr[MAX_N];
-  tdm_rng r;
-  tdm_rng_init(&r, seed, 2);
-  for (int k = 0; k < steps; k++) {
-    for (int i = 0; i < N * O; i++) obs[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
-    for (int i = 0; i < N * O; i++) nobs[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
-    for (int i = 0; i < N * A; i++) act[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
-    for (int i = 0; i < N; i++) {
-      rew[i] = tdm_rng_normal(&r);
-      te[i] = tdm_rng_uniform(&r) < 0.1f;
-      tr[i] = tdm_rng_uniform(&r) < 0.05f;
-    }
-    tdm_transition_batch b = {N, obs, act, rew, nobs, te, tr, NULL, TDM_SRC_REAL};
-    TDM_TRY(tdm_agent_observe(x, &b));
-    if (y) TDM_TRY(tdm_agent_observe(y, &b));
-  }
-  return TDM_OK;
-}
 
 // |a - b| <= tol * max(1, |b|)
 static bool close_to(float a, float b, float tol) {

@@ -3,14 +3,7 @@
 // the CUDA-graph update and act against the plain ones, and GPU checkpoints read on the CPU. SKIPs
 // without a GPU.
 #include "../src/agents/sac_ops.h"
-#include "tandem/agent.h"
-#include "test.h"
-
-static tdm_dev *cpu(void) {
-  static tdm_dev *d = NULL;
-  if (!d && tdm_dev_open("cpu", 1, &d) != TDM_OK) d = NULL;
-  return d;
-}
+#include "sac_side.h"
 
 // device copy of n host floats (freed by the caller with tdm_dev_free)
 static float *up(tdm_dev *g, const float *h, size_t n) {
@@ -19,11 +12,6 @@ static float *up(tdm_dev *g, const float *h, size_t n) {
   if (h && tdm_dev_h2d(g, p, h, n * 4) != TDM_OK) return NULL;
   if (!h && tdm_dev_memset(g, p, 0, n * 4 + 4) != TDM_OK) return NULL;
   return p;
-}
-
-static tdm_status down(tdm_dev *g, float *h, const float *d, size_t n) {
-  TDM_TRY(tdm_dev_d2h(g, h, d, n * 4));
-  return tdm_dev_sync(g);
 }
 
 static void test_sac_kernels_parity(void) {
@@ -110,29 +98,6 @@ static void test_sac_kernels_parity(void) {
   float *all[] = {d_head, d_eps,  d_obs, d_act, d_dact, d_dlogp, d_q, d_y,
                   d_rew,  d_term, d_la,  d_o1,  d_o2,   d_o3,    d_st};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tdm_dev_free(g, all[i]);
-}
-
-// n env steps of random transitions into both agents
-static tdm_status feed2(tdm_agent *x, tdm_agent *y, int steps, uint64_t seed) {
-  int O = x->dims.obs_dim, A = x->dims.act_dim, N = x->dims.num_envs;
-  static float obs[8 * 32], nobs[8 * 32], act[8 * 8], rew[8];
-  uint8_t te[8], tr[8];
-  tdm_rng r;
-  tdm_rng_init(&r, seed, 2);
-  for (int k = 0; k < steps; k++) {
-    for (int i = 0; i < N * O; i++) obs[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
-    for (int i = 0; i < N * O; i++) nobs[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
-    for (int i = 0; i < N * A; i++) act[i] = 2.0f * tdm_rng_uniform(&r) - 1.0f;
-    for (int i = 0; i < N; i++) {
-      rew[i] = tdm_rng_normal(&r);
-      te[i] = tdm_rng_uniform(&r) < 0.1f;
-      tr[i] = tdm_rng_uniform(&r) < 0.05f;
-    }
-    tdm_transition_batch b = {N, obs, act, rew, nobs, te, tr, NULL, TDM_SRC_REAL};
-    TDM_TRY(tdm_agent_observe(x, &b));
-    if (y) TDM_TRY(tdm_agent_observe(y, &b));
-  }
-  return TDM_OK;
 }
 
 // relative error of network m's parameters (on any device) against ref (on the CPU)
