@@ -246,10 +246,11 @@ static void test_dev_cpu(void) {
 // (so even where a GPU is visible), while a well-formed one is only then checked against the build
 // and the visible GPUs.
 static void test_dev_open_spec(void) {
-  static const char *bad[] = {"cuda: 1", "cuda:+1", "cuda:-1", "cuda:", "cuda:1 ", " cuda:0",
-                              "cuda:0x1", "cuda:1a", "cuda:1.0", "cuda:4096", "cuda:00004096",
-                              "cuda:99999999999999999999", "cuda0", "cudax", "cuda ", "CPU",
-                              "cpu:0", "Auto", "", "gpu7"};
+  static const char *bad[] = {
+      "cuda: 1",  "cuda:+1", "cuda:-1",  "cuda:",     "cuda:1 ",       " cuda:0",
+      "cuda:0x1", "cuda:1a", "cuda:1.0", "cuda:4096", "cuda:00004096", "cuda:99999999999999999999",
+      "cuda0",    "cudax",   "cuda ",    "CPU",       "cpu:0",         "Auto",
+      "",         "gpu7"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     tdm_dev *d = (tdm_dev *)&d;  // must come back NULL
     tdm_status st = tdm_dev_open(bad[i], 1, &d);
@@ -279,8 +280,8 @@ static void test_dev_open_spec(void) {
       CHECKF(st == TDM_ERR_UNSUPPORTED && strstr(tdm_errmsg(), "no CUDA backend"), "\"%s\": %s",
              good[i], tdm_errmsg());
     } else if (gpus == 0) {
-      CHECKF(st == TDM_ERR_ARG && strstr(tdm_errmsg(), "no GPU is visible"), "\"%s\": %s",
-             good[i], tdm_errmsg());
+      CHECKF(st == TDM_ERR_ARG && strstr(tdm_errmsg(), "no GPU is visible"), "\"%s\": %s", good[i],
+             tdm_errmsg());
     } else {
       CHECKF(st == TDM_ERR_ARG && strstr(tdm_errmsg(), "GPU(s) visible"), "\"%s\": %s", good[i],
              tdm_errmsg());
