@@ -108,6 +108,14 @@ static void test_config_wrong_type_and_range(void) {
   CHECKF(strstr(tdm_errmsg(), "dev.cfg:1") && strstr(tdm_errmsg(), "cuda:N"), "message: %s",
          tdm_errmsg());
   tdm_config_free(&c);
+  // cuda:N with N past tdm_dev_open's 0..4095 is refused here, naming the range
+  st = load_text("dev2.cfg", "device = \"cuda:4096\";\n", NULL, 0, &c);
+  CHECK(st == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "dev2.cfg:1") && strstr(tdm_errmsg(), "0..4095"), "message: %s",
+         tdm_errmsg());
+  tdm_config_free(&c);
+  CHECK_OK(load_text("dev3.cfg", "device = \"cuda:4095\";\n", NULL, 0, &c));
+  tdm_config_free(&c);
   st = load_text("agent.cfg", "agent = { name = \"ppo\"; };\n", NULL, 0, &c);
   CHECK(st == TDM_ERR_CONFIG);
   CHECKF(strstr(tdm_errmsg(), "\"sac\""), "message: %s", tdm_errmsg());

@@ -21,7 +21,7 @@ static const tdm_cfg_key schema[] = {
      "run name: the run directory is <run_dir>/<name>/<seed>/"},
     {"seed", TDM_KEY_I64, OFF(seed), 0, 0, 0, 4294967295.0, NULL, NULL, false,
      "random seed of networks, exploration, environments and replay sampling"},
-    {"device", TDM_KEY_STRING, OFF(device), SZ(device), 0, 0, 0, "auto", "auto|cpu|cuda|cuda:N",
+    {"device", TDM_KEY_STRING, OFF(device), SZ(device), 0, 0, 0, "auto", "auto|cpu|cuda|cuda:N (N 0..4095)",
      true, "where to train: auto (first GPU, else the CPU), cpu, cuda or cuda:N"},
     {"total_steps", TDM_KEY_I64, OFF(total_steps), 0, 20000, 1, BIG, NULL, NULL, true,
      "environment steps to train for (summed over num_envs)"},
@@ -433,7 +433,7 @@ static bool device_ok(const char *s) {
   if (strncmp(s, "cuda:", 5) || !s[5]) return false;
   for (const char *p = s + 5; *p; p++)
     if (!isdigit((unsigned char)*p)) return false;
-  return strlen(s + 5) <= 4;
+  return strlen(s + 5) <= 4 && atoi(s + 5) < 4096;  // tdm_dev_open's range, 0..4095
 }
 
 static bool name_ok(const char *s) {
