@@ -260,18 +260,17 @@ void tdm_replay_batch_destroy(tdm_replay *r, tdm_replay_batch *b) {
   memset(b, 0, sizeof *b);
 }
 
-void tdm_replay_cols_of(const tdm_replay *r, float *const batch[TDM_REPLAY_NCOLS],
-                        tdm_replay_cols *out) {
+void tdm_replay_cols_of(const tdm_replay *r, const tdm_replay_batch *b, tdm_replay_cols *out) {
+  float *dst[TDM_REPLAY_NCOLS] = {b->obs, b->act, b->reward, b->next_obs, b->terminated, b->source};
   *out = r->cols;
-  for (int k = 0; k < TDM_REPLAY_NCOLS; k++) out->batch[k] = batch[k];
+  for (int k = 0; k < TDM_REPLAY_NCOLS; k++) out->batch[k] = dst[k];
 }
 
 tdm_status tdm_replay_gather(tdm_replay *r, tdm_replay_batch *b, int n) {
   if (n < 1 || n > b->max_rows)
     return TDM_FAIL(TDM_ERR_ARG, "replay gather: %d rows, batch holds 1..%d", n, b->max_rows);
-  tdm_replay_cols cols = r->cols;
-  float *dst[TDM_REPLAY_NCOLS] = {b->obs, b->act, b->reward, b->next_obs, b->terminated, b->source};
-  for (int k = 0; k < TDM_REPLAY_NCOLS; k++) cols.batch[k] = dst[k];
+  tdm_replay_cols cols;
+  tdm_replay_cols_of(r, b, &cols);
   TDM_TRY(tdm_replay_gather_cols(r->dev, &cols, b->idx, n));
   b->rows = n;
   return TDM_OK;
@@ -288,9 +287,8 @@ tdm_status tdm_replay_sample(tdm_replay *r, tdm_replay_batch *b, int B, const td
                     "replay sample: the buffer is empty (add transitions first, "
                     "or raise learning_starts)");
   // indices (tdm_fill_randint's draws) and the gather of every array: one launch on the GPU
-  tdm_replay_cols cols = r->cols;
-  float *dst[TDM_REPLAY_NCOLS] = {b->obs, b->act, b->reward, b->next_obs, b->terminated, b->source};
-  for (int k = 0; k < TDM_REPLAY_NCOLS; k++) cols.batch[k] = dst[k];
+  tdm_replay_cols cols;
+  tdm_replay_cols_of(r, b, &cols);
   TDM_TRY(tdm_replay_sample_cols(r->dev, &cols, b->idx, B, r->size_dev, rng, stream));
   b->rows = B;
   return TDM_OK;

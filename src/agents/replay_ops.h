@@ -6,6 +6,7 @@
 #define TANDEM_REPLAY_OPS_H
 
 #include "tandem/ops.h"
+#include "tandem/replay.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,10 +51,9 @@ tdm_status tdm_replay_cuda_sample_cols(tdm_dev *dev, const tdm_replay_cols *cols
                                        int n, const int32_t *bound, const tdm_rng_ctr *rng,
                                        uint32_t stream);
 
-// r's ring arrays with b's arrays as the batch destinations (what tdm_replay_sample gathers into).
-struct tdm_replay;
-void tdm_replay_cols_of(const struct tdm_replay *r, float *const batch[TDM_REPLAY_NCOLS],
-                        tdm_replay_cols *out);
+// r's ring arrays with b's arrays as the batch destinations (what tdm_replay_gather and
+// tdm_replay_sample gather into).
+void tdm_replay_cols_of(const tdm_replay *r, const tdm_replay_batch *b, tdm_replay_cols *out);
 
 #ifdef __cplusplus
 }

@@ -652,9 +652,7 @@ static tdm_status fused_setup(sac *s, tdm_dev *dev) {
   f->target = s->target->params;
   f->log_alpha = s->log_alpha, f->g_log_alpha = s->g_log_alpha;
   f->alpha_m = s->alpha_m, f->alpha_v = s->alpha_v, f->alpha_step = s->alpha_step;
-  float *dst[TDM_REPLAY_NCOLS] = {s->batch.obs,      s->batch.act,        s->batch.reward,
-                                  s->batch.next_obs, s->batch.terminated, s->batch.source};
-  tdm_replay_cols_of(s->replay, dst, &f->cols);
+  tdm_replay_cols_of(s->replay, &s->batch, &f->cols);
   f->idx = s->batch.idx;
   f->size_dev = tdm_replay_size_dev(s->replay);
   f->rng = &s->rng[0];
