@@ -25,7 +25,7 @@ static int g_nodes = -1, g_kernels = -1, g_path = -1;
 // Whether the fused row's agent ran the fused kernel (tdm_sac_fused_active); -1 when not timed.
 static int g_fused = -1;
 // Phase durations (us) of one profiled fused update after the timing (tdm_sac_fused_phases).
-static double g_phase_us[64];
+static double g_phase_us[64], g_work_us[64];
 static int g_nphase = 0;
 
 static void usage(FILE *f) {
@@ -146,7 +146,7 @@ static tdm_status time_sac(tdm_dev *dev, bool graph, bool fused, int streams, in
     // after the timing, so the stores do not count)
     TDM_TRYG(tdm_sac_fused_profile(a, true));
     TDM_TRYG(tdm_agent_update(a, 3, NULL));
-    TDM_TRYG(tdm_sac_fused_phases(a, g_phase_us, 64, &g_nphase));
+    TDM_TRYG(tdm_sac_fused_phases(a, g_phase_us, g_work_us, 64, &g_nphase));
     TDM_TRYG(tdm_sac_fused_profile(a, false));
   }
   qsort(per, kBlocks, sizeof per[0], cmp_double);
@@ -276,6 +276,13 @@ int tdm_bench_sac(int argc, char **argv) {
     for (int i = 0; i < g_nphase; i++) {
       printf(" %.1f", g_phase_us[i]);
       sum += g_phase_us[i];
+    }
+    printf(" = %.1f\n", sum);
+    sum = 0;
+    printf("fused phase work (us, phase start to its slowest block's end of work):");
+    for (int i = 0; i < g_nphase; i++) {
+      printf(" %.1f", g_work_us[i]);
+      sum += g_work_us[i];
     }
     printf(" = %.1f\n", sum);
   }

@@ -20,6 +20,10 @@
 
 namespace cg = cooperative_groups;
 
+#ifndef FZ_DBG
+#define FZ_DBG(p)  // diagnostic time points (a scratch program defines it)
+#endif
+
 #define FZ_THREADS 256  // two groups of FZ_GT threads share a tile's K slices
 #define FZ_GT 128
 #define FZ_WARPS (FZ_THREADS / 32)
@@ -76,14 +80,20 @@ struct fz_tile_smem {
 #define FZ_STAGES 3
 // Dynamic shared memory of the kernel: FZ_STAGES slice buffers per group, the accumulator stage
 // (BM x BN + 1), BM bias sums.
-#define FZ_DYN_BYTES \
+#define FZ_DYN_BYTES_SLICES \
   (2 * FZ_STAGES * sizeof(fz_tile_smem) + (FZ_BM * (FZ_BN + 1) + FZ_BM) * sizeof(float))
+#define FZ_DYN_BYTES (136 * 1024)  // at least FZ_DYN_BYTES_SLICES and fz_tile_w's (asserted)
 
 // Asynchronous 4-byte copy global -> shared, zero-filled when !valid (src is not read then).
 static __device__ __forceinline__ void fz_cp4(float *dst, const float *src, bool valid) {
   unsigned d = (unsigned)__cvta_generic_to_shared(dst);
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src),
                "r"(valid ? 4 : 0));
+}
+// Asynchronous 16-byte copy global -> shared (both 16-byte aligned), not kept in L1.
+static __device__ __forceinline__ void fz_cp16(void *dst, const void *src) {
+  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src));
 }
 static __device__ __forceinline__ void fz_cp_commit(void) {
   asm volatile("cp.async.commit_group;");
@@ -359,19 +369,368 @@ static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx
   fz_epilogue(a, c, g, e, m0, n0, &stage[0][0], FZ_BN + 1);
 }
 
+static __device__ __forceinline__ bool fz_al16(const void *p) {
+  return ((uintptr_t)p & 15) == 0;
+}
+
+// Epilogue of 8 consecutive outputs v[0..8) of job g at member e, row m, columns n.. (nv of them
+// inside N): the job's FWD / DX / DW work (see fz_gemm), 16-byte accesses when vec (a template
+// argument: every load of the path is then issued before the first use).
+template <bool vec>
+static __device__ __forceinline__ void fz_epi8(const tdm_sacf_args &a, const fz_ctx &c,
+                                               const fz_gemm &g, int e, int m, int n, int nv,
+                                               const float *v) {
+  const size_t o = (size_t)e * g.M * g.N + (size_t)m * g.N + n;
+  const int epi = g.epi, act = a.act;
+  float x[8], y[8], w[8];
+  auto ld8 = [&](const float *p, float *d) {
+    if (vec) {
+      float4 u0 = *reinterpret_cast<const float4 *>(p), u1 = *reinterpret_cast<const float4 *>(p + 4);
+      d[0] = u0.x, d[1] = u0.y, d[2] = u0.z, d[3] = u0.w, d[4] = u1.x, d[5] = u1.y, d[6] = u1.z,
+      d[7] = u1.w;
+    } else {
+#pragma unroll
+      for (int q = 0; q < 8; q++) d[q] = q < nv ? p[q] : 0.0f;
+    }
+  };
+  auto st8 = [&](float *p, const float *d) {
+    if (vec) {
+      *reinterpret_cast<float4 *>(p) = make_float4(d[0], d[1], d[2], d[3]);
+      *reinterpret_cast<float4 *>(p + 4) = make_float4(d[4], d[5], d[6], d[7]);
+    } else {
+#pragma unroll
+      for (int q = 0; q < 8; q++)
+        if (q < nv) p[q] = d[q];
+    }
+  };
+  if (epi == FZ_EPI_FWD) {
+    ld8(g.bias + (size_t)e * g.N + n, x);
+#pragma unroll
+    for (int q = 0; q < 8; q++) {
+      x[q] += v[q];
+      y[q] = act == TDM_ACT_RELU ? act_f<TDM_ACT_RELU>(x[q]) : fz_act(act, x[q]);
+    }
+    st8(g.z + o, x);
+    st8(g.h + o, y);
+  } else if (epi == FZ_EPI_DX) {
+    ld8(g.zin + o, x);
+    ld8(g.hin + o, y);
+#pragma unroll
+    for (int q = 0; q < 8; q++)
+      w[q] = v[q] * (act == TDM_ACT_RELU ? act_df<TDM_ACT_RELU>(x[q], y[q])
+                                         : fz_dact(act, x[q], y[q]));
+    st8(g.out + o, w);
+  } else {
+    st8(g.out + o, v);
+    if (g.adam) {
+      const float bc1 = g.critic ? c.bc1c : c.bc1a, bc2 = g.critic ? c.bc2c : c.bc2a;
+      ld8(g.p + o, w);
+      ld8(g.m + o, x);
+      ld8(g.v + o, y);
+#pragma unroll
+      for (int q = 0; q < 8; q++) w[q] = fz_adam_step(a, w[q], x[q], y[q], v[q], bc1, bc2);
+      st8(g.p + o, w);
+      st8(g.m + o, x);
+      st8(g.v + o, y);
+      if (g.ema) {
+        ld8(g.ema + o, x);
+#pragma unroll
+        for (int q = 0; q < 8; q++) x[q] = (1.0f - a.tau) * x[q] + a.tau * w[q];
+        st8(g.ema + o, x);
+      }
+    }
+  }
+}
+
+// Tile t of job g on tensor cores, split over the warps (a.mma >= 2). Warp w takes the half
+// w % 2 of the tile's BN columns and the 16-wide k blocks w / 2, w / 2 + FZ_KQ, ... of K, and loads
+// its operands straight from global memory with 16-byte loads where the layout allows (no
+// shared-memory staging, no block barrier inside the loop, the next block's loads in flight while
+// the current one is multiplied). Fixed permutations make a thread's four values of an operand
+// contiguous in memory: in k block kb, mma step s (0, 1) uses k = kb + 4 tig + 2 s (slot tig) and
+// kb + 4 tig + 2 s + 1 (slot tig + 4); fragment row r of m16 tile i is tile row 4 (r % 8) + 2 i +
+// r / 8; fragment column c of n8 tile j is column 4 c + j of the warp's half. A thread so holds
+// rows 4 gid .. 4 gid + 3 and columns 8 tig .. 8 tig + 7 of its half. SPLIT3: 3xTF32 (about fp32
+// accuracy), else 1xTF32. The partial tiles of the k quarters are summed in shared memory in a
+// fixed order (deterministic), then the epilogue, 8 outputs per thread.
+#define FZ_PS (FZ_BN + 4)       // row stride of a partial tile in shared memory
+#define FZ_KQ (FZ_WARPS / 2)   // k quarters
+#define FZ_WSTG 3              // staging slots per thread (k blocks in flight + 1)
+// dynamic shared memory of fz_tile_w: the partial tiles and bias sums, then the staging slots
+#define FZ_PART_FLOATS (FZ_KQ * FZ_BM * FZ_PS + FZ_KQ * FZ_BM)
+#define FZ_W_DYN_BYTES ((FZ_PART_FLOATS + FZ_WARPS * FZ_WSTG * 8 * 32 * 4) * sizeof(float))
+template <bool SPLIT3, int ta, int tb>
+static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_ctx &c,
+                                              const fz_gemm &g, int t) {
+  extern __shared__ __align__(16) float fz_dyn[];
+  float *part = fz_dyn;                            // (FZ_KQ, BM, FZ_PS)
+  float *bpart = fz_dyn + FZ_KQ * FZ_BM * FZ_PS;  // (FZ_KQ, BM) bias partial sums
+  const int M = g.M, N = g.N, K = g.K, lda = g.lda, ldb = g.ldb;
+  const int tm = (M + FZ_BM - 1) / FZ_BM, tn = (N + FZ_BN - 1) / FZ_BN;
+  const int e = t / (tm * tn), r = t % (tm * tn);
+  const int m0 = (r / tn) * FZ_BM, n0 = (r % tn) * FZ_BN;
+  const float *A = g.A + e * g.sA, *Bm = g.Bm + e * g.sB, *A2 = ta ? NULL : g.A2;
+  const int msplit = g.msplit;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
+  const int nh = warp & 1, kq = warp >> 1;
+  constexpr int MT = FZ_BM / 16, NT = FZ_BN / 16;  // m16 tiles, n8 tiles of a half
+  static_assert(MT == 2 && NT == 4, "the permutations assume 32 x 64 tiles");
+  const int mb = m0 + 4 * gid, nb = n0 + 32 * nh + 4 * gid;  // this thread's first row / column
+  // 16-byte loads: the contiguous direction's stride is 1 and every start is aligned
+  const bool avec = lda % 4 == 0 && g.sA % 4 == 0 && fz_al16(g.A) && (!A2 || fz_al16(A2));
+  const bool bvec = ldb % 4 == 0 && g.sB % 4 == 0 && fz_al16(g.Bm);
+  const float *pa[4];  // ta = 0: the rows mb + q
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    const int m = mb + q;
+    pa[q] = m >= M ? A
+            : (A2 && m >= msplit) ? A2 + (size_t)(m - msplit) * lda
+                                  : A + (size_t)m * lda;
+  }
+  const bool bsum = g.epi == FZ_EPI_DW && g.bg && n0 == 0 && nh == 0;
+  float acc[MT][NT][4], bacc[4];
+#pragma unroll
+  for (int i = 0; i < MT; i++)
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
+#pragma unroll
+  for (int q = 0; q < 4; q++) bacc[q] = 0.0f;
+  __syncthreads();  // the previous task is done with the shared buffers
+  FZ_DBG(0);
+  // one k block's operands into registers: av[q][kk] = A(row mb + q, k4 + kk), bv[j][kk] =
+  // B(k4 + kk, column nb + j) with k4 = kb + 4 tig
+  // Fast paths (every load of a block is one 16-byte load, issued back to back): aligned, K a
+  // multiple of 16 and this thread's four rows / columns inside the job. Else guarded scalars.
+  const bool fa = avec && K % 16 == 0 && mb + 3 < M, fb = bvec && K % 16 == 0 && nb + 3 < N;
+  // slots of a k block (k4 = kb + 4 tig): ta = 0: ua[q] = row mb + q at k4 .. k4 + 3; ta = 1:
+  // ua[kk] = rows mb .. mb + 3 at k4 + kk; tb = 1: ub[j] = column nb + j at k4 .. k4 + 3; tb = 0:
+  // ub[kk] = columns nb .. nb + 3 at k4 + kk
+  // av[q][kk] = A(row mb + q, k4 + kk), bv[j][kk] = B(k4 + kk, column nb + j) of a loaded block
+  auto place = [&](const float4 *ua, const float4 *ub, float (*av)[4], float (*bv)[4]) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const float wa[4] = {ua[q].x, ua[q].y, ua[q].z, ua[q].w};
+      const float wb[4] = {ub[q].x, ub[q].y, ub[q].z, ub[q].w};
+#pragma unroll
+      for (int x = 0; x < 4; x++) {
+        if (!ta)
+          av[q][x] = wa[x];
+        else
+          av[x][q] = wa[x];
+        if (tb)
+          bv[q][x] = wb[x];
+        else
+          bv[x][q] = wb[x];
+      }
+    }
+  };
+  // the two mma steps of a loaded k block
+  auto compute = [&](float (*av)[4], float (*bv)[4]) {
+    if (bsum)
+#pragma unroll
+      for (int q = 0; q < 4; q++) bacc[q] += (av[q][0] + av[q][1]) + (av[q][2] + av[q][3]);
+#pragma unroll
+    for (int s2 = 0; s2 < 2; s2++) {
+      uint32_t ah[MT][4], al[MT][4];
+#pragma unroll
+      for (int i = 0; i < MT; i++) {
+        // a0 (row gid, slot tig), a1 (gid + 8, tig), a2 (gid, tig + 4), a3 (gid + 8, tig + 4)
+        const float ax[4] = {av[2 * i][2 * s2], av[2 * i + 1][2 * s2], av[2 * i][2 * s2 + 1],
+                             av[2 * i + 1][2 * s2 + 1]};
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+          if (SPLIT3)
+            fz_split(ax[q], ah[i][q], al[i][q]);
+          else
+            asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(ah[i][q]) : "f"(ax[q]));
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        uint32_t bh0, bl0, bh1, bl1;
+        if (SPLIT3) {
+          fz_split(bv[j][2 * s2], bh0, bl0);
+          fz_split(bv[j][2 * s2 + 1], bh1, bl1);
+        } else {
+          asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bh0) : "f"(bv[j][2 * s2]));
+          asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bh1) : "f"(bv[j][2 * s2 + 1]));
+        }
+#pragma unroll
+        for (int i = 0; i < MT; i++) {
+          if (SPLIT3) {
+            fz_mma(acc[i][j], al[i], bh0, bh1);
+            fz_mma(acc[i][j], ah[i], bl0, bl1);
+          }
+          fz_mma(acc[i][j], ah[i], bh0, bh1);
+        }
+      }
+    }
+  };
+  // the warp's k blocks 16 kq + i KS (i < nblk): each thread copies its own pieces of blocks
+  // i + 1 and i + 2 into its staging slots (cp.async, FZ_WSTG stages) while block i is multiplied,
+  // so no block barrier is needed; 16-byte copies on the fast path (aligned, K a multiple of 16,
+  // the thread's rows and columns inside the job), else 4-byte copies with zero fill. One call
+  // site per helper, so that the arrays stay in registers.
+  constexpr int KS = 16 * FZ_KQ;
+  const int nblk = K > 16 * kq ? (K - 16 * kq + KS - 1) / KS : 0;
+  float4 *stg = reinterpret_cast<float4 *>(fz_dyn + FZ_PART_FLOATS) + warp * (FZ_WSTG * 8 * 32) + lane;
+  // per operand: 0 nothing of it inside the job (zeros, nothing copied), 1 16-byte copies, 2 4-byte
+  // copies with zero fill
+  const int moda = mb >= M ? 0 : fa ? 1 : 2, modb = nb >= N ? 0 : fb ? 1 : 2;
+  auto issue = [&](int i) {  // block i into stage i % FZ_WSTG (an empty group past the end)
+    if (i < nblk) {
+      const int k4 = 16 * kq + i * KS + 4 * tig;
+      float4 *d = stg + (i % FZ_WSTG) * (8 * 32);
+      if (moda == 1) {
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+          fz_cp16(d + q * 32, !ta ? pa[q] + k4 : A + (size_t)(k4 + q) * lda + mb);
+      } else if (moda == 2) {
+        // element x of slot q: ta = 0 A(mb + q, k4 + x), ta = 1 A(mb + x, k4 + q)
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+#pragma unroll
+          for (int x = 0; x < 4; x++) {
+            const int am = !ta ? mb + q : mb + x, ak = !ta ? k4 + x : k4 + q;
+            const bool ok = am < M && ak < K;
+            fz_cp4(reinterpret_cast<float *>(d + q * 32) + x,
+                   !ok ? A : !ta ? pa[q] + ak : A + (size_t)ak * lda + am, ok);
+          }
+      }
+      if (modb == 1) {
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+          fz_cp16(d + (4 + q) * 32,
+                  tb ? Bm + (size_t)(nb + q) * ldb + k4 : Bm + (size_t)(k4 + q) * ldb + nb);
+      } else if (modb == 2) {
+        // element x of slot q: tb = 1 B(k4 + x, nb + q), tb = 0 B(k4 + q, nb + x)
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+#pragma unroll
+          for (int x = 0; x < 4; x++) {
+            const int bn = tb ? nb + q : nb + x, bk = tb ? k4 + x : k4 + q;
+            const bool ok = bn < N && bk < K;
+            fz_cp4(reinterpret_cast<float *>(d + (4 + q) * 32) + x,
+                   !ok ? Bm : tb ? Bm + (size_t)bn * ldb + bk : Bm + (size_t)bk * ldb + bn, ok);
+          }
+      }
+    }
+    fz_cp_commit();
+  };
+#pragma unroll
+  for (int i = 0; i < FZ_WSTG - 1; i++) issue(i);
+  float4 ua[4], ub[4];
+  float av[4][4], bv[NT][4];
+  const float4 z4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 1
+  for (int i = 0; i < nblk; i++) {
+    fz_cp_wait<FZ_WSTG - 2>();  // block i has landed (this thread's own copies)
+    const float4 *d = stg + (i % FZ_WSTG) * (8 * 32);
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      ua[q] = moda ? d[q * 32] : z4;
+      ub[q] = modb ? d[(4 + q) * 32] : z4;
+    }
+    issue(i + FZ_WSTG - 1);  // into the stage just read
+    place(ua, ub, av, bv);
+    compute(av, bv);
+  }
+  fz_cp_wait<0>();
+  FZ_DBG(1);
+  // the partial tile of quarter kq: acc[i][j][2 h + u] is tile row 4 gid + 2 i + h, column
+  // 32 nh + 8 tig + 4 u + j
+  float *pw = part + kq * FZ_BM * FZ_PS + 32 * nh + 8 * tig;
+#pragma unroll
+  for (int i = 0; i < MT; i++)
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+      for (int u = 0; u < 2; u++) {
+        const int c2 = 2 * h + u;
+        *reinterpret_cast<float4 *>(&pw[(4 * gid + 2 * i + h) * FZ_PS + 4 * u]) =
+            make_float4(acc[i][0][c2], acc[i][1][c2], acc[i][2][c2], acc[i][3][c2]);
+      }
+  if (bsum) {
+    // the row sums over the warp's k (lanes tig = 0..3 of a row), then per quarter to shared memory
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      float v = bacc[q];
+      v += __shfl_xor_sync(0xffffffffu, v, 1);
+      v += __shfl_xor_sync(0xffffffffu, v, 2);
+      if (tig == 0) bpart[kq * FZ_BM + 4 * gid + q] = v;
+    }
+  }
+  __syncthreads();
+  FZ_DBG(2);
+  // 8 outputs per thread: row mm, columns nn .. nn + 7 of the tile
+  const int mm = threadIdx.x >> 3, nn = (threadIdx.x & 7) * 8;
+  float v[8];
+  {
+    const float *p0 = part + mm * FZ_PS + nn;
+    float4 u0 = *reinterpret_cast<const float4 *>(p0), u1 = *reinterpret_cast<const float4 *>(p0 + 4);
+    v[0] = u0.x, v[1] = u0.y, v[2] = u0.z, v[3] = u0.w, v[4] = u1.x, v[5] = u1.y, v[6] = u1.z,
+    v[7] = u1.w;
+#pragma unroll
+    for (int w = 1; w < FZ_KQ; w++) {
+      const float *pw2 = p0 + w * FZ_BM * FZ_PS;
+      u0 = *reinterpret_cast<const float4 *>(pw2), u1 = *reinterpret_cast<const float4 *>(pw2 + 4);
+      v[0] += u0.x, v[1] += u0.y, v[2] += u0.z, v[3] += u0.w, v[4] += u1.x, v[5] += u1.y,
+          v[6] += u1.z, v[7] += u1.w;
+    }
+  }
+  if (bsum && threadIdx.x < FZ_BM && m0 + (int)threadIdx.x < M) {
+    float gb = bpart[threadIdx.x];
+#pragma unroll
+    for (int w = 1; w < FZ_KQ; w++) gb += bpart[w * FZ_BM + threadIdx.x];
+    size_t o = (size_t)e * M + m0 + threadIdx.x;
+    g.bg[o] = gb;
+    fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, gb, g.critic ? c.bc1c : c.bc1a,
+            g.critic ? c.bc2c : c.bc2a);
+  }
+  FZ_DBG(3);
+  const int m = m0 + mm, n = n0 + nn;
+  if (m < M && n < N) {
+    const int nv = N - n < 8 ? N - n : 8;
+    if (nv == 8 && N % 4 == 0)
+      fz_epi8<true>(a, c, g, e, m, n, 8, v);
+    else
+      fz_epi8<false>(a, c, g, e, m, n, nv, v);
+  }
+  FZ_DBG(4);
+}
+static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES && FZ_DYN_BYTES_SLICES <= FZ_DYN_BYTES,
+              "the tiles' shared memory must fit");
+
 // Run the phase's GEMM tiles and nrow row tasks (row(t) for t < nrow, all threads of the block)
 // over the blocks; every thread then runs elem(i, stride) over the grid's threads.
 template <typename RowF, typename ElemF>
 static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const fz_gemm *jobs,
                                 int nj, int nrow, fz_smem &sm, RowF row, ElemF elem) {
   __syncthreads();  // jobs (shared memory) written by thread 0
+  FZ_DBG(5);
   int tiles[4], total = 0;
   for (int j = 0; j < nj; j++) total += (tiles[j] = fz_tiles(jobs[j]));
   for (int t = blockIdx.x; t < total + nrow; t += gridDim.x) {
     if (t < total) {
       int j = 0, u = t;
       while (u >= tiles[j]) u -= tiles[j++];
-      if (a.mma)
+      const fz_gemm &g = jobs[j];
+      const int lay = g.ta * 2 + g.tb;  // the layouts of the jobs: FWD 1, DX 0, DW 2
+      if (a.mma == 2 && lay == 1)
+        fz_tile_w<true, 0, 1>(a, c, g, u);
+      else if (a.mma == 2 && lay == 0)
+        fz_tile_w<true, 0, 0>(a, c, g, u);
+      else if (a.mma == 2 && lay == 2)
+        fz_tile_w<true, 1, 0>(a, c, g, u);
+      else if (a.mma == 3 && lay == 1)
+        fz_tile_w<false, 0, 1>(a, c, g, u);
+      else if (a.mma == 3 && lay == 0)
+        fz_tile_w<false, 0, 0>(a, c, g, u);
+      else if (a.mma == 3 && lay == 2)
+        fz_tile_w<false, 1, 0>(a, c, g, u);
+      else if (a.mma == 1 || a.mma >= 2)
         fz_tile<true>(a, c, jobs[j], u);
       else
         fz_tile<false>(a, c, jobs[j], u);
@@ -380,6 +739,7 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
       row(t - total);
     }
   }
+  FZ_DBG(6);
   elem((size_t)blockIdx.x * blockDim.x + threadIdx.x, (size_t)gridDim.x * blockDim.x);
 }
 
@@ -502,11 +862,12 @@ struct fz_bwd {
 };
 
 // GEMM jobs of the phase of layer l into jobs when write (dz of layer l - 1, the weight and bias
-// gradients of layer l, with Adam on W when l = 0, and of the head when l = L - 2); returns their
+// gradients of layer l, with Adam on W when l = 0, and of the head when l = 0: its tiles would
+// overflow the grid in the phase of layer L - 2, which already has two full jobs); returns their
 // count either way.
 static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l, fz_gemm *jobs,
                                   bool write) {
-  if (!write) return (l >= 1) + 1 + (l == a.L - 2);
+  if (!write) return (l >= 1) + 1 + (l == 0);
   const tdm_sacf_net &n = *w.n;
   int nj = 0;
   if (l >= 1)
@@ -515,10 +876,10 @@ static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l
   long long sX = l == 0 ? w.sX0 : w.szh;
   float *ew = w.ema ? w.ema + n.w[l] : NULL, *eb = w.ema ? w.ema + n.b[l] : NULL;
   jobs[nj++] = fz_dw(n, l, w.E, w.M, w.dz[l & 1], X, sX, l == 0, ew, eb, w.critic);
-  if (l == a.L - 2) {
+  if (l == 0) {  // the head's weight gradient: with layer 0's (a small job beside a small job)
     const int h = a.L - 1;
     ew = w.ema ? w.ema + n.w[h] : NULL, eb = w.ema ? w.ema + n.b[h] : NULL;
-    jobs[nj++] = fz_dw(n, h, w.E, w.M, w.dlast, w.h[l], w.szh, 1, ew, eb, w.critic);
+    jobs[nj++] = fz_dw(n, h, w.E, w.M, w.dlast, w.h[a.L - 2], w.szh, 1, ew, eb, w.critic);
   }
   return nj;
 }
@@ -547,16 +908,22 @@ static __device__ __forceinline__ unsigned long long fz_now(void) {
   return t;
 }
 
-static __global__ void __launch_bounds__(FZ_THREADS)
+static __global__ void __launch_bounds__(FZ_THREADS, 1)
     fz_kernel(const __grid_constant__ tdm_sacf_args a) {
   cg::grid_group grid = cg::this_grid();
   // with a.prof, block 0 stamps the time (ns) at the start and after every barrier
-  int nprof = 0;
+  int nprof = 0, nwork = 0;
   const bool stamp = a.prof && blockIdx.x == 0 && threadIdx.x == 0;
-#define FZ_SYNC()                                                   \
-  do {                                                              \
-    grid.sync();                                                    \
-    if (stamp && nprof < TDM_SACF_PROF) a.prof[nprof++] = fz_now(); \
+#define FZ_SYNC()                                                                   \
+  do {                                                                              \
+    if (a.prof) {                                                                   \
+      __syncthreads();                                                              \
+      if (threadIdx.x == 0 && nwork < TDM_SACF_PROF)                                \
+        atomicMax(&a.prof[TDM_SACF_PROF + 1 + nwork], fz_now());                    \
+      nwork++;                                                                      \
+    }                                                                               \
+    grid.sync();                                                                    \
+    if (stamp && nprof < TDM_SACF_PROF) a.prof[nprof++] = fz_now();                 \
   } while (0)
   if (stamp) a.prof[nprof++] = fz_now();
   __shared__ __align__(16) fz_smem sm;
@@ -866,6 +1233,11 @@ static __global__ void __launch_bounds__(FZ_THREADS)
       if (a.ent_auto) *a.alpha_step += 1;
     }
     a.rng->calls += 1;
+  }
+  if (a.prof) {
+    __syncthreads();
+    if (threadIdx.x == 0 && nwork < TDM_SACF_PROF)
+      atomicMax(&a.prof[TDM_SACF_PROF + 1 + nwork], fz_now());
   }
   if (stamp) {
     if (nprof < TDM_SACF_PROF) a.prof[nprof++] = fz_now();

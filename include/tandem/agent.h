@@ -156,11 +156,13 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 bool tdm_sac_fused_active(tdm_agent *a);
 
 // Diagnostics of the fused update: with on, every fused update records block 0's clock after each
-// of its phases (a few stores per update); tdm_sac_fused_phases then copies the last update's
-// phase durations in microseconds into us (up to max) and their count into *n (synchronises).
-// Refused when the agent's updates are not fused.
+// of its phases and, per phase, the latest time any block finished its work (a few stores and
+// atomics per update); tdm_sac_fused_phases then copies the last update's phase durations in
+// microseconds into us (up to max), when work is not NULL the time from each phase's start until
+// its slowest block finished its work (the rest is the barrier), and their count into *n
+// (synchronises). Refused when the agent's updates are not fused.
 tdm_status tdm_sac_fused_profile(tdm_agent *a, bool on);
-tdm_status tdm_sac_fused_phases(tdm_agent *a, double *us, int max, int *n);
+tdm_status tdm_sac_fused_phases(tdm_agent *a, double *us, double *work, int max, int *n);
 
 // Run the actor once over [obs; next_obs] (2B rows) per update instead of twice over B rows (the
 // same result; fewer launches, more FLOPs). Default: on for the GPU with graph_streams < 2, off

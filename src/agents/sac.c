@@ -595,22 +595,27 @@ tdm_status tdm_sac_fused_profile(tdm_agent *a, bool on) {
   if (!s || !s->fused)
     return TDM_FAIL(TDM_ERR_ARG, "tdm_sac_fused_profile: the agent's updates are not fused");
   if (on && !s->prof)
-    TDM_TRY(tdm_dev_alloc(a->dev, (TDM_SACF_PROF + 1) * sizeof(uint64_t), (void **)&s->prof));
-  if (s->prof) TDM_TRY(tdm_dev_memset(a->dev, s->prof, 0, (TDM_SACF_PROF + 1) * sizeof(uint64_t)));
+    TDM_TRY(tdm_dev_alloc(a->dev, 2 * (TDM_SACF_PROF + 1) * sizeof(uint64_t), (void **)&s->prof));
+  if (s->prof)
+    TDM_TRY(tdm_dev_memset(a->dev, s->prof, 0, 2 * (TDM_SACF_PROF + 1) * sizeof(uint64_t)));
   s->fz.prof = on ? (unsigned long long *)s->prof : NULL;
   return TDM_OK;
 }
 
-tdm_status tdm_sac_fused_phases(tdm_agent *a, double *us, int max, int *n) {
+tdm_status tdm_sac_fused_phases(tdm_agent *a, double *us, double *work, int max, int *n) {
   sac *s = sac_of(a);
   *n = 0;
   if (!s || !s->fused || !s->fz.prof)
     return TDM_FAIL(TDM_ERR_ARG, "tdm_sac_fused_phases: profiling is off (tdm_sac_fused_profile)");
-  uint64_t t[TDM_SACF_PROF + 1];
+  uint64_t t[2 * (TDM_SACF_PROF + 1)];
   TDM_TRY(tdm_dev_d2h(a->dev, t, s->prof, sizeof t));
   TDM_TRY(tdm_dev_sync(a->dev));
+  const uint64_t *done = t + TDM_SACF_PROF + 1;  // per phase: the last block's end of work
   int k = (int)t[TDM_SACF_PROF];
-  for (int i = 1; i < k && *n < max; i++) us[(*n)++] = (double)(t[i] - t[i - 1]) * 1e-3;
+  for (int i = 1; i < k && *n < max; i++) {
+    if (work) work[*n] = done[i - 1] > t[i - 1] ? (double)(done[i - 1] - t[i - 1]) * 1e-3 : 0.0;
+    us[(*n)++] = (double)(t[i] - t[i - 1]) * 1e-3;
+  }
   return TDM_OK;
 }
 
@@ -643,10 +648,10 @@ static tdm_status fused_setup(sac *s, tdm_dev *dev) {
   f->wd = s->adam.weight_decay;
   f->ent_auto = c->ent_coef_auto;
   f->rs_sample = RS_SAMPLE, f->rs_eps = RS_EPS;
-  // fp32 FMA GEMM tiles; TDM_FUSED_MMA=1: tensor cores with 3xTF32 (about fp32 accuracy; measured
-  // 4% slower on the H200: the tiles are not compute bound)
+  // GEMM tiles (sac_fused.h, mma): TDM_FUSED_MMA=0..3 picks one (a diagnostic switch)
   const char *mma = getenv("TDM_FUSED_MMA");
-  f->mma = mma && !strcmp(mma, "1");
+  f->mma = TDM_SACF_MMA_DEFAULT;
+  if (mma && mma[0] >= '0' && mma[0] <= '3' && !mma[1]) f->mma = mma[0] - '0';
   fz_net(s->actor, &f->actor);
   fz_net(s->critic, &f->critic);
   f->target = s->target->params;

@@ -46,7 +46,9 @@ typedef struct {
   float lo, hi, gamma, tau, target_entropy;
   float lr, b1, b2, eps, wd;  // Adam
   int actor_step, polyak_step, ent_auto;
-  int mma;  // 1: GEMM tiles on tensor cores with 3xTF32 (about fp32 accuracy); 0: fp32 FMAs
+  int mma;  // GEMM tiles: 0 fp32 FMAs over shared-memory slices, 1 the same slices on tensor
+            // cores with 3xTF32 (about fp32 accuracy), 2 warp split-K tensor-core tiles with
+            // fragments loaded from global memory, 3xTF32, 3 the same with 1xTF32 (TF32 accuracy)
   uint32_t rs_sample, rs_eps;  // RNG sub-streams of the update counter
   tdm_sacf_net actor;          // 1 member: O -> 2A
   tdm_sacf_net critic;         // 2 members: O + A -> 1
@@ -71,11 +73,14 @@ typedef struct {
   float *dza[2];                                 // (B, H) ping-pong
   float *dhead;                                  // (B, 2A)
   double *part;                                  // (4, B) per-row loss terms
-  unsigned long long *prof;  // NULL, or (TDM_SACF_PROF + 1): block 0's clock (ns) at the start,
-                             // after each barrier and at its end; the count in the last slot
+  unsigned long long *prof;  // NULL, or (2, TDM_SACF_PROF + 1): block 0's clock (ns) at the start,
+                             // after each barrier and at its end, the count in the last slot;
+                             // then per phase the latest clock at which a block finished its work
 } tdm_sacf_args;
 
 #define TDM_SACF_PROF 63
+// The GEMM tiles of a fused update unless TDM_FUSED_MMA says otherwise
+#define TDM_SACF_MMA_DEFAULT 2
 
 // Floats of scratch the fused update needs (the doubles counted as two floats each).
 size_t tdm_sacf_scratch_floats(int B, int O, int A, int L, int H);
