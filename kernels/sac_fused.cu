@@ -793,6 +793,16 @@ static __device__ fz_gemm fz_dw(const tdm_sacf_net &n, int l, int E, int K, cons
 static __device__ __noinline__ void fz_row_dots(const float *x, const float *W, const float *b,
                                                 int n, int nk, float *out) {
   const int lane = threadIdx.x & 31;
+  if (nk == 1) {  // one output (a Q head): one sum, all of the row's loads in flight together
+    const float bb = b ? b[0] : 0.0f;
+    float s0 = 0.0f;
+#pragma unroll 8
+    for (int i = lane; i < n; i += 32) s0 = fmaf(x[i], W[i], s0);
+    const float v = tdm_warp_sum(s0);
+    if (lane == 0) out[0] = v + bb;
+    __syncwarp();
+    return;
+  }
   for (int k0 = 0; k0 < nk; k0 += FZ_CHUNK) {
     float s[FZ_CHUNK];
 #pragma unroll
@@ -806,35 +816,55 @@ static __device__ __noinline__ void fz_row_dots(const float *x, const float *W, 
     }
 #pragma unroll
     for (int q = 0; q < FZ_CHUNK; q++) {
+      if (k0 + q >= nk) break;  // warp-uniform
       float v = tdm_warp_sum(s[q]);
-      if (lane == 0 && k0 + q < nk) out[k0 + q] = v + (b ? b[k0 + q] : 0.0f);
+      if (lane == 0) out[k0 + q] = v + (b ? b[k0 + q] : 0.0f);
     }
   }
   __syncwarp();
 }
 
 // dz[j] = d w[j] act'(z[j], h[j]) for j < n over the warp's lanes (restrict: the loads of later
-// j need not wait for earlier stores)
-static __device__ __forceinline__ void fz_dz_row(float *__restrict__ dz,
-                                                 const float *__restrict__ w,
-                                                 const float *__restrict__ z,
-                                                 const float *__restrict__ h, float d, int n,
-                                                 int act) {
-#pragma unroll 4
-  for (int j = threadIdx.x & 31; j < n; j += 32) dz[j] = d * w[j] * fz_dact(act, z[j], h[j]);
+// j need not wait for earlier stores). RELU: the derivative inline, so that the loads of several j
+// are in flight together (a call inside the loop made every iteration wait for its loads).
+template <bool RELU>
+static __device__ __forceinline__ void fz_dz_row_t(float *__restrict__ dz,
+                                                   const float *__restrict__ w,
+                                                   const float *__restrict__ z,
+                                                   const float *__restrict__ h, float d, int n,
+                                                   int act) {
+#pragma unroll 8
+  for (int j = threadIdx.x & 31; j < n; j += 32)
+    dz[j] = d * w[j] * (RELU ? act_df<TDM_ACT_RELU>(z[j], h[j]) : fz_dact(act, z[j], h[j]));
+}
+static __device__ __forceinline__ void fz_dz_row(float *dz, const float *w, const float *z,
+                                                 const float *h, float d, int n, int act) {
+  if (act == TDM_ACT_RELU)
+    fz_dz_row_t<true>(dz, w, z, h, d, n, act);
+  else
+    fz_dz_row_t<false>(dz, w, z, h, d, n, act);
 }
 
 // dz[i] = (sum_k dh[k] W[k, i]) act'(z[i], h[i]) for i < n, k < nk (W (nk, n)), over the lanes.
-static __device__ __forceinline__ void fz_dz_from_head(
+template <bool RELU>
+static __device__ __forceinline__ void fz_dz_from_head_t(
     float *__restrict__ dz, const float *__restrict__ W, const float *__restrict__ dh,
     const float *__restrict__ z, const float *__restrict__ h, int nk, int n, int act) {
-#pragma unroll 2
+#pragma unroll 4
   for (int i = threadIdx.x & 31; i < n; i += 32) {
     float s = 0.0f;
 #pragma unroll 4
     for (int k = 0; k < nk; k++) s = fmaf(dh[k], W[(size_t)k * n + i], s);
-    dz[i] = s * fz_dact(act, z[i], h[i]);
+    dz[i] = s * (RELU ? act_df<TDM_ACT_RELU>(z[i], h[i]) : fz_dact(act, z[i], h[i]));
   }
+}
+static __device__ __forceinline__ void fz_dz_from_head(float *dz, const float *W, const float *dh,
+                                                       const float *z, const float *h, int nk,
+                                                       int n, int act) {
+  if (act == TDM_ACT_RELU)
+    fz_dz_from_head_t<true>(dz, W, dh, z, h, nk, n, act);
+  else
+    fz_dz_from_head_t<false>(dz, W, dh, z, h, nk, n, act);
 }
 
 // Deterministic block sum of part[0 .. n) (all threads; result in every thread).
@@ -1009,16 +1039,16 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
           float *xo = (pi ? a.xq_pi : a.xq_next) + (size_t)rb * W;
           for (int j = lane; j < 2 * A; j += 32) a.head[(size_t)r * 2 * A + j] = hv[j];
           for (int j = lane; j < O; j += 32) xo[j] = src[j];
-          if (lane == 0) {
-            float lp = 0.0f;
-            for (int j = 0; j < A; j++) {
-              float act;
-              lp += squash_elem(hv[j], hv[A + j], ev[j], a.lo, a.hi, &act);
-              xo[O + j] = act;
-              if (pi) a.a_pi[(size_t)rb * A + j] = act;
-            }
-            (pi ? a.logp : a.logp_next)[rb] = lp;
+          // the squash of action j on lane j (A <= 32), the log-prob summed over the warp
+          float lp = 0.0f;
+          if (lane < A) {
+            float act;
+            lp = squash_elem(hv[lane], hv[A + lane], ev[lane], a.lo, a.hi, &act);
+            xo[O + lane] = act;
+            if (pi) a.a_pi[(size_t)rb * A + lane] = act;
           }
+          lp = tdm_warp_sum(lp);
+          if (lane == 0) (pi ? a.logp : a.logp_next)[rb] = lp;
         } else if (r < 3 * B) {
           int rb = r - 2 * B;
           q_row(a.hc[L - 2], cn.p, rb, hv);
