@@ -704,7 +704,8 @@ static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES && FZ_DYN_BYTES_SLICES <= FZ_DYN_BY
               "the tiles' shared memory must fit");
 
 // Run the phase's GEMM tiles and nrow row tasks (row(t) for t < nrow, all threads of the block)
-// over the blocks; every thread then runs elem(i, stride) over the grid's threads.
+// over the blocks; then elem(i, stride) over the threads of the blocks that had no task (over all
+// the grid's threads when every block had one).
 template <typename RowF, typename ElemF>
 static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const fz_gemm *jobs,
                                 int nj, int nrow, fz_smem &sm, RowF row, ElemF elem) {
@@ -740,7 +741,13 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
     }
   }
   FZ_DBG(6);
-  elem((size_t)blockIdx.x * blockDim.x + threadIdx.x, (size_t)gridDim.x * blockDim.x);
+  // the elementwise work on the blocks without a task when there are such blocks (a block with a
+  // tile would otherwise add it to the phase's longest path)
+  const int ntask = total + nrow, free = (int)gridDim.x - ntask;
+  if (free <= 0)
+    elem((size_t)blockIdx.x * blockDim.x + threadIdx.x, (size_t)gridDim.x * blockDim.x);
+  else if ((int)blockIdx.x >= ntask)
+    elem((size_t)(blockIdx.x - ntask) * blockDim.x + threadIdx.x, (size_t)free * blockDim.x);
 }
 
 // ---------------------------------------------------------------------------------------------
