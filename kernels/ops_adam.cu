@@ -6,6 +6,7 @@
 // increments the counter.
 #include <string.h>
 
+#include "adam.cuh"
 #include "cuda_common.cuh"
 
 #define ADAM_THREADS 256
@@ -57,17 +58,12 @@ static __global__ void adam_update_kernel(float *p, const float *g, float *m, fl
   float c = clip ? *clip : 1.0f;
   int32_t t = *step + 1;
   // bias corrections in double, once per thread, as the CPU twin
-  float bc1 = (float)(1.0 - pow((double)b1, (double)t));
-  float bc2 = (float)(1.0 - pow((double)b2, (double)t));
-  float ob1 = 1.0f - b1, ob2 = 1.0f - b2;
+  const float bc1 = adam_bc(b1, t), bc2 = adam_bc(b2, t);
   TDM_GRID_LOOP(i, n) {
-    float gi = g[i] * c;
-    float mi = b1 * m[i] + ob1 * gi;
-    float vi = b2 * v[i] + ob2 * gi * gi;
+    float mi = m[i], vi = v[i];
+    p[i] = adam_elem(p[i], g[i] * c, mi, vi, lr, b1, b2, eps, wd, bc1, bc2);
     m[i] = mi;
     v[i] = vi;
-    float pi = p[i];
-    p[i] = pi - (lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps)) + lr * wd * pi);
   }
 }
 
@@ -122,23 +118,19 @@ static __global__ void adam_groups_kernel(adam_groups_arg a, float lr, float b1,
     int32_t t = *a.step[k] + 1;
     t_sh[k] = t;
     // bias corrections in double, as adam_update_kernel and the CPU twin
-    bc1_sh[k] = (float)(1.0 - pow((double)b1, (double)t));
-    bc2_sh[k] = (float)(1.0 - pow((double)b2, (double)t));
+    bc1_sh[k] = adam_bc(b1, t);
+    bc2_sh[k] = adam_bc(b2, t);
   }
   __syncthreads();
-  const float ob1 = 1.0f - b1, ob2 = 1.0f - b2;
   TDM_GRID_LOOP(i, a.off[a.ng]) {
     int k = 0;
     while (k + 1 < a.ng && i >= a.off[k + 1]) k++;
     size_t j = i - a.off[k];
     float *p = a.p[k], *m = a.m[k], *v = a.v[k];
-    float gi = a.g[k][j];
-    float mi = b1 * m[j] + ob1 * gi;
-    float vi = b2 * v[j] + ob2 * gi * gi;
+    float mi = m[j], vi = v[j];
+    float pn = adam_elem(p[j], a.g[k][j], mi, vi, lr, b1, b2, eps, wd, bc1_sh[k], bc2_sh[k]);
     m[j] = mi;
     v[j] = vi;
-    float pi = p[j];
-    float pn = pi - (lr * ((mi / bc1_sh[k]) / (sqrtf(vi / bc2_sh[k]) + eps)) + lr * wd * pi);
     p[j] = pn;
     float *ema = a.ema[k];
     if (ema) {  // the arithmetic of polyak_kernel

@@ -43,15 +43,7 @@ extern "C" tdm_status tdm_cuda_fill_uniform(tdm_dev *dev, float *x, size_t n, fl
 // x = mean + std * z, z from curand_normal4 (Box-Muller on lanes (0, 1) and (2, 3))
 static __global__ void fill_normal_kernel(float *x, size_t n, float mean, float std,
                                           const tdm_rng_ctr *rng, uint32_t stream) {
-  RNG_BLOCK_LOOP(g, n) {
-    curandStatePhilox4_32_10_t st;
-    rng_block_init(rng, stream, g, &st);
-    float4 z = curand_normal4(&st);
-    for (int k = 0; k < 4; k++) {
-      size_t i = 4 * g + (size_t)k;
-      if (i < n) x[i] = __fadd_rn(mean, __fmul_rn(std, lane_f(z, k)));
-    }
-  }
+  RNG_BLOCK_LOOP(g, n) normals_block(rng, stream, g, x, n, mean, std);
 }
 
 extern "C" tdm_status tdm_cuda_fill_normal(tdm_dev *dev, float *x, size_t n, float mean, float std,

@@ -42,4 +42,18 @@ static __device__ __forceinline__ int32_t sample_index(const tdm_rng_ctr *rng, u
   return q < 0 ? 0 : q;
 }
 
+// Normals 4 g .. 4 g + 3 of sub-stream stream as mean + std z into x (n elements in all; two
+// roundings, never an FMA, as the CPU twin).
+static __device__ __forceinline__ void normals_block(const tdm_rng_ctr *rng, uint32_t stream,
+                                                     size_t g, float *x, size_t n, float mean,
+                                                     float std) {
+  curandStatePhilox4_32_10_t st;
+  rng_block_init(rng, stream, g, &st);
+  float4 z = curand_normal4(&st);
+  for (int k = 0; k < 4; k++) {
+    size_t i = 4 * g + (size_t)k;
+    if (i < n) x[i] = __fadd_rn(mean, __fmul_rn(std, lane_f(z, k)));
+  }
+}
+
 #endif  // TANDEM_PHILOX_CUH

@@ -1,17 +1,19 @@
 // The fused SAC update: one persistent cooperative kernel per update (src/agents/sac_fused.h has
 // the phases and the contract). Work inside a phase is a list of tasks shared out over the blocks
 // (task t runs on block t mod grid): GEMM tiles, row tasks (one warp per batch row) and
-// elementwise items (grid-stride over all threads). Phases are separated by grid.sync().
+// elementwise items (grid-stride over the threads of the blocks without a task). Phases are
+// separated by grid.sync().
 //
-// GEMM tiles are FZ_BM x FZ_BN outputs of C = A B per member. The block's two groups of FZ_GT
-// threads take alternate K slices of FZ_BK (copied to shared memory by a cp.async pipeline), each
-// thread 4 x 4 outputs with fp32 FMAs (or MMA fragments with TDM_FUSED_MMA=1), and the two partial
-// sums are added in a fixed order; A is read row-major (A[m lda + k]) or transposed (A[k lda + m]),
-// B likewise: deterministic.
+// GEMM tiles are FZ_BM x FZ_BN outputs of C = A B per member on tensor cores (fz_tile_w): the
+// warps split the tile's K, each copies its own operand pieces to shared memory (cp.async) and
+// multiplies them with m16n8k8 TF32 MMAs, 3xTF32 by default (about fp32 accuracy; 1xTF32 with
+// a.tf32), and the partial tiles are added in a fixed order: deterministic. A is read row-major
+// (A[m lda + k]) or transposed (A[k lda + m]), B likewise.
 #include <cooperative_groups.h>
 
 #include "../src/agents/sac_fused.h"
 #include "act.cuh"
+#include "adam.cuh"
 #include "cuda_common.cuh"
 #include "philox.cuh"
 #include "replay_dev.cuh"
@@ -24,12 +26,10 @@ namespace cg = cooperative_groups;
 #define FZ_DBG(p)  // diagnostic time points (a scratch program defines it)
 #endif
 
-#define FZ_THREADS 256  // two groups of FZ_GT threads share a tile's K slices
-#define FZ_GT 128
+#define FZ_THREADS 256
 #define FZ_WARPS (FZ_THREADS / 32)
 #define FZ_BM 32
 #define FZ_BN 64
-#define FZ_BK 32
 #define FZ_CHUNK 8  // outputs per pass in row dot products
 
 enum { FZ_EPI_FWD = 0, FZ_EPI_DX, FZ_EPI_DW };
@@ -71,18 +71,8 @@ struct fz_smem {
   double red[32];
 };
 
-// The GEMM tiles' shared slices (one copy per block; padding: conflict-free MMA fragment reads).
-struct fz_tile_smem {
-  float As[FZ_BK][FZ_BM + 8];
-  float Bs[FZ_BK][FZ_BN + 8];
-};
-// Slices in flight per thread group (cp.async pipeline depth).
-#define FZ_STAGES 3
-// Dynamic shared memory of the kernel: FZ_STAGES slice buffers per group, the accumulator stage
-// (BM x BN + 1), BM bias sums.
-#define FZ_DYN_BYTES_SLICES \
-  (2 * FZ_STAGES * sizeof(fz_tile_smem) + (FZ_BM * (FZ_BN + 1) + FZ_BM) * sizeof(float))
-#define FZ_DYN_BYTES (136 * 1024)  // at least FZ_DYN_BYTES_SLICES and fz_tile_w's (asserted)
+// Dynamic shared memory of the kernel (fz_tile_w's, asserted below).
+#define FZ_DYN_BYTES (136 * 1024)
 
 // Asynchronous 4-byte copy global -> shared, zero-filled when !valid (src is not read then).
 static __device__ __forceinline__ void fz_cp4(float *dst, const float *src, bool valid) {
@@ -108,13 +98,10 @@ static __device__ __forceinline__ int fz_tiles(const fz_gemm &g) {
 }
 
 // One Adam step of a parameter p with gradient g and moments m, v (updated in place); returns the
-// new parameter. The arithmetic of adam_groups_kernel (kernels/ops_adam.cu).
+// new parameter (adam.cuh: the arithmetic of the Adam kernels).
 static __device__ __forceinline__ float fz_adam_step(const tdm_sacf_args &a, float p, float &m,
                                                      float &v, float g, float bc1, float bc2) {
-  const float ob1 = 1.0f - a.b1, ob2 = 1.0f - a.b2;
-  m = a.b1 * m + ob1 * g;
-  v = a.b2 * v + ob2 * g * g;
-  return p - (a.lr * ((m / bc1) / (sqrtf(v / bc2) + a.eps)) + a.lr * a.wd * p);
+  return adam_elem(p, g, m, v, a.lr, a.b1, a.b2, a.eps, a.wd, bc1, bc2);
 }
 
 // Adam (+ Polyak into ema when not NULL) on element i of p, m, v with gradient gi.
@@ -161,212 +148,11 @@ static __device__ __noinline__ int32_t fz_sample_row(const tdm_rng_ctr *rng, uin
   return sample_index(rng, stream, r, size);
 }
 
-// Normals 4 g .. 4 g + 3 of sub-stream stream into x (n elements in all), as fill_normal_kernel.
+// Normals 4 g .. 4 g + 3 of sub-stream stream into x (n elements in all), as fill_normal_kernel
+// (out of line: small code).
 static __device__ __noinline__ void fz_normals(const tdm_rng_ctr *rng, uint32_t stream, size_t g,
                                                float *x, size_t n) {
-  curandStatePhilox4_32_10_t s4;
-  rng_block_init(rng, stream, g, &s4);
-  float4 zv = curand_normal4(&s4);
-  for (int k = 0; k < 4; k++)
-    if (4 * g + k < n) x[4 * g + k] = __fadd_rn(0.0f, __fmul_rn(1.0f, lane_f(zv, k)));
-}
-
-// Epilogue of a tile: n outputs C (BM x BN, row stride ld in shared memory) at rows m0.., columns
-// n0.. of job g, member e. A loop (not unrolled: small code), restrict pointers so the loads of one
-// element need not wait for the stores of the previous.
-static __device__ __noinline__ void fz_epilogue(const tdm_sacf_args &a, const fz_ctx &c,
-                                                const fz_gemm &g, int e, int m0, int n0,
-                                                const float *C, int ld) {
-  const size_t base = (size_t)e * g.M * g.N;
-  const int epi = g.epi, act = a.act, N = g.N;
-  float *__restrict__ z = g.z;
-  float *__restrict__ h = g.h;
-  float *__restrict__ out = g.out;
-  const float *__restrict__ bias = g.bias ? g.bias + (size_t)e * N : NULL;
-  const float *__restrict__ zin = g.zin;
-  const float *__restrict__ hin = g.hin;
-  float *__restrict__ P = g.p;
-  float *__restrict__ Mm = g.m;
-  float *__restrict__ V = g.v;
-  float *__restrict__ ema = g.ema;
-  const float bc1 = g.critic ? c.bc1c : c.bc1a, bc2 = g.critic ? c.bc2c : c.bc2a;
-#pragma unroll 4
-  for (int idx = threadIdx.x; idx < FZ_BM * FZ_BN; idx += FZ_THREADS) {
-    const int mm = idx / FZ_BN, nn = idx % FZ_BN, m = m0 + mm, n = n0 + nn;
-    if (m >= g.M || n >= N) continue;
-    const size_t o = base + (size_t)m * N + n;
-    const float s = C[mm * ld + nn];
-    if (epi == FZ_EPI_FWD) {
-      float zz = s + bias[n];
-      z[o] = zz;
-      h[o] = fz_act(act, zz);
-    } else if (epi == FZ_EPI_DX) {
-      out[o] = s * fz_dact(act, zin[o], hin[o]);
-    } else {
-      out[o] = s;
-      if (g.adam) {
-        float mi = Mm[o], vi = V[o];
-        float pn = fz_adam_step(a, P[o], mi, vi, s, bc1, bc2);
-        Mm[o] = mi;
-        V[o] = vi;
-        P[o] = pn;
-        if (ema) ema[o] = (1.0f - a.tau) * ema[o] + a.tau * pn;
-      }
-    }
-  }
-}
-
-// Tile t of job g (all threads of the block). MMA: tensor cores with 3xTF32 (each operand split
-// into two TF32 halves, the three larger products summed: about fp32 accuracy); else fp32 FMAs,
-// 4 x 4 outputs per thread. Slices of A (BM x BK) and B (BK x BN) go through shared memory; each
-// thread loads NA + NB elements per slice along the contiguous direction of its operand.
-template <bool MMA>
-static __device__ __noinline__ void fz_tile(const tdm_sacf_args &a, const fz_ctx &c,
-                                            const fz_gemm &gj, int t) {
-  // dynamic shared memory (one buffer for both instantiations; named here, not passed in, so the
-  // accesses compile to shared-memory instructions): a slice buffer per thread group (group q
-  // takes slices q, q + 2, ...), the accumulator stage, group 1's bias sums
-  extern __shared__ __align__(16) float fz_dyn[];
-  fz_tile_smem *tsg = reinterpret_cast<fz_tile_smem *>(fz_dyn);
-  float(*stage)[FZ_BN + 1] = reinterpret_cast<float(*)[FZ_BN + 1]>(tsg + 2 * FZ_STAGES);
-  float *bsh = &stage[FZ_BM][0];
-  const fz_gemm g = gj;  // into registers: the loops below read its fields
-  const int tm = (g.M + FZ_BM - 1) / FZ_BM, tn = (g.N + FZ_BN - 1) / FZ_BN;
-  const int e = t / (tm * tn), r = t % (tm * tn);
-  const int m0 = (r / tn) * FZ_BM, n0 = (r % tn) * FZ_BN;
-  const float *A = g.A + e * g.sA, *Bm = g.Bm + e * g.sB;
-  const int grp = threadIdx.x / FZ_GT, tid = threadIdx.x % FZ_GT, tx = tid & 15, ty = tid >> 4;
-  fz_tile_smem *tsb = tsg + grp * FZ_STAGES;  // this group's stage buffers
-  const int lane = tid & 31, gid = lane >> 2, tig = lane & 3;
-  const int wm = ((tid >> 5) >> 1) * 16, wn = ((tid >> 5) & 1) * 32;
-  float acc[4][4];  // fp32: [row i][col j]; MMA: [n-subtile][fragment element]
-#pragma unroll
-  for (int i = 0; i < 4; i++)
-#pragma unroll
-    for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-  constexpr int NA = FZ_BM * FZ_BK / FZ_GT, NB = FZ_BK * FZ_BN / FZ_GT;
-  // A slice: row-major A (ta = 0): thread copies column k0 + tid % BK of rows tid / BK + q TA0;
-  // transposed: row m0 + tid % BM of columns tid / BM + q TA1. Same for B with BN.
-  constexpr int TA0 = FZ_GT / FZ_BK, TA1 = FZ_GT / FZ_BM;
-  constexpr int TB0 = FZ_GT / FZ_BN, TB1 = FZ_GT / FZ_BK;
-  const int a_mm = g.ta ? tid % FZ_BM : tid / FZ_BK, a_kk = g.ta ? tid / FZ_BM : tid % FZ_BK;
-  const int a_dm = g.ta ? 0 : TA0, a_dk = g.ta ? TA1 : 0;
-  const int b_kk = g.tb ? tid % FZ_BK : tid / FZ_BN, b_nn = g.tb ? tid / FZ_BK : tid % FZ_BN;
-  const int b_dk = g.tb ? 0 : TB0, b_dn = g.tb ? TB1 : 0;
-  // per-element base pointers (k0 = 0) and row / column validity, computed once per tile
-  const float *pa[NA], *pb[NB];
-  bool va[NA], vb[NB];
-  const size_t a_step = g.ta ? (size_t)g.lda : 1, b_step = g.tb ? 1 : (size_t)g.ldb;
-#pragma unroll
-  for (int q = 0; q < NA; q++) {
-    int m = m0 + a_mm + q * a_dm, k = a_kk + q * a_dk;
-    va[q] = m < g.M;
-    pa[q] = g.ta ? A + (size_t)k * g.lda + m
-                 : (g.A2 && m >= g.msplit ? g.A2 + (size_t)(m - g.msplit) * g.lda + k
-                                          : A + (size_t)m * g.lda + k);
-    if (!va[q]) pa[q] = A;  // never read (zero-filled), but a valid address
-  }
-#pragma unroll
-  for (int q = 0; q < NB; q++) {
-    int k = b_kk + q * b_dk, n = n0 + b_nn + q * b_dn;
-    vb[q] = n < g.N;
-    pb[q] = vb[q] ? (g.tb ? Bm + (size_t)n * g.ldb + k : Bm + (size_t)k * g.ldb + n) : Bm;
-  }
-  const bool bsum = g.epi == FZ_EPI_DW && g.bg && n0 == 0 && tid < FZ_BM;
-  float bacc = 0.0f;
-  const int nslice = (g.K + FZ_BK - 1) / FZ_BK, niter = (nslice + 1) / 2;
-  const int mine = (nslice - grp + 1) / 2;  // slices of this group: grp, grp + 2, ...
-  // copy this group's slice j into its stage buffer j % STAGES (an empty group past the end)
-  auto issue = [&](int j) {
-    if (j < mine) {
-      const int k0 = (2 * j + grp) * FZ_BK;
-      fz_tile_smem &ts = tsb[j % FZ_STAGES];
-#pragma unroll
-      for (int q = 0; q < NA; q++) {
-        bool ok = va[q] && k0 + a_kk + q * a_dk < g.K;
-        fz_cp4(&ts.As[a_kk + q * a_dk][a_mm + q * a_dm], ok ? pa[q] + (size_t)k0 * a_step : A, ok);
-      }
-#pragma unroll
-      for (int q = 0; q < NB; q++) {
-        bool ok = vb[q] && k0 + b_kk + q * b_dk < g.K;
-        fz_cp4(&ts.Bs[b_kk + q * b_dk][b_nn + q * b_dn], ok ? pb[q] + (size_t)k0 * b_step : Bm, ok);
-      }
-    }
-    fz_cp_commit();
-  };
-  __syncthreads();  // the previous task is done with the buffers
-#pragma unroll
-  for (int j = 0; j < FZ_STAGES - 1; j++) issue(j);
-  for (int it = 0; it < niter; it++) {
-    fz_cp_wait<FZ_STAGES - 2>();  // slice it has landed (this thread's copies)
-    __syncthreads();              // everyone's copies; slice it - 1's buffer is free
-    issue(it + FZ_STAGES - 1);
-    if (it >= mine) continue;
-    const fz_tile_smem &ts = tsb[it % FZ_STAGES];
-    if (MMA) {
-#pragma unroll 2
-      for (int k8 = 0; k8 < FZ_BK; k8 += 8) {
-        uint32_t ah[4], al[4];
-        fz_split(ts.As[k8 + tig][wm + gid], ah[0], al[0]);
-        fz_split(ts.As[k8 + tig][wm + gid + 8], ah[1], al[1]);
-        fz_split(ts.As[k8 + tig + 4][wm + gid], ah[2], al[2]);
-        fz_split(ts.As[k8 + tig + 4][wm + gid + 8], ah[3], al[3]);
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-          const int n = wn + j * 8 + gid;
-          uint32_t bh0, bl0, bh1, bl1;
-          fz_split(ts.Bs[k8 + tig][n], bh0, bl0);
-          fz_split(ts.Bs[k8 + tig + 4][n], bh1, bl1);
-          fz_mma(acc[j], al, bh0, bh1);
-          fz_mma(acc[j], ah, bl0, bl1);
-          fz_mma(acc[j], ah, bh0, bh1);
-        }
-      }
-    } else {
-#pragma unroll 8
-      for (int kk = 0; kk < FZ_BK; kk++) {
-        float4 av = *reinterpret_cast<const float4 *>(&ts.As[kk][ty * 4]);
-        float4 bv = *reinterpret_cast<const float4 *>(&ts.Bs[kk][tx * 4]);
-        float ax[4] = {av.x, av.y, av.z, av.w}, bx[4] = {bv.x, bv.y, bv.z, bv.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-          for (int j = 0; j < 4; j++) acc[i][j] = fmaf(ax[i], bx[j], acc[i][j]);
-      }
-    }
-    if (bsum)
-#pragma unroll 8
-      for (int kk = 0; kk < FZ_BK; kk++) bacc += ts.As[kk][tid];
-  }
-  fz_cp_wait<0>();
-  // group 1's sums to shared memory; group 0 adds its own first (a fixed order: deterministic)
-#pragma unroll
-  for (int i = 0; i < 4; i++)
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const int mm = MMA ? wm + gid + (j >= 2 ? 8 : 0) : ty * 4 + i;
-      const int nn = MMA ? wn + i * 8 + tig * 2 + (j & 1) : tx * 4 + j;
-      if (grp == 1) stage[mm][nn] = acc[i][j];
-    }
-  if (grp == 1 && bsum) bsh[tid] = bacc;
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < 4; i++)
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const int mm = MMA ? wm + gid + (j >= 2 ? 8 : 0) : ty * 4 + i;
-      const int nn = MMA ? wn + i * 8 + tig * 2 + (j & 1) : tx * 4 + j;
-      if (grp == 0) stage[mm][nn] = acc[i][j] + stage[mm][nn];
-    }
-  if (grp == 0 && bsum && m0 + tid < g.M) {
-    float gb = bacc + bsh[tid];
-    size_t o = (size_t)e * g.M + m0 + tid;
-    g.bg[o] = gb;
-    fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, gb, g.critic ? c.bc1c : c.bc1a,
-            g.critic ? c.bc2c : c.bc2a);
-  }
-  __syncthreads();
-  fz_epilogue(a, c, g, e, m0, n0, &stage[0][0], FZ_BN + 1);
+  normals_block(rng, stream, g, x, n, 0.0f, 1.0f);
 }
 
 static __device__ __forceinline__ bool fz_al16(const void *p) {
@@ -442,7 +228,7 @@ static __device__ __forceinline__ void fz_epi8(const tdm_sacf_args &a, const fz_
   }
 }
 
-// Tile t of job g on tensor cores, split over the warps (a.mma >= 2). Warp w takes the half
+// Tile t of job g on tensor cores, split over the warps. Warp w takes the half
 // w % 2 of the tile's BN columns and the 16-wide k blocks w / 2, w / 2 + FZ_KQ, ... of K, and loads
 // its operands straight from global memory with 16-byte loads where the layout allows (no
 // shared-memory staging, no block barrier inside the loop, the next block's loads in flight while
@@ -700,8 +486,7 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
   }
   FZ_DBG(4);
 }
-static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES && FZ_DYN_BYTES_SLICES <= FZ_DYN_BYTES,
-              "the tiles' shared memory must fit");
+static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES, "the tiles' shared memory must fit");
 
 // Run the phase's GEMM tiles and nrow row tasks (row(t) for t < nrow, all threads of the block)
 // over the blocks; then elem(i, stride) over the threads of the blocks that had no task (over all
@@ -719,22 +504,18 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
       while (u >= tiles[j]) u -= tiles[j++];
       const fz_gemm &g = jobs[j];
       const int lay = g.ta * 2 + g.tb;  // the layouts of the jobs: FWD 1, DX 0, DW 2
-      if (a.mma == 2 && lay == 1)
+      if (!a.tf32 && lay == 1)
         fz_tile_w<true, 0, 1>(a, c, g, u);
-      else if (a.mma == 2 && lay == 0)
+      else if (!a.tf32 && lay == 0)
         fz_tile_w<true, 0, 0>(a, c, g, u);
-      else if (a.mma == 2 && lay == 2)
+      else if (!a.tf32)
         fz_tile_w<true, 1, 0>(a, c, g, u);
-      else if (a.mma == 3 && lay == 1)
+      else if (lay == 1)
         fz_tile_w<false, 0, 1>(a, c, g, u);
-      else if (a.mma == 3 && lay == 0)
+      else if (lay == 0)
         fz_tile_w<false, 0, 0>(a, c, g, u);
-      else if (a.mma == 3 && lay == 2)
-        fz_tile_w<false, 1, 0>(a, c, g, u);
-      else if (a.mma == 1 || a.mma >= 2)
-        fz_tile<true>(a, c, jobs[j], u);
       else
-        fz_tile<false>(a, c, jobs[j], u);
+        fz_tile_w<false, 1, 0>(a, c, g, u);
     } else {
       __syncthreads();  // smem of the previous task
       row(t - total);
@@ -976,10 +757,8 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     c.size = *a.size_dev;
     c.alpha = expf(a.log_alpha[0]);
     int32_t tc = *a.critic.step + 1, ta = *a.actor.step + 1;
-    c.bc1c = (float)(1.0 - pow((double)a.b1, (double)tc));
-    c.bc2c = (float)(1.0 - pow((double)a.b2, (double)tc));
-    c.bc1a = (float)(1.0 - pow((double)a.b1, (double)ta));
-    c.bc2a = (float)(1.0 - pow((double)a.b2, (double)ta));
+    c.bc1c = adam_bc(a.b1, tc), c.bc2c = adam_bc(a.b2, tc);
+    c.bc1a = adam_bc(a.b1, ta), c.bc2a = adam_bc(a.b2, ta);
   }
   __syncthreads();
   const tdm_sacf_net &an = a.actor, &cn = a.critic;
@@ -1254,8 +1033,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
         fz_bwd_elem(a, c, ab, l, i0, st);
         if (l == 0 && a.ent_auto && i0 == 0) {
           int32_t t = *a.alpha_step + 1;
-          float bc1 = (float)(1.0 - pow((double)a.b1, (double)t));
-          float bc2 = (float)(1.0 - pow((double)a.b2, (double)t));
+          const float bc1 = adam_bc(a.b1, t), bc2 = adam_bc(a.b2, t);
           fz_adam(a, a.log_alpha, a.alpha_m, a.alpha_v, NULL, 0, a.g_log_alpha[0], bc1, bc2);
         }
       });
@@ -1286,13 +1064,8 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
 // ---------------------------------------------------------------------------------------------
 // host side
 
-static int fz_blocks_per_sm(void) {
-  const char *s = getenv("TDM_FUSED_BPS");
-  int v = s ? atoi(s) : 2;
-  return v < 1 ? 1 : (v > 16 ? 16 : v);
-}
-
-extern "C" bool tdm_sacf_supported(tdm_dev *dev) {
+extern "C" bool tdm_sacf_supported(tdm_dev *dev, int *grid) {
+  *grid = 0;
   if (!dev || dev->kind != TDM_DEV_CUDA) return false;
   int coop = 0, nb = 0;
   if (cudaFuncSetAttribute(fz_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1303,21 +1076,16 @@ extern "C" bool tdm_sacf_supported(tdm_dev *dev) {
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, FZ_DYN_BYTES) !=
       cudaSuccess)
     return false;
-  return coop && nb >= 1;
+  if (!coop || nb < 1) return false;
+  *grid = dev->sm_count > 0 ? dev->sm_count : 1;  // one block per SM: more only add to barriers
+  return true;
 }
 
 extern "C" tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a) {
-  int nb = 0;
-  TDM_CUDA_CHECK(cudaFuncSetAttribute(fz_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (int)FZ_DYN_BYTES));
-  TDM_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fz_kernel, FZ_THREADS, FZ_DYN_BYTES));
-  int bps = fz_blocks_per_sm();
-  if (nb > bps) nb = bps;
-  if (nb < 1) return TDM_FAIL(TDM_ERR_CUDA, "fused SAC update: the kernel does not fit on an SM");
-  int blocks = nb * (dev->sm_count > 0 ? dev->sm_count : 1);
+  if (a->grid < 1)
+    return TDM_FAIL(TDM_ERR_ARG, "fused SAC update: no grid size (tdm_sacf_supported not run)");
   void *args[] = {(void *)a};
-  TDM_CUDA_CHECK(cudaLaunchCooperativeKernel((const void *)fz_kernel, dim3(blocks),
+  TDM_CUDA_CHECK(cudaLaunchCooperativeKernel((const void *)fz_kernel, dim3(a->grid),
                                              dim3(FZ_THREADS), args, FZ_DYN_BYTES,
                                              tdm_stream_of(dev)));
   return TDM_OK;

@@ -46,9 +46,9 @@ typedef struct {
   float lo, hi, gamma, tau, target_entropy;
   float lr, b1, b2, eps, wd;  // Adam
   int actor_step, polyak_step, ent_auto;
-  int mma;  // GEMM tiles: 0 fp32 FMAs over shared-memory slices, 1 the same slices on tensor
-            // cores with 3xTF32 (about fp32 accuracy), 2 warp split-K tensor-core tiles with
-            // fragments loaded from global memory, 3xTF32, 3 the same with 1xTF32 (TF32 accuracy)
+  int tf32;  // GEMM tiles on tensor cores: 0 3xTF32 (about fp32 accuracy), 1 1xTF32 (TF32
+             // accuracy: a diagnostic, TDM_FUSED_TF32=1)
+  int grid;  // blocks of the cooperative launch (tdm_sacf_supported)
   uint32_t rs_sample, rs_eps;  // RNG sub-streams of the update counter
   tdm_sacf_net actor;          // 1 member: O -> 2A
   tdm_sacf_net critic;         // 2 members: O + A -> 1
@@ -79,8 +79,6 @@ typedef struct {
 } tdm_sacf_args;
 
 #define TDM_SACF_PROF 63
-// The GEMM tiles of a fused update unless TDM_FUSED_MMA says otherwise
-#define TDM_SACF_MMA_DEFAULT 2
 
 // Floats of scratch the fused update needs (the doubles counted as two floats each).
 size_t tdm_sacf_scratch_floats(int B, int O, int A, int L, int H);
@@ -88,10 +86,11 @@ size_t tdm_sacf_scratch_floats(int B, int O, int A, int L, int H);
 // Point a's scratch pointers into mem (at least tdm_sacf_scratch_floats floats, 16-byte aligned).
 void tdm_sacf_carve(tdm_sacf_args *a, float *mem, int H);
 
-// Whether dev can run the fused kernel (cooperative launch, enough co-resident blocks).
-bool tdm_sacf_supported(tdm_dev *dev);
+// Whether dev can run the fused kernel (cooperative launch, a block fits on an SM); sets the
+// kernel's shared-memory limit and *grid, the blocks of a launch (one per SM).
+bool tdm_sacf_supported(tdm_dev *dev, int *grid);
 
-// Launch one fused update on dev's stream.
+// Launch one fused update on dev's stream (a->grid blocks, from tdm_sacf_supported).
 tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a);
 
 #ifdef __cplusplus
