@@ -244,7 +244,8 @@ static __device__ __forceinline__ void fz_epi8(const tdm_sacf_args &a, const fz_
 #define FZ_WSTG 3              // staging slots per thread (k blocks in flight + 1)
 // dynamic shared memory of fz_tile_w: the partial tiles and bias sums, then the staging slots
 #define FZ_PART_FLOATS (FZ_KQ * FZ_BM * FZ_PS + FZ_KQ * FZ_BM)
-#define FZ_W_DYN_BYTES ((FZ_PART_FLOATS + FZ_WARPS * FZ_WSTG * 8 * 32 * 4) * sizeof(float))
+#define FZ_W_DYN_BYTES \
+  ((FZ_PART_FLOATS + (FZ_KQ + FZ_WARPS) * FZ_WSTG * 4 * 32 * 4) * sizeof(float))
 template <bool SPLIT3, int ta, int tb>
 static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_ctx &c,
                                               const fz_gemm &g, int t) {
@@ -354,41 +355,46 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
       }
     }
   };
-  // the warp's k blocks 16 kq + i KS (i < nblk): each thread copies its own pieces of blocks
-  // i + 1 and i + 2 into its staging slots (cp.async, FZ_WSTG stages) while block i is multiplied,
-  // so no block barrier is needed; 16-byte copies on the fast path (aligned, K a multiple of 16,
-  // the thread's rows and columns inside the job), else 4-byte copies with zero fill. One call
-  // site per helper, so that the arrays stay in registers.
+  // the warp's k blocks 16 kq + i KS (i < nblk): each thread copies its pieces of blocks i + 1 and
+  // i + 2 into staging slots (cp.async, FZ_WSTG stages) while block i is multiplied. B's pieces are
+  // the thread's own; A's are the same for the two warps of a k quarter (same rows, same k), so
+  // each of the pair copies half of them into the pair's slots and the pair meets at a named
+  // barrier before reading (no block barrier in the loop). 16-byte copies on the fast path
+  // (aligned, K a multiple of 16, the thread's rows and columns inside the job), else 4-byte
+  // copies with zero fill. One call site per helper, so that the arrays stay in registers.
   constexpr int KS = 16 * FZ_KQ;
   const int nblk = K > 16 * kq ? (K - 16 * kq + KS - 1) / KS : 0;
-  float4 *stg = reinterpret_cast<float4 *>(fz_dyn + FZ_PART_FLOATS) + warp * (FZ_WSTG * 8 * 32) + lane;
+  constexpr int SL = 4 * 32;  // float4 of one stage of a thread group's slots
+  float4 *stga = reinterpret_cast<float4 *>(fz_dyn + FZ_PART_FLOATS) + kq * (FZ_WSTG * SL) + lane;
+  float4 *stgb = reinterpret_cast<float4 *>(fz_dyn + FZ_PART_FLOATS) + FZ_KQ * FZ_WSTG * SL +
+                 warp * (FZ_WSTG * SL) + lane;
   // per operand: 0 nothing of it inside the job (zeros, nothing copied), 1 16-byte copies, 2 4-byte
   // copies with zero fill
   const int moda = mb >= M ? 0 : fa ? 1 : 2, modb = nb >= N ? 0 : fb ? 1 : 2;
   auto issue = [&](int i) {  // block i into stage i % FZ_WSTG (an empty group past the end)
     if (i < nblk) {
       const int k4 = 16 * kq + i * KS + 4 * tig;
-      float4 *d = stg + (i % FZ_WSTG) * (8 * 32);
+      float4 *da = stga + (i % FZ_WSTG) * SL, *d = stgb + (i % FZ_WSTG) * SL;
       if (moda == 1) {
 #pragma unroll
-        for (int q = 0; q < 4; q++)
-          fz_cp16(d + q * 32, !ta ? pa[q] + k4 : A + (size_t)(k4 + q) * lda + mb);
+        for (int q = 2 * nh; q < 2 * nh + 2; q++)
+          fz_cp16(da + q * 32, !ta ? pa[q] + k4 : A + (size_t)(k4 + q) * lda + mb);
       } else if (moda == 2) {
         // element x of slot q: ta = 0 A(mb + q, k4 + x), ta = 1 A(mb + x, k4 + q)
 #pragma unroll
-        for (int q = 0; q < 4; q++)
+        for (int q = 2 * nh; q < 2 * nh + 2; q++)
 #pragma unroll
           for (int x = 0; x < 4; x++) {
             const int am = !ta ? mb + q : mb + x, ak = !ta ? k4 + x : k4 + q;
             const bool ok = am < M && ak < K;
-            fz_cp4(reinterpret_cast<float *>(d + q * 32) + x,
+            fz_cp4(reinterpret_cast<float *>(da + q * 32) + x,
                    !ok ? A : !ta ? pa[q] + ak : A + (size_t)ak * lda + am, ok);
           }
       }
       if (modb == 1) {
 #pragma unroll
         for (int q = 0; q < 4; q++)
-          fz_cp16(d + (4 + q) * 32,
+          fz_cp16(d + q * 32,
                   tb ? Bm + (size_t)(nb + q) * ldb + k4 : Bm + (size_t)(k4 + q) * ldb + nb);
       } else if (modb == 2) {
         // element x of slot q: tb = 1 B(k4 + x, nb + q), tb = 0 B(k4 + q, nb + x)
@@ -398,7 +404,7 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
           for (int x = 0; x < 4; x++) {
             const int bn = tb ? nb + q : nb + x, bk = tb ? k4 + x : k4 + q;
             const bool ok = bn < N && bk < K;
-            fz_cp4(reinterpret_cast<float *>(d + (4 + q) * 32) + x,
+            fz_cp4(reinterpret_cast<float *>(d + q * 32) + x,
                    !ok ? Bm : tb ? Bm + (size_t)bn * ldb + bk : Bm + (size_t)bk * ldb + bn, ok);
           }
       }
@@ -413,11 +419,13 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
 #pragma unroll 1
   for (int i = 0; i < nblk; i++) {
     fz_cp_wait<FZ_WSTG - 2>();  // block i has landed (this thread's own copies)
-    const float4 *d = stg + (i % FZ_WSTG) * (8 * 32);
+    // the pair's copies of A too (and both are done reading the stage that issue overwrites)
+    asm volatile("bar.sync %0, 64;" ::"r"(1 + kq) : "memory");
+    const float4 *da = stga + (i % FZ_WSTG) * SL, *d = stgb + (i % FZ_WSTG) * SL;
 #pragma unroll
     for (int q = 0; q < 4; q++) {
-      ua[q] = moda ? d[q * 32] : z4;
-      ub[q] = modb ? d[(4 + q) * 32] : z4;
+      ua[q] = moda ? da[q * 32] : z4;
+      ub[q] = modb ? d[q * 32] : z4;
     }
     issue(i + FZ_WSTG - 1);  // into the stage just read
     place(ua, ub, av, bv);
