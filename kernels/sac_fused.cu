@@ -6,8 +6,8 @@
 //
 // GEMM tiles are FZ_BM x FZ_BN outputs of C = A B per member on tensor cores (fz_tile_w): the
 // warps split the tile's K, each copies its own operand pieces to shared memory (cp.async) and
-// multiplies them with m16n8k8 TF32 MMAs, 3xTF32 by default (about fp32 accuracy; 1xTF32 with
-// a.tf32), and the partial tiles are added in a fixed order: deterministic. A is read row-major
+// multiplies them with m16n8k8 TF32 MMAs in 3xTF32 (about fp32 accuracy), and the partial tiles are
+// added in a fixed order: deterministic. A is read row-major
 // (A[m lda + k]) or transposed (A[k lda + m]), B likewise.
 #include <cooperative_groups.h>
 
@@ -228,6 +228,17 @@ static __device__ __forceinline__ void fz_epi8(const tdm_sacf_args &a, const fz_
   }
 }
 
+// The epilogue of a thread's 8 outputs (fz_epi8), out of line: one copy for the three tile
+// layouts (the kernel's code is large; its instruction fetches cost more than the call).
+static __device__ __noinline__ void fz_epi_out(const tdm_sacf_args &a, const fz_ctx &c,
+                                               const fz_gemm &g, int e, int m, int n, int nv,
+                                               const float *v) {
+  if (nv == 8 && g.N % 4 == 0)
+    fz_epi8<true>(a, c, g, e, m, n, 8, v);
+  else
+    fz_epi8<false>(a, c, g, e, m, n, nv, v);
+}
+
 // Tile t of job g on tensor cores, split over the warps. Warp w takes the half
 // w % 2 of the tile's BN columns and the 16-wide k blocks w / 2, w / 2 + FZ_KQ, ... of K, and loads
 // its operands straight from global memory with 16-byte loads where the layout allows (no
@@ -246,7 +257,7 @@ static __device__ __forceinline__ void fz_epi8(const tdm_sacf_args &a, const fz_
 #define FZ_PART_FLOATS (FZ_KQ * FZ_BM * FZ_PS + FZ_KQ * FZ_BM)
 #define FZ_W_DYN_BYTES \
   ((FZ_PART_FLOATS + (FZ_KQ + FZ_WARPS) * FZ_WSTG * 4 * 32 * 4) * sizeof(float))
-template <bool SPLIT3, int ta, int tb>
+template <int ta, int tb>
 static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_ctx &c,
                                               const fz_gemm &g, int t) {
   extern __shared__ __align__(16) float fz_dyn[];
@@ -313,7 +324,8 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
       }
     }
   };
-  // the two mma steps of a loaded k block
+  // the two mma steps of a loaded k block (3xTF32: each operand split into two TF32 halves, the
+  // three larger products summed)
   auto compute = [&](float (*av)[4], float (*bv)[4]) {
     if (bsum)
 #pragma unroll
@@ -327,29 +339,17 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
         const float ax[4] = {av[2 * i][2 * s2], av[2 * i + 1][2 * s2], av[2 * i][2 * s2 + 1],
                              av[2 * i + 1][2 * s2 + 1]};
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-          if (SPLIT3)
-            fz_split(ax[q], ah[i][q], al[i][q]);
-          else
-            asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(ah[i][q]) : "f"(ax[q]));
-        }
+        for (int q = 0; q < 4; q++) fz_split(ax[q], ah[i][q], al[i][q]);
       }
 #pragma unroll
       for (int j = 0; j < NT; j++) {
         uint32_t bh0, bl0, bh1, bl1;
-        if (SPLIT3) {
-          fz_split(bv[j][2 * s2], bh0, bl0);
-          fz_split(bv[j][2 * s2 + 1], bh1, bl1);
-        } else {
-          asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bh0) : "f"(bv[j][2 * s2]));
-          asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bh1) : "f"(bv[j][2 * s2 + 1]));
-        }
+        fz_split(bv[j][2 * s2], bh0, bl0);
+        fz_split(bv[j][2 * s2 + 1], bh1, bl1);
 #pragma unroll
         for (int i = 0; i < MT; i++) {
-          if (SPLIT3) {
-            fz_mma(acc[i][j], al[i], bh0, bh1);
-            fz_mma(acc[i][j], ah[i], bl0, bl1);
-          }
+          fz_mma(acc[i][j], al[i], bh0, bh1);
+          fz_mma(acc[i][j], ah[i], bl0, bl1);
           fz_mma(acc[i][j], ah[i], bh0, bh1);
         }
       }
@@ -380,10 +380,11 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
         for (int q = 2 * nh; q < 2 * nh + 2; q++)
           fz_cp16(da + q * 32, !ta ? pa[q] + k4 : A + (size_t)(k4 + q) * lda + mb);
       } else if (moda == 2) {
-        // element x of slot q: ta = 0 A(mb + q, k4 + x), ta = 1 A(mb + x, k4 + q)
-#pragma unroll
+        // element x of slot q: ta = 0 A(mb + q, k4 + x), ta = 1 A(mb + x, k4 + q) (loops, not
+        // unrolled: ragged jobs are rare and the kernel's code is large)
+#pragma unroll 1
         for (int q = 2 * nh; q < 2 * nh + 2; q++)
-#pragma unroll
+#pragma unroll 1
           for (int x = 0; x < 4; x++) {
             const int am = !ta ? mb + q : mb + x, ak = !ta ? k4 + x : k4 + q;
             const bool ok = am < M && ak < K;
@@ -398,9 +399,9 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
                   tb ? Bm + (size_t)(nb + q) * ldb + k4 : Bm + (size_t)(k4 + q) * ldb + nb);
       } else if (modb == 2) {
         // element x of slot q: tb = 1 B(k4 + x, nb + q), tb = 0 B(k4 + q, nb + x)
-#pragma unroll
+#pragma unroll 1
         for (int q = 0; q < 4; q++)
-#pragma unroll
+#pragma unroll 1
           for (int x = 0; x < 4; x++) {
             const int bn = tb ? nb + q : nb + x, bk = tb ? k4 + x : k4 + q;
             const bool ok = bn < N && bk < K;
@@ -411,23 +412,23 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
     }
     fz_cp_commit();
   };
-#pragma unroll
-  for (int i = 0; i < FZ_WSTG - 1; i++) issue(i);
   float4 ua[4], ub[4];
   float av[4][4], bv[NT][4];
   const float4 z4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  // iterations i < 0 only start the copies (one call site of issue: small code)
 #pragma unroll 1
-  for (int i = 0; i < nblk; i++) {
-    fz_cp_wait<FZ_WSTG - 2>();  // block i has landed (this thread's own copies)
-    // the pair's copies of A too (and both are done reading the stage that issue overwrites)
+  for (int i = 1 - FZ_WSTG; i < nblk; i++) {
+    if (i >= 0) fz_cp_wait<FZ_WSTG - 2>();  // block i has landed (this thread's own copies)
+    // the pair's copies of A too, and both are done reading the stage that issue overwrites
     asm volatile("bar.sync %0, 64;" ::"r"(1 + kq) : "memory");
+    issue(i + FZ_WSTG - 1);
+    if (i < 0) continue;
     const float4 *da = stga + (i % FZ_WSTG) * SL, *d = stgb + (i % FZ_WSTG) * SL;
 #pragma unroll
     for (int q = 0; q < 4; q++) {
       ua[q] = moda ? da[q * 32] : z4;
       ub[q] = modb ? d[q * 32] : z4;
     }
-    issue(i + FZ_WSTG - 1);  // into the stage just read
     place(ua, ub, av, bv);
     compute(av, bv);
   }
@@ -487,10 +488,7 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
   const int m = m0 + mm, n = n0 + nn;
   if (m < M && n < N) {
     const int nv = N - n < 8 ? N - n : 8;
-    if (nv == 8 && N % 4 == 0)
-      fz_epi8<true>(a, c, g, e, m, n, 8, v);
-    else
-      fz_epi8<false>(a, c, g, e, m, n, nv, v);
+    fz_epi_out(a, c, g, e, m, n, nv, v);
   }
   FZ_DBG(4);
 }
@@ -512,18 +510,12 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
       while (u >= tiles[j]) u -= tiles[j++];
       const fz_gemm &g = jobs[j];
       const int lay = g.ta * 2 + g.tb;  // the layouts of the jobs: FWD 1, DX 0, DW 2
-      if (!a.tf32 && lay == 1)
-        fz_tile_w<true, 0, 1>(a, c, g, u);
-      else if (!a.tf32 && lay == 0)
-        fz_tile_w<true, 0, 0>(a, c, g, u);
-      else if (!a.tf32)
-        fz_tile_w<true, 1, 0>(a, c, g, u);
-      else if (lay == 1)
-        fz_tile_w<false, 0, 1>(a, c, g, u);
+      if (lay == 1)
+        fz_tile_w<0, 1>(a, c, g, u);
       else if (lay == 0)
-        fz_tile_w<false, 0, 0>(a, c, g, u);
+        fz_tile_w<0, 0>(a, c, g, u);
       else
-        fz_tile_w<false, 1, 0>(a, c, g, u);
+        fz_tile_w<1, 0>(a, c, g, u);
     } else {
       __syncthreads();  // smem of the previous task
       row(t - total);

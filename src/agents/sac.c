@@ -650,10 +650,6 @@ static tdm_status fused_setup(sac *s, tdm_dev *dev) {
   f->wd = s->adam.weight_decay;
   f->ent_auto = c->ent_coef_auto;
   f->rs_sample = RS_SAMPLE, f->rs_eps = RS_EPS;
-  // 3xTF32 GEMM tiles (about fp32 accuracy); TDM_FUSED_TF32=1: 1xTF32 (a diagnostic switch: about
-  // 6% faster on the H200, outside the fused tests' tolerance)
-  const char *tf = getenv("TDM_FUSED_TF32");
-  f->tf32 = tf && !strcmp(tf, "1");
   fz_net(s->actor, &f->actor);
   fz_net(s->critic, &f->critic);
   f->target = s->target->params;

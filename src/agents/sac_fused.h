@@ -46,8 +46,6 @@ typedef struct {
   float lo, hi, gamma, tau, target_entropy;
   float lr, b1, b2, eps, wd;  // Adam
   int actor_step, polyak_step, ent_auto;
-  int tf32;  // GEMM tiles on tensor cores: 0 3xTF32 (about fp32 accuracy), 1 1xTF32 (TF32
-             // accuracy: a diagnostic, TDM_FUSED_TF32=1)
   int grid;  // blocks of the cooperative launch (tdm_sacf_supported)
   uint32_t rs_sample, rs_eps;  // RNG sub-streams of the update counter
   tdm_sacf_net actor;          // 1 member: O -> 2A
