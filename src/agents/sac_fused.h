@@ -14,7 +14,8 @@
 //   then       critic backward, one phase per hidden layer: dz of the layer below (GEMM with the
 //              activation derivative), weight gradients (GEMM), bias gradients (column sums);
 //              Adam (+ Polyak) on each parameter as soon as nothing in the phase reads it (the
-//              first layer's weights in the GEMM epilogue)
+//              first layer's weights in the GEMM epilogue); the head's weight gradient is
+//              computed in the first layer's phase (the last hidden layer's has two full jobs)
 //   actor step (every policy_delay updates): the updated critic over xq_pi, the actor loss and
 //              dQ, the critic's input gradient down to layer 0, then per row dL/da, the squash
 //              backward and the actor head's backward, then the actor backward like the critic's,
