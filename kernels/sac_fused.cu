@@ -30,7 +30,7 @@ namespace cg = cooperative_groups;
 #define FZ_WARPS (FZ_THREADS / 32)
 #define FZ_BM 32
 #define FZ_BN 64
-#define FZ_CHUNK 8  // outputs per pass in row dot products
+#define FZ_CHUNK 12  // outputs per pass in row dot products (2 A = 12 at A = 6: one pass)
 
 enum { FZ_EPI_FWD = 0, FZ_EPI_DX, FZ_EPI_DW };
 
@@ -769,23 +769,28 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   auto no_elem = [](size_t, size_t) {};
 
   // ---- phase 0: sample, xq = [s | a], noise
+  // (one index space over the three kinds of item, so that a thread has one item, not one of each)
   fz_phase(a, c, jobs, 0, 0, sm, no_row, [&](size_t i0, size_t st) {
     const int Wt = cols.total_width;
-    for (size_t i = i0; i < (size_t)B * Wt; i += st) {
-      int r = (int)(i / Wt), j = (int)(i % Wt), col;
-      int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
-      if (j == 0) a.idx[r] = row;
-      int k = col_of(cols, j, &col);
-      int w = cols.width[k];
-      cols.batch[k][(size_t)r * w + col] = cols.ring[k][(size_t)row * w + col];
+    const size_t n1 = (size_t)B * Wt, n2 = (size_t)B * W, ne = (size_t)2 * B * A;
+    const size_t n3 = (ne + 3) / 4;
+    for (size_t t = i0; t < n1 + n2 + n3; t += st) {
+      if (t < n1) {
+        int r = (int)(t / Wt), j = (int)(t % Wt), col;
+        int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
+        if (j == 0) a.idx[r] = row;
+        int k = col_of(cols, j, &col);
+        int w = cols.width[k];
+        cols.batch[k][(size_t)r * w + col] = cols.ring[k][(size_t)row * w + col];
+      } else if (t < n1 + n2) {
+        const size_t i = t - n1;
+        int r = (int)(i / W), j = (int)(i % W);
+        int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
+        a.xq[i] = j < O ? cols.ring[0][(size_t)row * O + j] : cols.ring[1][(size_t)row * A + j - O];
+      } else {
+        fz_normals(&c.rng, a.rs_eps, t - n1 - n2, a.epsn, ne);
+      }
     }
-    for (size_t i = i0; i < (size_t)B * W; i += st) {
-      int r = (int)(i / W), j = (int)(i % W);
-      int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
-      a.xq[i] = j < O ? cols.ring[0][(size_t)row * O + j] : cols.ring[1][(size_t)row * A + j - O];
-    }
-    const size_t ne = (size_t)2 * B * A;
-    for (size_t g = i0; g < (ne + 3) / 4; g += st) fz_normals(&c.rng, a.rs_eps, g, a.epsn, ne);
   });
   FZ_SYNC();
 
@@ -983,7 +988,8 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
               float s[FZ_CHUNK];
 #pragma unroll
               for (int q = 0; q < FZ_CHUNK; q++) s[q] = 0.0f;
-              for (int e = 0; e < 2; e++) {
+#pragma unroll
+              for (int e = 0; e < 2; e++) {  // unrolled: both critics' loads in flight together
                 const float *w0 = cn.p + cn.w[0] + (size_t)e * H0 * W;
                 const float *dzr = dz0 + ((size_t)e * B + r) * H0;
 #pragma unroll 4
