@@ -51,6 +51,7 @@ struct fz_gemm {
   float *z, *h, *out;
   float *p, *m, *v, *ema;
   int adam, critic;  // critic: the critic's Adam bias corrections (else the actor's)
+  int bpad;          // B (tb = 0) has zero columns from N up to ldb (read, multiplied, dropped)
   // DW: bias gradient sum_k A(m, k) (the column sums of dz) into bg (member stride M) with Adam
   // on bp (+ Polyak into bema), by the tiles of column block 0; NULL: none
   float *bg, *bp, *bm, *bv, *bema;
@@ -155,6 +156,9 @@ static __device__ __noinline__ void fz_normals(const tdm_rng_ctr *rng, uint32_t 
   normals_block(rng, stream, g, x, n, 0.0f, 1.0f);
 }
 
+static __device__ __host__ __forceinline__ int fz_pad4(int n) {
+  return (n + 3) & ~3;
+}
 static __device__ __forceinline__ bool fz_al16(const void *p) {
   return ((uintptr_t)p & 15) == 0;
 }
@@ -301,7 +305,8 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
   // B(k4 + kk, column nb + j) with k4 = kb + 4 tig
   // Fast paths (every load of a block is one 16-byte load, issued back to back): aligned, K a
   // multiple of 16 and this thread's four rows / columns inside the job. Else guarded scalars.
-  const bool fa = avec && K % 16 == 0 && mb + 3 < M, fb = bvec && K % 16 == 0 && nb + 3 < N;
+  const bool fa = avec && K % 16 == 0 && mb + 3 < M;
+  const bool fb = bvec && K % 16 == 0 && (nb + 3 < N || (!tb && g.bpad && nb + 3 < ldb));
   // slots of a k block (k4 = kb + 4 tig): ta = 0: ua[q] = row mb + q at k4 .. k4 + 3; ta = 1:
   // ua[kk] = rows mb .. mb + 3 at k4 + kk; tb = 1: ub[j] = column nb + j at k4 .. k4 + 3; tb = 0:
   // ub[kk] = columns nb .. nb + 3 at k4 + kk
@@ -557,15 +562,16 @@ static __device__ fz_gemm fz_dx(const tdm_sacf_net &n, int l, int E, int M, cons
   return g;
 }
 
-// Weight gradient of layer l: dz_l^T X_l over K rows (member stride sX of X), Adam on W when adam;
+// Weight gradient of layer l: dz_l^T X_l over K rows (row stride ldx >= in_l, zero columns past
+// in_l; member stride sX of X), Adam on W when adam;
 // the bias gradient (column sums of dz_l) with its Adam always (nothing reads b_l in the phase).
 static __device__ fz_gemm fz_dw(const tdm_sacf_net &n, int l, int E, int K, const float *dz,
-                                const float *X, long long sX, int adam, float *ema, float *bema,
-                                int critic) {
+                                const float *X, long long sX, int ldx, int adam, float *ema,
+                                float *bema, int critic) {
   fz_gemm g = {};
   g.M = n.out[l], g.N = n.in[l], g.K = K, g.E = E;
   g.A = dz, g.lda = n.out[l], g.ta = 1, g.sA = (long long)K * n.out[l];
-  g.Bm = X, g.ldb = n.in[l], g.tb = 0, g.sB = sX;
+  g.Bm = X, g.ldb = ldx, g.tb = 0, g.sB = sX, g.bpad = ldx > n.in[l];
   g.epi = FZ_EPI_DW, g.out = n.g + n.w[l];
   g.p = n.p + n.w[l], g.m = n.m + n.w[l], g.v = n.v + n.w[l], g.ema = ema, g.adam = adam;
   g.critic = critic;
@@ -672,8 +678,9 @@ struct fz_bwd {
   float *const *dz;            // dz[l & 1]: (E, M, out_l)
   float *const *z, *const *h;  // hidden activations of the forward (member stride M... see ld)
   long long szh;               // member stride of z / h (rows x width)
-  const float *X0;             // layer 0's input (M rows), member stride sX0
+  const float *X0;             // layer 0's input (M rows, row stride ldX0), member stride sX0
   long long sX0;
+  int ldX0;
   const float *dlast;  // (E, M, out_{L-1}) gradient of the head's output
   float *ema;          // Polyak target (critic) or NULL
   bool critic;
@@ -693,11 +700,13 @@ static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l
   const float *X = l == 0 ? w.X0 : w.h[l - 1];
   long long sX = l == 0 ? w.sX0 : w.szh;
   float *ew = w.ema ? w.ema + n.w[l] : NULL, *eb = w.ema ? w.ema + n.b[l] : NULL;
-  jobs[nj++] = fz_dw(n, l, w.E, w.M, w.dz[l & 1], X, sX, l == 0, ew, eb, w.critic);
+  jobs[nj++] = fz_dw(n, l, w.E, w.M, w.dz[l & 1], X, sX, l == 0 ? w.ldX0 : n.in[l], l == 0, ew,
+                     eb, w.critic);
   if (l == 0) {  // the head's weight gradient: with layer 0's (a small job beside a small job)
     const int h = a.L - 1;
     ew = w.ema ? w.ema + n.w[h] : NULL, eb = w.ema ? w.ema + n.b[h] : NULL;
-    jobs[nj++] = fz_dw(n, h, w.E, w.M, w.dlast, w.h[a.L - 2], w.szh, 1, ew, eb, w.critic);
+    jobs[nj++] = fz_dw(n, h, w.E, w.M, w.dlast, w.h[a.L - 2], w.szh, n.in[h], 1, ew, eb,
+                       w.critic);
   }
   return nj;
 }
@@ -769,12 +778,14 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   auto no_elem = [](size_t, size_t) {};
 
   // ---- phase 0: sample, xq = [s | a], noise
-  // (one index space over the three kinds of item, so that a thread has one item, not one of each)
+  // and the zero-padded copies of xq and s for the weight gradients of layer 0 (one index space
+  // over the kinds of item, so that a thread has one item, not one of each)
   fz_phase(a, c, jobs, 0, 0, sm, no_row, [&](size_t i0, size_t st) {
     const int Wt = cols.total_width;
     const size_t n1 = (size_t)B * Wt, n2 = (size_t)B * W, ne = (size_t)2 * B * A;
-    const size_t n3 = (ne + 3) / 4;
-    for (size_t t = i0; t < n1 + n2 + n3; t += st) {
+    const int Wp = fz_pad4(W), Op = fz_pad4(O);
+    const size_t n3 = (ne + 3) / 4, n4 = (size_t)B * Wp, n5 = (size_t)B * Op;
+    for (size_t t = i0; t < n1 + n2 + n3 + n4 + n5; t += st) {
       if (t < n1) {
         int r = (int)(t / Wt), j = (int)(t % Wt), col;
         int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
@@ -787,8 +798,20 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
         int r = (int)(i / W), j = (int)(i % W);
         int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
         a.xq[i] = j < O ? cols.ring[0][(size_t)row * O + j] : cols.ring[1][(size_t)row * A + j - O];
-      } else {
+      } else if (t < n1 + n2 + n3) {
         fz_normals(&c.rng, a.rs_eps, t - n1 - n2, a.epsn, ne);
+      } else if (t < n1 + n2 + n3 + n4) {  // xq with zero columns up to Wp
+        const size_t i = t - n1 - n2 - n3;
+        int r = (int)(i / Wp), j = (int)(i % Wp);
+        int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
+        a.xq_pad[i] = j < O   ? cols.ring[0][(size_t)row * O + j]
+                      : j < W ? cols.ring[1][(size_t)row * A + j - O]
+                              : 0.0f;
+      } else {  // s with zero columns up to Op
+        const size_t i = t - n1 - n2 - n3 - n4;
+        int r = (int)(i / Op), j = (int)(i % Op);
+        int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
+        a.obs_pad[i] = j < O ? cols.ring[0][(size_t)row * O + j] : 0.0f;
       }
     }
   });
@@ -902,7 +925,8 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   fz_bwd cb;
   cb.n = &cn, cb.E = 2, cb.M = B, cb.dz = a.dzc, cb.z = a.zc, cb.h = a.hc;
   cb.szh = (long long)B * Hc;  // hidden widths are all equal (the SAC networks)
-  cb.X0 = a.xq, cb.sX0 = 0, cb.dlast = a.dq, cb.ema = a.polyak_step ? a.target : NULL;
+  cb.X0 = a.xq_pad, cb.sX0 = 0, cb.ldX0 = fz_pad4(W);
+  cb.dlast = a.dq, cb.ema = a.polyak_step ? a.target : NULL;
   cb.critic = true;
   for (int l = L - 2; l >= 0; l--) {
     int nj = fz_bwd_jobs(a, cb, l, jobs, t0);
@@ -1032,7 +1056,8 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     fz_bwd ab;
     ab.n = &an, ab.E = 1, ab.M = B, ab.dz = a.dza, ab.z = a.za, ab.h = a.ha;
     ab.szh = (long long)2 * B * Ha;
-    ab.X0 = obs, ab.sX0 = 0, ab.dlast = a.dhead, ab.ema = NULL, ab.critic = false;
+    ab.X0 = a.obs_pad, ab.sX0 = 0, ab.ldX0 = fz_pad4(O);
+    ab.dlast = a.dhead, ab.ema = NULL, ab.critic = false;
     for (int l = L - 2; l >= 0; l--) {
       int nj = fz_bwd_jobs(a, ab, l, jobs, t0);
       fz_phase(a, c, jobs, nj, 0, sm, no_row, [&](size_t i0, size_t st) {

@@ -32,6 +32,8 @@ static size_t layout(tdm_sacf_args *a, float *base, int B, int O, int A, int L, 
   a->xq = take(p, b * w);
   a->xq_next = take(p, b * w);
   a->xq_pi = take(p, b * w);
+  a->xq_pad = take(p, b * ((w + 3) & ~(size_t)3));
+  a->obs_pad = take(p, b * (((size_t)O + 3) & ~(size_t)3));
   a->a_pi = take(p, b * A);
   a->logp = take(p, b);
   a->logp_next = take(p, b);

@@ -66,6 +66,8 @@ typedef struct {
   float *zt[TDM_SACF_MAXL], *ht[TDM_SACF_MAXL];  // target (2, B, H)
   float *head;                                   // (2B, 2A) actor head over [s; s']
   float *xq, *xq_next, *xq_pi;                   // (B, O + A)
+  float *xq_pad, *obs_pad;  // (B, O + A) and (B, O) with zero columns up to a multiple of 4 (the
+                            // weight gradients of layer 0 read them with 16-byte copies)
   float *a_pi, *logp, *logp_next, *dlogp;        // (B, A), (B), (B), (B)
   float *q, *dq;                                 // (2, B)
   float *dzc[2];                                 // (2, B, H) ping-pong
