@@ -22,10 +22,6 @@
 
 namespace cg = cooperative_groups;
 
-#ifndef FZ_DBG
-#define FZ_DBG(p)  // diagnostic time points (a scratch program defines it)
-#endif
-
 #define FZ_THREADS 256
 #define FZ_WARPS (FZ_THREADS / 32)
 #define FZ_BM 32
@@ -175,7 +171,8 @@ static __device__ __forceinline__ void fz_epi8(const tdm_sacf_args &a, const fz_
   float x[8], y[8], w[8];
   auto ld8 = [&](const float *p, float *d) {
     if (vec) {
-      float4 u0 = *reinterpret_cast<const float4 *>(p), u1 = *reinterpret_cast<const float4 *>(p + 4);
+      float4 u0 = *reinterpret_cast<const float4 *>(p),
+             u1 = *reinterpret_cast<const float4 *>(p + 4);
       d[0] = u0.x, d[1] = u0.y, d[2] = u0.z, d[3] = u0.w, d[4] = u1.x, d[5] = u1.y, d[6] = u1.z,
       d[7] = u1.w;
     } else {
@@ -207,8 +204,8 @@ static __device__ __forceinline__ void fz_epi8(const tdm_sacf_args &a, const fz_
     ld8(g.hin + o, y);
 #pragma unroll
     for (int q = 0; q < 8; q++)
-      w[q] = v[q] * (act == TDM_ACT_RELU ? act_df<TDM_ACT_RELU>(x[q], y[q])
-                                         : fz_dact(act, x[q], y[q]));
+      w[q] = v[q] *
+             (act == TDM_ACT_RELU ? act_df<TDM_ACT_RELU>(x[q], y[q]) : fz_dact(act, x[q], y[q]));
     st8(g.out + o, w);
   } else {
     st8(g.out + o, v);
@@ -254,9 +251,9 @@ static __device__ __noinline__ void fz_epi_out(const tdm_sacf_args &a, const fz_
 // rows 4 gid .. 4 gid + 3 and columns 8 tig .. 8 tig + 7 of its half. SPLIT3: 3xTF32 (about fp32
 // accuracy), else 1xTF32. The partial tiles of the k quarters are summed in shared memory in a
 // fixed order (deterministic), then the epilogue, 8 outputs per thread.
-#define FZ_PS (FZ_BN + 4)       // row stride of a partial tile in shared memory
-#define FZ_KQ (FZ_WARPS / 2)   // k quarters
-#define FZ_WSTG 3              // staging slots per thread (k blocks in flight + 1)
+#define FZ_PS (FZ_BN + 4)     // row stride of a partial tile in shared memory
+#define FZ_KQ (FZ_WARPS / 2)  // k quarters
+#define FZ_WSTG 3             // staging slots per thread (k blocks in flight + 1)
 // dynamic shared memory of fz_tile_w: the partial tiles and bias sums, then the staging slots
 #define FZ_PART_FLOATS (FZ_KQ * FZ_BM * FZ_PS + FZ_KQ * FZ_BM)
 #define FZ_W_DYN_BYTES \
@@ -265,7 +262,7 @@ template <int ta, int tb>
 static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_ctx &c,
                                               const fz_gemm &g, int t) {
   extern __shared__ __align__(16) float fz_dyn[];
-  float *part = fz_dyn;                            // (FZ_KQ, BM, FZ_PS)
+  float *part = fz_dyn;                           // (FZ_KQ, BM, FZ_PS)
   float *bpart = fz_dyn + FZ_KQ * FZ_BM * FZ_PS;  // (FZ_KQ, BM) bias partial sums
   const int M = g.M, N = g.N, K = g.K, lda = g.lda, ldb = g.ldb;
   const int tm = (M + FZ_BM - 1) / FZ_BM, tn = (N + FZ_BN - 1) / FZ_BN;
@@ -285,7 +282,7 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
 #pragma unroll
   for (int q = 0; q < 4; q++) {
     const int m = mb + q;
-    pa[q] = m >= M ? A
+    pa[q] = m >= M                ? A
             : (A2 && m >= msplit) ? A2 + (size_t)(m - msplit) * lda
                                   : A + (size_t)m * lda;
   }
@@ -300,7 +297,6 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
 #pragma unroll
   for (int q = 0; q < 4; q++) bacc[q] = 0.0f;
   __syncthreads();  // the previous task is done with the shared buffers
-  FZ_DBG(0);
   // one k block's operands into registers: av[q][kk] = A(row mb + q, k4 + kk), bv[j][kk] =
   // B(k4 + kk, column nb + j) with k4 = kb + 4 tig
   // Fast paths (every load of a block is one 16-byte load, issued back to back): aligned, K a
@@ -311,7 +307,7 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
   // ua[kk] = rows mb .. mb + 3 at k4 + kk; tb = 1: ub[j] = column nb + j at k4 .. k4 + 3; tb = 0:
   // ub[kk] = columns nb .. nb + 3 at k4 + kk
   // av[q][kk] = A(row mb + q, k4 + kk), bv[j][kk] = B(k4 + kk, column nb + j) of a loaded block
-  auto place = [&](const float4 *ua, const float4 *ub, float (*av)[4], float (*bv)[4]) {
+  auto place = [&](const float4 *ua, const float4 *ub, float(*av)[4], float(*bv)[4]) {
 #pragma unroll
     for (int q = 0; q < 4; q++) {
       const float wa[4] = {ua[q].x, ua[q].y, ua[q].z, ua[q].w};
@@ -331,7 +327,7 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
   };
   // the two mma steps of a loaded k block (3xTF32: each operand split into two TF32 halves, the
   // three larger products summed)
-  auto compute = [&](float (*av)[4], float (*bv)[4]) {
+  auto compute = [&](float(*av)[4], float(*bv)[4]) {
     if (bsum)
 #pragma unroll
       for (int q = 0; q < 4; q++) bacc[q] += (av[q][0] + av[q][1]) + (av[q][2] + av[q][3]);
@@ -394,7 +390,10 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
             const int am = !ta ? mb + q : mb + x, ak = !ta ? k4 + x : k4 + q;
             const bool ok = am < M && ak < K;
             fz_cp4(reinterpret_cast<float *>(da + q * 32) + x,
-                   !ok ? A : !ta ? pa[q] + ak : A + (size_t)ak * lda + am, ok);
+                   !ok   ? A
+                   : !ta ? pa[q] + ak
+                         : A + (size_t)ak * lda + am,
+                   ok);
           }
       }
       if (modb == 1) {
@@ -411,7 +410,10 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
             const int bn = tb ? nb + q : nb + x, bk = tb ? k4 + x : k4 + q;
             const bool ok = bn < N && bk < K;
             fz_cp4(reinterpret_cast<float *>(d + q * 32) + x,
-                   !ok ? Bm : tb ? Bm + (size_t)bn * ldb + bk : Bm + (size_t)bk * ldb + bn, ok);
+                   !ok  ? Bm
+                   : tb ? Bm + (size_t)bn * ldb + bk
+                        : Bm + (size_t)bk * ldb + bn,
+                   ok);
           }
       }
     }
@@ -438,7 +440,6 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
     compute(av, bv);
   }
   fz_cp_wait<0>();
-  FZ_DBG(1);
   // the partial tile of quarter kq: acc[i][j][2 h + u] is tile row 4 gid + 2 i + h, column
   // 32 nh + 8 tig + 4 u + j
   float *pw = part + kq * FZ_BM * FZ_PS + 32 * nh + 8 * tig;
@@ -463,13 +464,13 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
     }
   }
   __syncthreads();
-  FZ_DBG(2);
   // 8 outputs per thread: row mm, columns nn .. nn + 7 of the tile
   const int mm = threadIdx.x >> 3, nn = (threadIdx.x & 7) * 8;
   float v[8];
   {
     const float *p0 = part + mm * FZ_PS + nn;
-    float4 u0 = *reinterpret_cast<const float4 *>(p0), u1 = *reinterpret_cast<const float4 *>(p0 + 4);
+    float4 u0 = *reinterpret_cast<const float4 *>(p0),
+           u1 = *reinterpret_cast<const float4 *>(p0 + 4);
     v[0] = u0.x, v[1] = u0.y, v[2] = u0.z, v[3] = u0.w, v[4] = u1.x, v[5] = u1.y, v[6] = u1.z,
     v[7] = u1.w;
 #pragma unroll
@@ -489,13 +490,11 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
     fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, gb, g.critic ? c.bc1c : c.bc1a,
             g.critic ? c.bc2c : c.bc2a);
   }
-  FZ_DBG(3);
   const int m = m0 + mm, n = n0 + nn;
   if (m < M && n < N) {
     const int nv = N - n < 8 ? N - n : 8;
     fz_epi_out(a, c, g, e, m, n, nv, v);
   }
-  FZ_DBG(4);
 }
 static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES, "the tiles' shared memory must fit");
 
@@ -506,7 +505,6 @@ template <typename RowF, typename ElemF>
 static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const fz_gemm *jobs,
                                 int nj, int nrow, fz_smem &sm, RowF row, ElemF elem) {
   __syncthreads();  // jobs (shared memory) written by thread 0
-  FZ_DBG(5);
   int tiles[4], total = 0;
   for (int j = 0; j < nj; j++) total += (tiles[j] = fz_tiles(jobs[j]));
   for (int t = blockIdx.x; t < total + nrow; t += gridDim.x) {
@@ -526,7 +524,6 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
       row(t - total);
     }
   }
-  FZ_DBG(6);
   // the elementwise work on the blocks without a task when there are such blocks (a block with a
   // tile would otherwise add it to the phase's longest path)
   const int ntask = total + nrow, free = (int)gridDim.x - ntask;
@@ -700,13 +697,12 @@ static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l
   const float *X = l == 0 ? w.X0 : w.h[l - 1];
   long long sX = l == 0 ? w.sX0 : w.szh;
   float *ew = w.ema ? w.ema + n.w[l] : NULL, *eb = w.ema ? w.ema + n.b[l] : NULL;
-  jobs[nj++] = fz_dw(n, l, w.E, w.M, w.dz[l & 1], X, sX, l == 0 ? w.ldX0 : n.in[l], l == 0, ew,
-                     eb, w.critic);
+  jobs[nj++] = fz_dw(n, l, w.E, w.M, w.dz[l & 1], X, sX, l == 0 ? w.ldX0 : n.in[l], l == 0, ew, eb,
+                     w.critic);
   if (l == 0) {  // the head's weight gradient: with layer 0's (a small job beside a small job)
     const int h = a.L - 1;
     ew = w.ema ? w.ema + n.w[h] : NULL, eb = w.ema ? w.ema + n.b[h] : NULL;
-    jobs[nj++] = fz_dw(n, h, w.E, w.M, w.dlast, w.h[a.L - 2], w.szh, n.in[h], 1, ew, eb,
-                       w.critic);
+    jobs[nj++] = fz_dw(n, h, w.E, w.M, w.dlast, w.h[a.L - 2], w.szh, n.in[h], 1, ew, eb, w.critic);
   }
   return nj;
 }
@@ -741,16 +737,16 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   // with a.prof, block 0 stamps the time (ns) at the start and after every barrier
   int nprof = 0, nwork = 0;
   const bool stamp = a.prof && blockIdx.x == 0 && threadIdx.x == 0;
-#define FZ_SYNC()                                                                   \
-  do {                                                                              \
-    if (a.prof) {                                                                   \
-      __syncthreads();                                                              \
-      if (threadIdx.x == 0 && nwork < TDM_SACF_PROF)                                \
-        atomicMax(&a.prof[TDM_SACF_PROF + 1 + nwork], fz_now());                    \
-      nwork++;                                                                      \
-    }                                                                               \
-    grid.sync();                                                                    \
-    if (stamp && nprof < TDM_SACF_PROF) a.prof[nprof++] = fz_now();                 \
+#define FZ_SYNC()                                                   \
+  do {                                                              \
+    if (a.prof) {                                                   \
+      __syncthreads();                                              \
+      if (threadIdx.x == 0 && nwork < TDM_SACF_PROF)                \
+        atomicMax(&a.prof[TDM_SACF_PROF + 1 + nwork], fz_now());    \
+      nwork++;                                                      \
+    }                                                               \
+    grid.sync();                                                    \
+    if (stamp && nprof < TDM_SACF_PROF) a.prof[nprof++] = fz_now(); \
   } while (0)
   if (stamp) a.prof[nprof++] = fz_now();
   __shared__ __align__(16) fz_smem sm;

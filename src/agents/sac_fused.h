@@ -47,7 +47,7 @@ typedef struct {
   float lo, hi, gamma, tau, target_entropy;
   float lr, b1, b2, eps, wd;  // Adam
   int actor_step, polyak_step, ent_auto;
-  int grid;  // blocks of the cooperative launch (tdm_sacf_supported)
+  int grid;                    // blocks of the cooperative launch (tdm_sacf_supported)
   uint32_t rs_sample, rs_eps;  // RNG sub-streams of the update counter
   tdm_sacf_net actor;          // 1 member: O -> 2A
   tdm_sacf_net critic;         // 2 members: O + A -> 1
@@ -68,12 +68,12 @@ typedef struct {
   float *xq, *xq_next, *xq_pi;                   // (B, O + A)
   float *xq_pad, *obs_pad;  // (B, O + A) and (B, O) with zero columns up to a multiple of 4 (the
                             // weight gradients of layer 0 read them with 16-byte copies)
-  float *a_pi, *logp, *logp_next, *dlogp;        // (B, A), (B), (B), (B)
-  float *q, *dq;                                 // (2, B)
-  float *dzc[2];                                 // (2, B, H) ping-pong
-  float *dza[2];                                 // (B, H) ping-pong
-  float *dhead;                                  // (B, 2A)
-  double *part;                                  // (4, B) per-row loss terms
+  float *a_pi, *logp, *logp_next, *dlogp;  // (B, A), (B), (B), (B)
+  float *q, *dq;                           // (2, B)
+  float *dzc[2];                           // (2, B, H) ping-pong
+  float *dza[2];                           // (B, H) ping-pong
+  float *dhead;                            // (B, 2A)
+  double *part;                            // (4, B) per-row loss terms
   unsigned long long *prof;  // NULL, or (2, TDM_SACF_PROF + 1): block 0's clock (ns) at the start,
                              // after each barrier and at its end, the count in the last slot;
                              // then per phase the latest clock at which a block finished its work
