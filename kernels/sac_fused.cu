@@ -6,9 +6,9 @@
 //
 // GEMM tiles are FZ_BM x FZ_BN outputs of C = A B per member on tensor cores (fz_tile_w): the
 // warps split the tile's K, each copies its own operand pieces to shared memory (cp.async) and
-// multiplies them with m16n8k8 TF32 MMAs in 3xTF32 (about fp32 accuracy), and the partial tiles are
-// added in a fixed order: deterministic. A is read row-major
-// (A[m lda + k]) or transposed (A[k lda + m]), B likewise.
+// multiplies them with m16n8k8 TF32 MMAs in 3xTF32 (about fp32 accuracy), and the partial tiles
+// are added in a fixed order: deterministic. A is read row-major (A[m lda + k]) or transposed
+// (A[k lda + m]), B likewise.
 #include <cooperative_groups.h>
 
 #include "../src/agents/sac_fused.h"
@@ -240,17 +240,18 @@ static __device__ __noinline__ void fz_epi_out(const tdm_sacf_args &a, const fz_
     fz_epi8<false>(a, c, g, e, m, n, nv, v);
 }
 
-// Tile t of job g on tensor cores, split over the warps. Warp w takes the half
-// w % 2 of the tile's BN columns and the 16-wide k blocks w / 2, w / 2 + FZ_KQ, ... of K, and loads
-// its operands straight from global memory with 16-byte loads where the layout allows (no
-// shared-memory staging, no block barrier inside the loop, the next block's loads in flight while
-// the current one is multiplied). Fixed permutations make a thread's four values of an operand
-// contiguous in memory: in k block kb, mma step s (0, 1) uses k = kb + 4 tig + 2 s (slot tig) and
-// kb + 4 tig + 2 s + 1 (slot tig + 4); fragment row r of m16 tile i is tile row 4 (r % 8) + 2 i +
-// r / 8; fragment column c of n8 tile j is column 4 c + j of the warp's half. A thread so holds
-// rows 4 gid .. 4 gid + 3 and columns 8 tig .. 8 tig + 7 of its half. SPLIT3: 3xTF32 (about fp32
-// accuracy), else 1xTF32. The partial tiles of the k quarters are summed in shared memory in a
-// fixed order (deterministic), then the epilogue, 8 outputs per thread.
+// Tile t of job g on tensor cores, split over the warps. Warp w takes the half w % 2 of the tile's
+// BN columns and the 16-wide k blocks w / 2, w / 2 + FZ_KQ, ... of K; its threads copy their
+// operand pieces of the next two k blocks into shared-memory staging slots (cp.async) while the
+// current block is multiplied (see the loop). Fixed permutations make a thread's four values of an
+// operand contiguous in memory: in k block kb, mma step s (0, 1) uses k = kb + 4 tig + 2 s (slot
+// tig) and kb + 4 tig + 2 s + 1 (slot tig + 4); fragment row r of m16 tile i is tile row
+// 4 (r % 8) + 2 i + r / 8; fragment column c of n8 tile j is column 4 c + j of the warp's half. A
+// thread so holds rows 4 gid .. 4 gid + 3 and columns 8 tig .. 8 tig + 7 of its half. 3xTF32
+// (about fp32 accuracy). The partial tiles of the k quarters are summed in shared memory in a
+// fixed order (deterministic), then the epilogue, 8 outputs per thread. ta, tb: the layouts of A
+// and B (fz_gemm), template arguments so that a staged block is placed in registers without
+// run-time selects.
 #define FZ_PS (FZ_BN + 4)     // row stride of a partial tile in shared memory
 #define FZ_KQ (FZ_WARPS / 2)  // k quarters
 #define FZ_WSTG 3             // staging slots per thread (k blocks in flight + 1)
@@ -297,10 +298,8 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
 #pragma unroll
   for (int q = 0; q < 4; q++) bacc[q] = 0.0f;
   __syncthreads();  // the previous task is done with the shared buffers
-  // one k block's operands into registers: av[q][kk] = A(row mb + q, k4 + kk), bv[j][kk] =
-  // B(k4 + kk, column nb + j) with k4 = kb + 4 tig
-  // Fast paths (every load of a block is one 16-byte load, issued back to back): aligned, K a
-  // multiple of 16 and this thread's four rows / columns inside the job. Else guarded scalars.
+  // 16-byte copies of an operand (fast): aligned, K a multiple of 16 and the thread's four rows /
+  // columns inside the job (or inside B's zero padding)
   const bool fa = avec && K % 16 == 0 && mb + 3 < M;
   const bool fb = bvec && K % 16 == 0 && (nb + 3 < N || (!tb && g.bpad && nb + 3 < ldb));
   // slots of a k block (k4 = kb + 4 tig): ta = 0: ua[q] = row mb + q at k4 .. k4 + 3; ta = 1:
