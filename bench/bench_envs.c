@@ -195,8 +195,8 @@ int tdm_bench_envs(int argc, char **argv) {
         "  (TDM_POOL_SCHED=dynamic TDM_POOL_SPIN_US=0 give the previous pool, for A/B)\n"
         "  --seconds S     time per measurement (default 1)\n"
         "  --per-thread K  instances per thread (default 16)\n"
-        "  --tasks LIST    comma-separated MuJoCo tasks (default half_cheetah,hopper)\n"
-        "  --threads LIST  comma-separated thread counts (default 1,2,all cores)\n"
+        "  --tasks LIST    1 to 8 comma-separated MuJoCo tasks (default half_cheetah,hopper)\n"
+        "  --threads LIST  1 to 16 comma-separated thread counts (default 1,2,all cores)\n"
         "  --repeats R     interleaved repeats, best kept (default 3)\n"
         "  --json FILE     also write the results as JSON\n");
     return 0;
@@ -240,6 +240,17 @@ int tdm_bench_envs(int argc, char **argv) {
         if (!dup) tc[nt++] = (int)list[q];
       }
     } else if (!strcmp(a, "--tasks")) {
+      // 1..8 names (the table holds 8 tasks x 16 thread counts), none empty
+      int nn = 1, empty = v[0] == 0 || v[0] == ',' || v[strlen(v) - 1] == ',';
+      for (const char *q = v; *q; q++)
+        if (*q == ',') nn++, empty |= q[1] == ',';
+      if (empty || nn > 8 || strlen(v) >= sizeof tasks) {
+        fprintf(stderr,
+                "tandem: --tasks \"%s\": expected 1 to 8 comma-separated MuJoCo task names "
+                "(e.g. half_cheetah,hopper), none empty, %zu characters at most\n",
+                v, sizeof tasks - 1);
+        return 2;
+      }
       snprintf(tasks, sizeof tasks, "%s", v);
     } else {
       json = v;

@@ -293,6 +293,11 @@ static void test_bench_args(void) {
          "gpu");
   CHECKF(access(json, F_OK) != 0, "%s written by a command that failed while parsing", json);
 #ifdef TDM_MUJOCO
+  EXPECT(2, "--tasks \"\": expected 1 to 8 comma-separated", "bench", "envs", "--tasks", "");
+  EXPECT(2, "--tasks \"half_cheetah,,hopper\"", "bench", "envs", "--tasks", "half_cheetah,,hopper");
+  EXPECT(2, "--tasks \",\"", "bench", "envs", "--tasks", ",");
+  EXPECT(2, "--tasks \"hopper,\"", "bench", "envs", "--tasks", "hopper,");
+  EXPECT(2, "--tasks \"a,b,c,d,e,f,g,h,i\"", "bench", "envs", "--tasks", "a,b,c,d,e,f,g,h,i");
   EXPECT(2, "--seconds \"0\": expected a number in (0, 600]", "bench", "envs", "--seconds", "0",
          "--tasks", "nosuchtask");
   EXPECT(2, "--seconds \"\"", "bench", "envs", "--seconds", "", "--tasks", "nosuchtask");
