@@ -94,6 +94,22 @@ static lt_entry lt_cache[LT_CACHE];
 static int lt_cached;
 static std::mutex lt_mu;
 
+// One cuBLASLt setup call, made only while the calls before it (status cs, in the caller)
+// succeeded.
+#define LT(call)                                  \
+  do {                                            \
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = (call); \
+  } while (0)
+
+// Batch count nb and stride (elements) of a matrix layout of a strided batched matmul.
+static cublasStatus_t lt_batch(cublasLtMatrixLayout_t l, int32_t nb, int64_t stride) {
+  cublasStatus_t cs = CUBLAS_STATUS_SUCCESS;
+  LT(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
+  LT(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                      sizeof stride));
+  return cs;
+}
+
 // Run the prepared matmul D = op(A) op(B) (+ the descriptor's epilogue; C = D, beta 0) with the
 // algorithm cached for key, asking cuBLASLt once per key with the real alignments and workspace.
 // cs carries an earlier descriptor error (then nothing runs). *ok: an algorithm was known or found;
@@ -118,10 +134,6 @@ static cublasStatus_t lt_run(tdm_dev *dev, cublasStatus_t cs, const lt_key *key,
         algo = lt_cache[i].algo;
       }
   }
-#define LT(call)                                  \
-  do {                                            \
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = (call); \
-  } while (0)
   if (!found && cs == CUBLAS_STATUS_SUCCESS) {
     const uint64_t ws = dev->workspace_bytes;
     LT(cublasLtMatmulPreferenceCreate(&pref));
@@ -151,7 +163,6 @@ static cublasStatus_t lt_run(tdm_dev *dev, cublasStatus_t cs, const lt_key *key,
       lt_cached++;
     }
   }
-#undef LT
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
   if (*ok && cs == CUBLAS_STATUS_SUCCESS) {
     const float one = 1.0f, zero = 0.0f;
@@ -191,10 +202,6 @@ static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, cons
   cublasLtMatmulDesc_t op = NULL;
   cublasLtMatrixLayout_t la = NULL, lb = NULL, ly = NULL;
   cublasStatus_t cs = CUBLAS_STATUS_SUCCESS;
-#define LT(call)                                  \
-  do {                                            \
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = (call); \
-  } while (0)
   LT(cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F));
   LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
   LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB));
@@ -215,15 +222,9 @@ static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, cons
   if (batch > 1) {
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &s_b,
                                       sizeof s_b));
-    LT(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
-    LT(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_w,
-                                        sizeof s_w));
-    LT(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
-    LT(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_x,
-                                        sizeof s_x));
-    LT(cublasLtMatrixLayoutSetAttribute(ly, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
-    LT(cublasLtMatrixLayoutSetAttribute(ly, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_y,
-                                        sizeof s_y));
+    LT(lt_batch(la, nb, s_w));
+    LT(lt_batch(lb, nb, s_x));
+    LT(lt_batch(ly, nb, s_y));
   }
   // the algorithm: cached, else asked for with the real alignments and workspace
   lt_key key;
@@ -241,7 +242,6 @@ static tdm_status lt_linear(tdm_dev *dev, tdm_act act, int M, int N, int K, cons
   key.workspace = dev->workspace_bytes;
   bool ok = false;
   cs = lt_run(dev, cs, &key, op, la, lb, ly, W, X, Y, &ok, ran);
-#undef LT
   if (ly) cublasLtMatrixLayoutDestroy(ly);
   if (lb) cublasLtMatrixLayoutDestroy(lb);
   if (la) cublasLtMatrixLayoutDestroy(la);
@@ -325,10 +325,6 @@ extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, in
   cublasLtMatmulDesc_t op = NULL;
   cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
   cublasStatus_t cs = CUBLAS_STATUS_SUCCESS;
-#define LT(call)                                  \
-  do {                                            \
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = (call); \
-  } while (0)
   LT(cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F));
   LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tN, sizeof tN));
   LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tN, sizeof tN));
@@ -346,15 +342,9 @@ extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, in
                                       sizeof s_b));
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE, &aux_s,
                                       sizeof aux_s));
-    LT(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
-    LT(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_w,
-                                        sizeof s_w));
-    LT(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
-    LT(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_y,
-                                        sizeof s_y));
-    LT(cublasLtMatrixLayoutSetAttribute(ld, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
-    LT(cublasLtMatrixLayoutSetAttribute(ld, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s_x,
-                                        sizeof s_x));
+    LT(lt_batch(la, nb, s_w));
+    LT(lt_batch(lb, nb, s_y));
+    LT(lt_batch(ld, nb, s_x));
   }
   lt_key key;
   memset(&key, 0, sizeof key);
@@ -372,7 +362,6 @@ extern "C" tdm_status tdm_cuda_linear_drelu_bgrad(tdm_dev *dev, int M, int N, in
   key.workspace = dev->workspace_bytes;
   bool ok = false;
   cs = lt_run(dev, cs, &key, op, la, lb, ld, W, dY, dX, &ok, ran);
-#undef LT
   if (ld) cublasLtMatrixLayoutDestroy(ld);
   if (lb) cublasLtMatrixLayoutDestroy(lb);
   if (la) cublasLtMatrixLayoutDestroy(la);
