@@ -28,6 +28,17 @@ static int g_fused = -1;
 static double g_phase_us[64], g_work_us[64];
 static int g_nphase = 0;
 
+// One line: label, the n values and their sum.
+static void print_us(const char *label, const double *us, int n) {
+  double sum = 0;
+  printf("%s", label);
+  for (int i = 0; i < n; i++) {
+    printf(" %.1f", us[i]);
+    sum += us[i];
+  }
+  printf(" = %.1f\n", sum);
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: tandem bench sac [--device auto|cpu|cuda:N] [--updates N] [--prefill N]\n"
@@ -271,20 +282,9 @@ int tdm_bench_sac(int argc, char **argv) {
     printf("fused: 1 kernel per update (one persistent cooperative kernel), %.2fx the graph row\n",
            rows[0].per_s / rows[1].per_s);
   if (g_nphase > 0) {
-    double sum = 0;
-    printf("fused phases (us, block 0's clock, one update):");
-    for (int i = 0; i < g_nphase; i++) {
-      printf(" %.1f", g_phase_us[i]);
-      sum += g_phase_us[i];
-    }
-    printf(" = %.1f\n", sum);
-    sum = 0;
-    printf("fused phase work (us, phase start to its slowest block's end of work):");
-    for (int i = 0; i < g_nphase; i++) {
-      printf(" %.1f", g_work_us[i]);
-      sum += g_work_us[i];
-    }
-    printf(" = %.1f\n", sum);
+    print_us("fused phases (us, block 0's clock, one update):", g_phase_us, g_nphase);
+    print_us("fused phase work (us, phase start to its slowest block's end of work):", g_work_us,
+             g_nphase);
   }
   if (g_fused == 0)
     printf(
