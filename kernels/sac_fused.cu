@@ -27,6 +27,7 @@ namespace cg = cooperative_groups;
 #define FZ_BM 32
 #define FZ_BN 64
 #define FZ_CHUNK 12  // outputs per pass in row dot products (2 A = 12 at A = 6: one pass)
+#define FZ_RQ 4      // warps per batch row in the dL/da phase (each a quarter of the outputs)
 
 enum { FZ_EPI_FWD = 0, FZ_EPI_DX, FZ_EPI_DW };
 
@@ -105,12 +106,14 @@ static __device__ __forceinline__ float fz_adam_step(const tdm_sacf_args &a, flo
 static __device__ __forceinline__ void fz_adam(const tdm_sacf_args &a, float *p, float *m, float *v,
                                                float *ema, size_t i, float gi, float bc1,
                                                float bc2) {
-  float mi = m[i], vi = v[i];
-  float pn = fz_adam_step(a, p[i], mi, vi, gi, bc1, bc2);
+  // every load before the first store (the stores could alias them for the compiler): one round
+  // trip, not two
+  float mi = m[i], vi = v[i], pi = p[i], ei = ema ? ema[i] : 0.0f;
+  float pn = fz_adam_step(a, pi, mi, vi, gi, bc1, bc2);
   m[i] = mi;
   v[i] = vi;
   p[i] = pn;
-  if (ema) ema[i] = (1.0f - a.tau) * ema[i] + a.tau * pn;
+  if (ema) ema[i] = (1.0f - a.tau) * ei + a.tau * pn;
 }
 
 // x split into two TF32 values, hi + lo = x to about 2^-22 relative (3xTF32)
@@ -207,25 +210,8 @@ static __device__ __forceinline__ void fz_epi8(const tdm_sacf_args &a, const fz_
       w[q] = v[q] *
              (act == TDM_ACT_RELU ? act_df<TDM_ACT_RELU>(x[q], y[q]) : fz_dact(act, x[q], y[q]));
     st8(g.out + o, w);
-  } else {
+  } else {  // DW without Adam (with Adam: fz_epi_adam)
     st8(g.out + o, v);
-    if (g.adam) {
-      const float bc1 = g.critic ? c.bc1c : c.bc1a, bc2 = g.critic ? c.bc2c : c.bc2a;
-      ld8(g.p + o, w);
-      ld8(g.m + o, x);
-      ld8(g.v + o, y);
-#pragma unroll
-      for (int q = 0; q < 8; q++) w[q] = fz_adam_step(a, w[q], x[q], y[q], v[q], bc1, bc2);
-      st8(g.p + o, w);
-      st8(g.m + o, x);
-      st8(g.v + o, y);
-      if (g.ema) {
-        ld8(g.ema + o, x);
-#pragma unroll
-        for (int q = 0; q < 8; q++) x[q] = (1.0f - a.tau) * x[q] + a.tau * w[q];
-        st8(g.ema + o, x);
-      }
-    }
   }
 }
 
@@ -240,6 +226,63 @@ static __device__ __noinline__ void fz_epi_out(const tdm_sacf_args &a, const fz_
     fz_epi8<false>(a, c, g, e, m, n, nv, v);
 }
 
+#define FZ_PS (FZ_BN + 4)     // row stride of a partial tile in shared memory
+#define FZ_KQ (FZ_WARPS / 2)  // k quarters
+
+// The epilogue of a tile of a DW job with Adam (layer 0 and the head: few outputs per tile, long
+// Adam arithmetic): every thread takes outputs threadIdx.x, threadIdx.x + FZ_THREADS, ... of the
+// tile's rows x cols (then the bias elements when bias), the gradient summed from the k quarters'
+// partial tiles in part (and bpart) in the same order as the vector epilogue, all of its loads
+// issued before its first store. (8 consecutive outputs per thread left most threads idle and the
+// rest with 8 Adam steps in a row.)
+#define FZ_EPI_IT 4  // outputs per thread and pass (all of a pass's loads in flight together)
+static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz_ctx &c,
+                                                const fz_gemm &g, int e, int m0, int n0,
+                                                const float *part, const float *bpart, bool bias) {
+  const int M = g.M, N = g.N;
+  const int rows = min(FZ_BM, M - m0), cols = min(FZ_BN, N - n0);
+  const int nout = rows * cols, nall = nout + (bias ? rows : 0);
+  const float bc1 = g.critic ? c.bc1c : c.bc1a, bc2 = g.critic ? c.bc2c : c.bc2a;
+#pragma unroll 1
+  for (int i0 = threadIdx.x; i0 < nall; i0 += FZ_EPI_IT * FZ_THREADS) {
+    float gr[FZ_EPI_IT], pv[FZ_EPI_IT], mv[FZ_EPI_IT], vv[FZ_EPI_IT], ev[FZ_EPI_IT];
+    size_t off[FZ_EPI_IT];
+#pragma unroll
+    for (int it = 0; it < FZ_EPI_IT; it++) {
+      const int i = i0 + it * FZ_THREADS;
+      if (i >= nall) break;
+      const bool b = i >= nout;
+      const int mm = b ? i - nout : i / cols, nn = b ? 0 : i % cols;
+      const float *ps = b ? bpart + mm : part + mm * FZ_PS + nn;
+      const int st = b ? FZ_BM : FZ_BM * FZ_PS;
+      float s = ps[0];
+#pragma unroll
+      for (int w = 1; w < FZ_KQ; w++) s += ps[w * st];
+      gr[it] = s;
+      off[it] = b ? (size_t)e * M + m0 + mm : (size_t)e * M * N + (size_t)(m0 + mm) * N + n0 + nn;
+      const float *P = b ? g.bp : g.p, *Mo = b ? g.bm : g.m, *V = b ? g.bv : g.v,
+                  *E = b ? g.bema : g.ema;
+      pv[it] = P[off[it]], mv[it] = Mo[off[it]], vv[it] = V[off[it]];
+      ev[it] = E ? E[off[it]] : 0.0f;
+    }
+#pragma unroll
+    for (int it = 0; it < FZ_EPI_IT; it++) {
+      const int i = i0 + it * FZ_THREADS;
+      if (i >= nall) break;
+      const bool b = i >= nout;
+      float *G = b ? g.bg : g.out, *P = b ? g.bp : g.p, *Mo = b ? g.bm : g.m, *V = b ? g.bv : g.v,
+            *E = b ? g.bema : g.ema;
+      const size_t o = off[it];
+      const float pn = fz_adam_step(a, pv[it], mv[it], vv[it], gr[it], bc1, bc2);
+      G[o] = gr[it];
+      P[o] = pn;
+      Mo[o] = mv[it];
+      V[o] = vv[it];
+      if (E) E[o] = (1.0f - a.tau) * ev[it] + a.tau * pn;
+    }
+  }
+}
+
 // Tile t of job g on tensor cores, split over the warps. Warp w takes the half w % 2 of the tile's
 // BN columns and the 16-wide k blocks w / 2, w / 2 + FZ_KQ, ... of K; its threads copy their
 // operand pieces of the next two k blocks into shared-memory staging slots (cp.async) while the
@@ -252,9 +295,7 @@ static __device__ __noinline__ void fz_epi_out(const tdm_sacf_args &a, const fz_
 // fixed order (deterministic), then the epilogue, 8 outputs per thread. ta, tb: the layouts of A
 // and B (fz_gemm), template arguments so that a staged block is placed in registers without
 // run-time selects.
-#define FZ_PS (FZ_BN + 4)     // row stride of a partial tile in shared memory
-#define FZ_KQ (FZ_WARPS / 2)  // k quarters
-#define FZ_WSTG 3             // staging slots per thread (k blocks in flight + 1)
+#define FZ_WSTG 3  // staging slots per thread (k blocks in flight + 1)
 // dynamic shared memory of fz_tile_w: the partial tiles and bias sums, then the staging slots
 #define FZ_PART_FLOATS (FZ_KQ * FZ_BM * FZ_PS + FZ_KQ * FZ_BM)
 #define FZ_W_DYN_BYTES \
@@ -463,6 +504,10 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
     }
   }
   __syncthreads();
+  if (g.epi == FZ_EPI_DW && g.adam) {
+    fz_epi_adam(a, c, g, e, m0, n0, part, bpart, g.bg && n0 == 0);
+    return;
+  }
   // 8 outputs per thread: row mm, columns nn .. nn + 7 of the tile
   const int mm = threadIdx.x >> 3, nn = (threadIdx.x & 7) * 8;
   float v[8];
@@ -535,13 +580,14 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
 // ---------------------------------------------------------------------------------------------
 // job builders
 
-// Forward of hidden layer l of net n over X (M rows per member; member stride sX of X).
+// Forward of hidden layer l of net n over X (M rows per member, row stride ldx or in_l when 0;
+// member stride sX of X).
 static __device__ fz_gemm fz_fwd(const tdm_sacf_net &n, const float *P, int l, int E, int M,
                                  const float *X, const float *X2, int msplit, long long sX,
-                                 float *z, float *h) {
+                                 float *z, float *h, int ldx = 0) {
   fz_gemm g = {};
   g.M = M, g.N = n.out[l], g.K = n.in[l], g.E = E;
-  g.A = X, g.A2 = X2, g.msplit = msplit, g.lda = n.in[l], g.ta = 0, g.sA = sX;
+  g.A = X, g.A2 = X2, g.msplit = msplit, g.lda = ldx ? ldx : n.in[l], g.ta = 0, g.sA = sX;
   g.Bm = P + n.w[l], g.ldb = n.in[l], g.tb = 1, g.sB = (long long)n.out[l] * n.in[l];
   g.epi = FZ_EPI_FWD, g.bias = P + n.b[l], g.z = z, g.h = h;
   return g;
@@ -614,34 +660,39 @@ static __device__ __noinline__ void fz_row_dots(const float *x, const float *W, 
   __syncwarp();
 }
 
-// dz[j] = d w[j] act'(z[j], h[j]) for j < n over the warp's lanes (restrict: the loads of later
-// j need not wait for earlier stores). RELU: the derivative inline, so that the loads of several j
-// are in flight together (a call inside the loop made every iteration wait for its loads).
+// dz[j] = d w[j] act'(z[j], h[j]) for j0 <= j < j1 over the warp's lanes (restrict: the loads of
+// later j need not wait for earlier stores). RELU: the derivative inline, so that the loads of
+// several j are in flight together (a call inside the loop made every iteration wait for its
+// loads).
 template <bool RELU>
 static __device__ __forceinline__ void fz_dz_row_t(float *__restrict__ dz,
                                                    const float *__restrict__ w,
                                                    const float *__restrict__ z,
-                                                   const float *__restrict__ h, float d, int n,
-                                                   int act) {
+                                                   const float *__restrict__ h, float d, int j0,
+                                                   int j1, int act) {
 #pragma unroll 8
-  for (int j = threadIdx.x & 31; j < n; j += 32)
+  for (int j = j0 + (threadIdx.x & 31); j < j1; j += 32)
     dz[j] = d * w[j] * (RELU ? act_df<TDM_ACT_RELU>(z[j], h[j]) : fz_dact(act, z[j], h[j]));
 }
 static __device__ __forceinline__ void fz_dz_row(float *dz, const float *w, const float *z,
-                                                 const float *h, float d, int n, int act) {
+                                                 const float *h, float d, int j0, int j1, int act) {
   if (act == TDM_ACT_RELU)
-    fz_dz_row_t<true>(dz, w, z, h, d, n, act);
+    fz_dz_row_t<true>(dz, w, z, h, d, j0, j1, act);
   else
-    fz_dz_row_t<false>(dz, w, z, h, d, n, act);
+    fz_dz_row_t<false>(dz, w, z, h, d, j0, j1, act);
 }
 
-// dz[i] = (sum_k dh[k] W[k, i]) act'(z[i], h[i]) for i < n, k < nk (W (nk, n)), over the lanes.
+// dz[i] = (sum_k dh[k] W[k, i]) act'(z[i], h[i]) for i0 <= i < i1, k < nk (W (nk, n)), over the
+// lanes.
 template <bool RELU>
-static __device__ __forceinline__ void fz_dz_from_head_t(
-    float *__restrict__ dz, const float *__restrict__ W, const float *__restrict__ dh,
-    const float *__restrict__ z, const float *__restrict__ h, int nk, int n, int act) {
+static __device__ __forceinline__ void fz_dz_from_head_t(float *__restrict__ dz,
+                                                         const float *__restrict__ W,
+                                                         const float *__restrict__ dh,
+                                                         const float *__restrict__ z,
+                                                         const float *__restrict__ h, int nk, int n,
+                                                         int i0, int i1, int act) {
 #pragma unroll 4
-  for (int i = threadIdx.x & 31; i < n; i += 32) {
+  for (int i = i0 + (threadIdx.x & 31); i < i1; i += 32) {
     float s = 0.0f;
 #pragma unroll 4
     for (int k = 0; k < nk; k++) s = fmaf(dh[k], W[(size_t)k * n + i], s);
@@ -650,11 +701,42 @@ static __device__ __forceinline__ void fz_dz_from_head_t(
 }
 static __device__ __forceinline__ void fz_dz_from_head(float *dz, const float *W, const float *dh,
                                                        const float *z, const float *h, int nk,
-                                                       int n, int act) {
+                                                       int n, int i0, int i1, int act) {
   if (act == TDM_ACT_RELU)
-    fz_dz_from_head_t<true>(dz, W, dh, z, h, nk, n, act);
+    fz_dz_from_head_t<true>(dz, W, dh, z, h, nk, n, i0, i1, act);
   else
-    fz_dz_from_head_t<false>(dz, W, dh, z, h, nk, n, act);
+    fz_dz_from_head_t<false>(dz, W, dh, z, h, nk, n, i0, i1, act);
+}
+
+// out[j] = sum over both critics e and hidden units i0 <= i < i1 of dz0[e, r, i] W0_e[i, O + j],
+// for j < A, into shared memory (one warp; lane 0 writes): a share of dL/da of row r.
+static __device__ __noinline__ void fz_da_part(const tdm_sacf_args &a, const tdm_sacf_net &cn,
+                                               const float *dz0, int r, int i0, int i1,
+                                               float *out) {
+  const int lane = threadIdx.x & 31, H0 = cn.out[0], W = a.O + a.A, A = a.A, B = a.B;
+  for (int k0 = 0; k0 < A; k0 += FZ_CHUNK) {
+    float s[FZ_CHUNK];
+#pragma unroll
+    for (int q = 0; q < FZ_CHUNK; q++) s[q] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 2; e++) {  // unrolled: both critics' loads in flight together
+      const float *w0 = cn.p + cn.w[0] + (size_t)e * H0 * W + a.O;
+      const float *dzr = dz0 + ((size_t)e * B + r) * H0;
+#pragma unroll 2
+      for (int i = i0 + lane; i < i1; i += 32) {
+        const float d = dzr[i];
+#pragma unroll
+        for (int q = 0; q < FZ_CHUNK; q++)
+          if (k0 + q < A) s[q] = fmaf(d, w0[(size_t)i * W + k0 + q], s[q]);
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < FZ_CHUNK; q++) {
+      const float v = tdm_warp_sum(s[q]);
+      if (lane == 0 && k0 + q < A) out[k0 + q] = v;
+    }
+  }
+  __syncwarp();
 }
 
 // Deterministic block sum of part[0 .. n) (all threads; result in every thread).
@@ -772,15 +854,15 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   auto no_row = [](int) {};
   auto no_elem = [](size_t, size_t) {};
 
-  // ---- phase 0: sample, xq = [s | a], noise
-  // and the zero-padded copies of xq and s for the weight gradients of layer 0 (one index space
-  // over the kinds of item, so that a thread has one item, not one of each)
+  // ---- phase 0: sample, the noise, xq = [s | a] and s with zero columns up to a multiple of 4
+  // (layer 0 of the critic and the weight gradients of layer 0 read them; one index space over the
+  // kinds of item, so that a thread has one item, not one of each)
   fz_phase(a, c, jobs, 0, 0, sm, no_row, [&](size_t i0, size_t st) {
     const int Wt = cols.total_width;
-    const size_t n1 = (size_t)B * Wt, n2 = (size_t)B * W, ne = (size_t)2 * B * A;
+    const size_t n1 = (size_t)B * Wt, ne = (size_t)2 * B * A;
     const int Wp = fz_pad4(W), Op = fz_pad4(O);
-    const size_t n3 = (ne + 3) / 4, n4 = (size_t)B * Wp, n5 = (size_t)B * Op;
-    for (size_t t = i0; t < n1 + n2 + n3 + n4 + n5; t += st) {
+    const size_t n2 = (ne + 3) / 4, n3 = (size_t)B * Wp, n4 = (size_t)B * Op;
+    for (size_t t = i0; t < n1 + n2 + n3 + n4; t += st) {
       if (t < n1) {
         int r = (int)(t / Wt), j = (int)(t % Wt), col;
         int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
@@ -789,21 +871,16 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
         int w = cols.width[k];
         cols.batch[k][(size_t)r * w + col] = cols.ring[k][(size_t)row * w + col];
       } else if (t < n1 + n2) {
-        const size_t i = t - n1;
-        int r = (int)(i / W), j = (int)(i % W);
-        int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
-        a.xq[i] = j < O ? cols.ring[0][(size_t)row * O + j] : cols.ring[1][(size_t)row * A + j - O];
-      } else if (t < n1 + n2 + n3) {
-        fz_normals(&c.rng, a.rs_eps, t - n1 - n2, a.epsn, ne);
-      } else if (t < n1 + n2 + n3 + n4) {  // xq with zero columns up to Wp
-        const size_t i = t - n1 - n2 - n3;
+        fz_normals(&c.rng, a.rs_eps, t - n1, a.epsn, ne);
+      } else if (t < n1 + n2 + n3) {  // xq with zero columns up to Wp
+        const size_t i = t - n1 - n2;
         int r = (int)(i / Wp), j = (int)(i % Wp);
         int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
         a.xq_pad[i] = j < O   ? cols.ring[0][(size_t)row * O + j]
                       : j < W ? cols.ring[1][(size_t)row * A + j - O]
                               : 0.0f;
       } else {  // s with zero columns up to Op
-        const size_t i = t - n1 - n2 - n3 - n4;
+        const size_t i = t - n1 - n2 - n3;
         int r = (int)(i / Op), j = (int)(i % Op);
         int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
         a.obs_pad[i] = j < O ? cols.ring[0][(size_t)row * O + j] : 0.0f;
@@ -817,8 +894,9 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     if (t0) {
       jobs[0] = fz_fwd(an, an.p, l, 1, 2 * B, l == 0 ? obs : a.ha[l - 1], l == 0 ? nobs : NULL, B,
                        0, a.za[l], a.ha[l]);
-      jobs[1] = fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq : a.hc[l - 1], NULL, 0,
-                       l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l]);
+      jobs[1] =
+          fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pad : a.hc[l - 1], NULL, 0,
+                 l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l], l == 0 ? fz_pad4(W) : 0);
     }
     fz_phase(a, c, jobs, 2, 0, sm, no_row, no_elem);
     FZ_SYNC();
@@ -880,40 +958,46 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     FZ_SYNC();
   }
 
-  // dz of the critic's last hidden layer for row r from dq (both members; one warp)
-  auto critic_dz_last = [&](int r) {
-    float *dz = a.dzc[(L - 2) & 1];
-    for (int e = 0; e < 2; e++) {
-      float d = a.dq[(size_t)e * B + r];
-      const float *wl = cn.p + cn.w[L - 1] + (size_t)e * Hc;
-      size_t o = ((size_t)e * B + r) * Hc;
-      fz_dz_row(dz + o, wl, a.zc[L - 2] + o, a.hc[L - 2] + o, d, Hc, a.act);
-    }
+  // A Q-head phase: per batch row r, Q of both critics from the last hidden activations H with
+  // parameters P (hv), then loss(r, hv, write, dq) sets dq[0..1] = dL/dQ (and writes the row's
+  // outputs when write), then dz of the critic's last hidden layer. FZ_RQ warps per row: each
+  // computes Q and dq itself (no block barrier) and a quarter of dz; the first one writes.
+  auto q_phase = [&](const float *H, const float *P, auto loss) {
+    const int rpt = FZ_WARPS / FZ_RQ;
+    fz_phase(
+        a, c, jobs, 0, (B + rpt - 1) / rpt, sm,
+        [&](int t) {
+          const int r = t * rpt + warp / FZ_RQ, qtr = warp % FZ_RQ;
+          if (r < B) {
+            float *hv = sm.r.v[warp], d[2];
+            q_row(H, P, r, hv);
+            loss(r, hv, lane == 0 && qtr == 0, d);
+            float *dz = a.dzc[(L - 2) & 1];
+            const int i0 = qtr * Hc / FZ_RQ, i1 = (qtr + 1) * Hc / FZ_RQ;
+            for (int e = 0; e < 2; e++) {
+              const float *wl = cn.p + cn.w[L - 1] + (size_t)e * Hc;
+              const size_t o = ((size_t)e * B + r) * Hc;
+              fz_dz_row(dz + o, wl, a.zc[L - 2] + o, a.hc[L - 2] + o, d[e], i0, i1, a.act);
+            }
+          }
+          __syncwarp();
+        },
+        no_elem);
   };
 
   // ---- target head, y, critic loss, dQ, dz of the last hidden layer
-  fz_phase(
-      a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS, sm,
-      [&](int t) {
-        int r = t * FZ_WARPS + warp;
-        if (r < B) {
-          float *hv = sm.r.v[warp];
-          q_row(a.ht[L - 2], a.target, r, hv);
-          float mn = fminf(hv[0], hv[1]);
-          float yb = rew[r] + a.gamma * (1.0f - term[r]) * (mn - c.alpha * a.logp_next[r]);
-          float q0 = a.q[r], q1 = a.q[B + r], d0 = q0 - yb, d1 = q1 - yb;
-          if (lane == 0) {
-            a.dq[r] = d0 * inv;
-            a.dq[B + r] = d1 * inv;
-            a.part[r] = (double)d0 * d0 + (double)d1 * d1;
-            a.part[B + r] = (double)q0 + (double)q1;
-          }
-          __syncwarp();
-          critic_dz_last(r);
-        }
-        __syncwarp();
-      },
-      no_elem);
+  q_phase(a.ht[L - 2], a.target, [&](int r, const float *hv, bool write, float *d) {
+    const float mn = fminf(hv[0], hv[1]);
+    const float yb = rew[r] + a.gamma * (1.0f - term[r]) * (mn - c.alpha * a.logp_next[r]);
+    const float q0 = a.q[r], q1 = a.q[B + r], d0 = q0 - yb, d1 = q1 - yb;
+    d[0] = d0 * inv, d[1] = d1 * inv;
+    if (write) {
+      a.dq[r] = d[0];
+      a.dq[B + r] = d[1];
+      a.part[r] = (double)d0 * d0 + (double)d1 * d1;
+      a.part[B + r] = (double)q0 + (double)q1;
+    }
+  });
   FZ_SYNC();
 
   // ---- critic backward and Adam (+ Polyak)
@@ -951,29 +1035,19 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
       FZ_SYNC();
     }
     // ---- Q(s, pi(s)), the actor loss, dQ, dz of the critic's last hidden layer
-    fz_phase(
-        a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS, sm,
-        [&](int t) {
-          int r = t * FZ_WARPS + warp;
-          if (r < B) {
-            float *hv = sm.r.v[warp];
-            q_row(a.hc[L - 2], cn.p, r, hv);
-            float q0 = hv[0], q1 = hv[1];
-            bool first = q0 <= q1;
-            float mn = first ? q0 : q1, lp = a.logp[r];
-            if (lane == 0) {
-              a.dq[r] = first ? -inv : 0.0f;
-              a.dq[B + r] = first ? 0.0f : -inv;
-              a.dlogp[r] = c.alpha * inv;
-              a.part[2 * B + r] = (double)(c.alpha * lp - mn);
-              a.part[3 * B + r] = (double)lp;
-            }
-            __syncwarp();
-            critic_dz_last(r);
-          }
-          __syncwarp();
-        },
-        no_elem);
+    q_phase(a.hc[L - 2], cn.p, [&](int r, const float *hv, bool write, float *d) {
+      const float q0 = hv[0], q1 = hv[1];
+      const bool first = q0 <= q1;
+      const float mn = first ? q0 : q1, lp = a.logp[r];
+      d[0] = first ? -inv : 0.0f, d[1] = first ? 0.0f : -inv;
+      if (write) {
+        a.dq[r] = d[0];
+        a.dq[B + r] = d[1];
+        a.dlogp[r] = c.alpha * inv;
+        a.part[2 * B + r] = (double)(c.alpha * lp - mn);
+        a.part[3 * B + r] = (double)lp;
+      }
+    });
     FZ_SYNC();
     // ---- the critic's input gradient down to layer 0
     for (int l = L - 2; l >= 1; l--) {
@@ -982,70 +1056,66 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
       fz_phase(a, c, jobs, 1, 0, sm, no_row, no_elem);
       FZ_SYNC();
     }
-    // ---- per row: dL/da through layer 0 of both critics, the squash backward, the actor head's
-    // backward into dz of the actor's last hidden layer; one extra task reduces the statistics
-    fz_phase(
-        a, c, jobs, 0, (B + FZ_WARPS - 1) / FZ_WARPS + 1, sm,
-        [&](int t) {
-          if (t == (B + FZ_WARPS - 1) / FZ_WARPS) {
-            double loss = fz_block_sum(a.part + 2 * B, B, sm);
-            double ls = fz_block_sum(a.part + 3 * B, B, sm);
-            if (threadIdx.x == 0) {
-              float mean_logp = (float)(ls / B);
-              if (a.ent_auto) a.g_log_alpha[0] = -(mean_logp + a.target_entropy);
-              a.stats[TDM_SAC_ST_ACTOR] = (float)(loss / B);
-              a.stats[TDM_SAC_ST_ENTROPY] = -mean_logp;
+    // ---- per row: dL/da (the sums of the partials of the phase before, or with one hidden layer
+    // through layer 0 of both critics here), the squash backward, the actor head's backward into
+    // dz of the actor's last hidden layer; FZ_RQ warps per row, each a quarter of the hidden
+    // outputs; one extra task reduces the statistics
+    {
+      const int rpt = FZ_WARPS / FZ_RQ, ntr = (B + rpt - 1) / rpt;
+      fz_phase(
+          a, c, jobs, 0, ntr + 1, sm,
+          [&](int t) {
+            if (t == ntr) {
+              double loss = fz_block_sum(a.part + 2 * B, B, sm);
+              double ls = fz_block_sum(a.part + 3 * B, B, sm);
+              if (threadIdx.x == 0) {
+                float mean_logp = (float)(ls / B);
+                if (a.ent_auto) a.g_log_alpha[0] = -(mean_logp + a.target_entropy);
+                a.stats[TDM_SAC_ST_ACTOR] = (float)(loss / B);
+                a.stats[TDM_SAC_ST_ENTROPY] = -mean_logp;
+              }
+              return;
             }
-            return;
-          }
-          int r = t * FZ_WARPS + warp;
-          if (r < B) {
-            float *da = sm.r.v[warp], *dh = da + TDM_SAC_FUSED_MAX_ACT;
-            const int H0 = cn.out[0];
-            const float *dz0 = a.dzc[0];
-            for (int k0 = 0; k0 < A; k0 += FZ_CHUNK) {
-              float s[FZ_CHUNK];
-#pragma unroll
-              for (int q = 0; q < FZ_CHUNK; q++) s[q] = 0.0f;
-#pragma unroll
-              for (int e = 0; e < 2; e++) {  // unrolled: both critics' loads in flight together
-                const float *w0 = cn.p + cn.w[0] + (size_t)e * H0 * W;
-                const float *dzr = dz0 + ((size_t)e * B + r) * H0;
-#pragma unroll 4
-                for (int i = lane; i < H0; i += 32) {
-                  float d = dzr[i];
-#pragma unroll
-                  for (int q = 0; q < FZ_CHUNK; q++)
-                    if (k0 + q < A) s[q] = fmaf(d, w0[(size_t)i * W + O + k0 + q], s[q]);
+            // warp (row, quarter): its quarter of the hidden units' share of dL/da, then (after
+            // the block barrier) the sum of the row's four in order
+            const int r = t * rpt + warp / FZ_RQ, qtr = warp % FZ_RQ, H0 = cn.out[0];
+            float *pd = sm.r.v[warp], *da = pd + TDM_SAC_FUSED_MAX_ACT,
+                  *dh = da + TDM_SAC_FUSED_MAX_ACT;
+            if (r < B) fz_da_part(a, cn, a.dzc[0], r, qtr * H0 / FZ_RQ, (qtr + 1) * H0 / FZ_RQ, pd);
+            __syncthreads();
+            if (r < B) {
+              if (lane < A) {
+                const float *p0 = sm.r.v[warp - qtr];
+                float s = p0[lane];
+                for (int w = 1; w < FZ_RQ; w++) s += p0[w * 4 * TDM_SAC_FUSED_MAX_ACT + lane];
+                da[lane] = s;
+              }
+              __syncwarp();
+              const float *hd = a.head + (size_t)r * 2 * A;
+              const float *ev = a.epsn + (size_t)B * A + (size_t)r * A;
+              for (int j = lane; j < A; j += 32) {
+                float dm, ds;
+                squash_bwd_elem(hd[j], hd[A + j], ev[j], a.a_pi[(size_t)r * A + j], da[j],
+                                a.dlogp[r], a.lo, a.hi, &dm, &ds);
+                dh[j] = dm;
+                dh[A + j] = ds;
+                if (qtr == 0) {
+                  a.dhead[(size_t)r * 2 * A + j] = dm;
+                  a.dhead[(size_t)r * 2 * A + A + j] = ds;
                 }
               }
-#pragma unroll
-              for (int q = 0; q < FZ_CHUNK; q++) {
-                float v = tdm_warp_sum(s[q]);
-                if (lane == 0 && k0 + q < A) da[k0 + q] = v;
-              }
+              __syncwarp();
+              float *dz = a.dza[(L - 2) & 1];
+              const float *wh = an.p + an.w[L - 1];  // (2A, Ha)
+              const size_t o = (size_t)r * Ha;
+              const int q0 = qtr * Ha / FZ_RQ, q1 = (qtr + 1) * Ha / FZ_RQ;
+              fz_dz_from_head(dz + o, wh, dh, a.za[L - 2] + o, a.ha[L - 2] + o, 2 * A, Ha, q0, q1,
+                              a.act);
             }
             __syncwarp();
-            const float *hd = a.head + (size_t)r * 2 * A;
-            const float *ev = a.epsn + (size_t)B * A + (size_t)r * A;
-            for (int j = lane; j < A; j += 32) {
-              float dm, ds;
-              squash_bwd_elem(hd[j], hd[A + j], ev[j], a.a_pi[(size_t)r * A + j], da[j], a.dlogp[r],
-                              a.lo, a.hi, &dm, &ds);
-              dh[j] = dm;
-              dh[A + j] = ds;
-              a.dhead[(size_t)r * 2 * A + j] = dm;
-              a.dhead[(size_t)r * 2 * A + A + j] = ds;
-            }
-            __syncwarp();
-            float *dz = a.dza[(L - 2) & 1];
-            const float *wh = an.p + an.w[L - 1];  // (2A, Ha)
-            size_t o = (size_t)r * Ha;
-            fz_dz_from_head(dz + o, wh, dh, a.za[L - 2] + o, a.ha[L - 2] + o, 2 * A, Ha, a.act);
-          }
-          __syncwarp();
-        },
-        no_elem);
+          },
+          no_elem);
+    }
     FZ_SYNC();
     // ---- actor backward and Adam; the temperature's Adam in the last phase
     fz_bwd ab;

@@ -29,7 +29,6 @@ static size_t layout(tdm_sacf_args *a, float *base, int B, int O, int A, int L, 
     a->ht[l] = take(p, 2 * b * h);
   }
   a->head = take(p, 2 * b * 2 * A);
-  a->xq = take(p, b * w);
   a->xq_next = take(p, b * w);
   a->xq_pi = take(p, b * w);
   a->xq_pad = take(p, b * ((w + 3) & ~(size_t)3));

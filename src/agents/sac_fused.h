@@ -10,7 +10,7 @@
 //   L          heads: actor mean/log_std and the squash (xq_next = [s' | a'], logp'; the actor
 //              step's xq_pi = [s | pi(s)], logp), critic Q(s, a)
 //   then       the target's hidden layers over xq_next; the target head with y, the critic loss,
-//              dQ and the last hidden layer's dz (one row per warp)
+//              dQ and the last hidden layer's dz
 //   then       critic backward, one phase per hidden layer: dz of the layer below (GEMM with the
 //              activation derivative), weight gradients (GEMM), bias gradients (column sums);
 //              Adam (+ Polyak) on each parameter as soon as nothing in the phase reads it (the
@@ -20,6 +20,8 @@
 //              dQ, the critic's input gradient down to layer 0, then per row dL/da, the squash
 //              backward and the actor head's backward, then the actor backward like the critic's,
 //              the temperature's Adam in the last phase
+// The Q-head and dL/da row phases give each batch row to 4 warps (each computes the row's few
+// shared values itself and a quarter of its outputs), so that most blocks have work.
 // The step counters and the RNG counter are read by every block at the start and incremented by
 // one thread at the end (after the last barrier). Reductions run in a fixed order: deterministic.
 #ifndef TANDEM_SAC_FUSED_H
@@ -65,9 +67,9 @@ typedef struct {
   float *zc[TDM_SACF_MAXL], *hc[TDM_SACF_MAXL];  // critic (2, B, H)
   float *zt[TDM_SACF_MAXL], *ht[TDM_SACF_MAXL];  // target (2, B, H)
   float *head;                                   // (2B, 2A) actor head over [s; s']
-  float *xq, *xq_next, *xq_pi;                   // (B, O + A)
-  float *xq_pad, *obs_pad;  // (B, O + A) and (B, O) with zero columns up to a multiple of 4 (the
-                            // weight gradients of layer 0 read them with 16-byte copies)
+  float *xq_next, *xq_pi;                        // (B, O + A)
+  float *xq_pad, *obs_pad;  // xq = [s | a] (B, O + A) and s (B, O), rows padded with zero columns
+                            // to a multiple of 4 (layer 0's weight gradients take 16-byte copies)
   float *a_pi, *logp, *logp_next, *dlogp;  // (B, A), (B), (B), (B)
   float *q, *dq;                           // (2, B)
   float *dzc[2];                           // (2, B, H) ping-pong
