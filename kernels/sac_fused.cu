@@ -28,6 +28,7 @@ namespace cg = cooperative_groups;
 #define FZ_BN 64
 #define FZ_CHUNK 12  // outputs per pass in row dot products (2 A = 12 at A = 6: one pass)
 #define FZ_RQ 4      // warps per batch row in the dL/da phase (each a quarter of the outputs)
+#define FZ_SROWS 2   // batch rows per task of the sample phase
 
 enum { FZ_EPI_FWD = 0, FZ_EPI_DX, FZ_EPI_DW };
 
@@ -140,12 +141,6 @@ static __device__ __noinline__ float fz_act(int act, float x) {
 }
 static __device__ __noinline__ float fz_dact(int act, float x, float y) {
   return act_df_rt(act, x, y);
-}
-
-// Ring row of batch row r (sample_index out of line: it is used in two loops).
-static __device__ __noinline__ int32_t fz_sample_row(const tdm_rng_ctr *rng, uint32_t stream, int r,
-                                                     int32_t size) {
-  return sample_index(rng, stream, r, size);
 }
 
 // Normals 4 g .. 4 g + 3 of sub-stream stream into x (n elements in all), as fill_normal_kernel
@@ -854,39 +849,48 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   auto no_row = [](int) {};
   auto no_elem = [](size_t, size_t) {};
 
-  // ---- phase 0: sample, the noise, xq = [s | a] and s with zero columns up to a multiple of 4
-  // (layer 0 of the critic and the weight gradients of layer 0 read them; one index space over the
-  // kinds of item, so that a thread has one item, not one of each)
-  fz_phase(a, c, jobs, 0, 0, sm, no_row, [&](size_t i0, size_t st) {
-    const int Wt = cols.total_width;
-    const size_t n1 = (size_t)B * Wt, ne = (size_t)2 * B * A;
-    const int Wp = fz_pad4(W), Op = fz_pad4(O);
-    const size_t n2 = (ne + 3) / 4, n3 = (size_t)B * Wp, n4 = (size_t)B * Op;
-    for (size_t t = i0; t < n1 + n2 + n3 + n4; t += st) {
-      if (t < n1) {
-        int r = (int)(t / Wt), j = (int)(t % Wt), col;
-        int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
-        if (j == 0) a.idx[r] = row;
-        int k = col_of(cols, j, &col);
-        int w = cols.width[k];
-        cols.batch[k][(size_t)r * w + col] = cols.ring[k][(size_t)row * w + col];
-      } else if (t < n1 + n2) {
-        fz_normals(&c.rng, a.rs_eps, t - n1, a.epsn, ne);
-      } else if (t < n1 + n2 + n3) {  // xq with zero columns up to Wp
-        const size_t i = t - n1 - n2;
-        int r = (int)(i / Wp), j = (int)(i % Wp);
-        int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
-        a.xq_pad[i] = j < O   ? cols.ring[0][(size_t)row * O + j]
-                      : j < W ? cols.ring[1][(size_t)row * A + j - O]
-                              : 0.0f;
-      } else {  // s with zero columns up to Op
-        const size_t i = t - n1 - n2 - n3;
-        int r = (int)(i / Op), j = (int)(i % Op);
-        int32_t row = fz_sample_row(&c.rng, a.rs_sample, r, c.size);
-        a.obs_pad[i] = j < O ? cols.ring[0][(size_t)row * O + j] : 0.0f;
-      }
-    }
-  });
+  // ---- phase 0: sample the batch, xq = [s | a] and s with zero columns up to a multiple of 4
+  // (layer 0 of the critic and the weight gradients of layer 0 read them), the noise. Row tasks of
+  // FZ_SROWS batch rows: the ring rows drawn once per row (shared memory), then one item per
+  // thread over the rows' columns of the three; the noise on the blocks without a task.
+  {
+    const int Wt = cols.total_width, Wp = fz_pad4(W), Op = fz_pad4(O), per = Wt + Wp + Op;
+    const size_t ne = (size_t)2 * B * A;
+    fz_phase(
+        a, c, jobs, 0, (B + FZ_SROWS - 1) / FZ_SROWS, sm,
+        [&](int t) {
+          __shared__ int32_t ring_row[FZ_SROWS];
+          const int r0 = t * FZ_SROWS;
+          if (threadIdx.x < FZ_SROWS && r0 + (int)threadIdx.x < B) {
+            const int r = r0 + threadIdx.x;
+            ring_row[threadIdx.x] = a.idx[r] = sample_index(&c.rng, a.rs_sample, r, c.size);
+          }
+          __syncthreads();
+          for (int i = threadIdx.x; i < FZ_SROWS * per; i += FZ_THREADS) {
+            const int rr = i / per, r = r0 + rr;
+            if (r >= B) break;
+            const int32_t row = ring_row[rr];
+            int j = i % per;
+            if (j < Wt) {  // the batch columns
+              int col, k = col_of(cols, j, &col);
+              const int w = cols.width[k];
+              cols.batch[k][(size_t)r * w + col] = cols.ring[k][(size_t)row * w + col];
+            } else if ((j -= Wt) < Wp) {  // xq with zero columns up to Wp
+              a.xq_pad[(size_t)r * Wp + j] = j < O   ? cols.ring[0][(size_t)row * O + j]
+                                             : j < W ? cols.ring[1][(size_t)row * A + j - O]
+                                                     : 0.0f;
+            } else {  // s with zero columns up to Op
+              j -= Wp;
+              a.obs_pad[(size_t)r * Op + j] = j < O ? cols.ring[0][(size_t)row * O + j] : 0.0f;
+            }
+          }
+          __syncthreads();  // ring_row before the next task
+        },
+        [&](size_t i0, size_t st) {
+          for (size_t g = i0; g < (ne + 3) / 4; g += st)
+            fz_normals(&c.rng, a.rs_eps, g, a.epsn, ne);
+        });
+  }
   FZ_SYNC();
 
   // ---- hidden layers of the actor over [s; s'] and the critic over xq
