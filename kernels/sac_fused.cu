@@ -65,7 +65,8 @@ struct fz_ctx {
 
 struct fz_smem {
   struct {
-    float v[FZ_WARPS][4 * TDM_SAC_FUSED_MAX_ACT];  // per warp: head / dL/da, dhead
+    // per warp: Q values; or a share of dL/da, dL/da, dhead
+    float v[FZ_WARPS][4 * TDM_SAC_FUSED_MAX_ACT];
   } r;
   double red[32];
 };
@@ -1060,10 +1061,10 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
       fz_phase(a, c, jobs, 1, 0, sm, no_row, no_elem);
       FZ_SYNC();
     }
-    // ---- per row: dL/da (the sums of the partials of the phase before, or with one hidden layer
-    // through layer 0 of both critics here), the squash backward, the actor head's backward into
-    // dz of the actor's last hidden layer; FZ_RQ warps per row, each a quarter of the hidden
-    // outputs; one extra task reduces the statistics
+    // ---- per row: dL/da through layer 0 of both critics, the squash backward, the actor head's
+    // backward into dz of the actor's last hidden layer; FZ_RQ warps per row, each with a quarter
+    // of the hidden units (dL/da: summed over the row's warps after a block barrier; the head's
+    // backward: a quarter of its outputs); one extra task reduces the statistics
     {
       const int rpt = FZ_WARPS / FZ_RQ, ntr = (B + rpt - 1) / rpt;
       fz_phase(
