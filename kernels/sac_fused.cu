@@ -53,6 +53,7 @@ struct fz_gemm {
   // DW: bias gradient sum_k A(m, k) (the column sums of dz) into bg (member stride M) with Adam
   // on bp (+ Polyak into bema), by the tiles of column block 0; NULL: none
   float *bg, *bp, *bm, *bv, *bema;
+  int vecA, vecB;  // 16-byte copies possible: stride 1 along k / n, aligned (set by fz_plan_build)
 };
 
 // Per-block copies of the values the update reads before anything changes them.
@@ -95,6 +96,12 @@ static __device__ __forceinline__ void fz_cp_wait(void) {
 
 static __device__ __forceinline__ int fz_tiles(const fz_gemm &g) {
   return g.E * ((g.M + FZ_BM - 1) / FZ_BM) * ((g.N + FZ_BN - 1) / FZ_BN);
+}
+
+// The Polyak target p when this update has a Polyak step, else NULL (the plans carry the target's
+// pointers in every update).
+static __device__ __forceinline__ float *fz_ema(const tdm_sacf_args &a, float *p) {
+  return a.polyak_step ? p : NULL;
 }
 
 // One Adam step of a parameter p with gradient g and moments m, v (updated in place); returns the
@@ -257,7 +264,7 @@ static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz
       gr[it] = s;
       off[it] = b ? (size_t)e * M + m0 + mm : (size_t)e * M * N + (size_t)(m0 + mm) * N + n0 + nn;
       const float *P = b ? g.bp : g.p, *Mo = b ? g.bm : g.m, *V = b ? g.bv : g.v,
-                  *E = b ? g.bema : g.ema;
+                  *E = fz_ema(a, b ? g.bema : g.ema);
       pv[it] = P[off[it]], mv[it] = Mo[off[it]], vv[it] = V[off[it]];
       ev[it] = E ? E[off[it]] : 0.0f;
     }
@@ -267,7 +274,7 @@ static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz
       if (i >= nall) break;
       const bool b = i >= nout;
       float *G = b ? g.bg : g.out, *P = b ? g.bp : g.p, *Mo = b ? g.bm : g.m, *V = b ? g.bv : g.v,
-            *E = b ? g.bema : g.ema;
+            *E = fz_ema(a, b ? g.bema : g.ema);
       const size_t o = off[it];
       const float pn = fz_adam_step(a, pv[it], mv[it], vv[it], gr[it], bc1, bc2);
       G[o] = gr[it];
@@ -279,18 +286,18 @@ static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz
   }
 }
 
-// Tile t of job g on tensor cores, split over the warps. Warp w takes the half w % 2 of the tile's
-// BN columns and the 16-wide k blocks w / 2, w / 2 + FZ_KQ, ... of K; its threads copy their
-// operand pieces of the next two k blocks into shared-memory staging slots (cp.async) while the
-// current block is multiplied (see the loop). Fixed permutations make a thread's four values of an
-// operand contiguous in memory: in k block kb, mma step s (0, 1) uses k = kb + 4 tig + 2 s (slot
-// tig) and kb + 4 tig + 2 s + 1 (slot tig + 4); fragment row r of m16 tile i is tile row
-// 4 (r % 8) + 2 i + r / 8; fragment column c of n8 tile j is column 4 c + j of the warp's half. A
-// thread so holds rows 4 gid .. 4 gid + 3 and columns 8 tig .. 8 tig + 7 of its half. 3xTF32
-// (about fp32 accuracy). The partial tiles of the k quarters are summed in shared memory in a
-// fixed order (deterministic), then the epilogue, 8 outputs per thread. ta, tb: the layouts of A
-// and B (fz_gemm), template arguments so that a staged block is placed in registers without
-// run-time selects.
+// The tile at member e, rows m0.., columns n0.. of job g on tensor cores, split over the warps.
+// Warp w takes the half w % 2 of the tile's BN columns and the 16-wide k blocks w / 2, w / 2 +
+// FZ_KQ, ... of K; its threads copy their operand pieces of the next two k blocks into
+// shared-memory staging slots (cp.async) while the current block is multiplied (see the loop).
+// Fixed permutations make a thread's four values of an operand contiguous in memory: in k block kb,
+// mma step s (0, 1) uses k = kb + 4 tig + 2 s (slot tig) and kb + 4 tig + 2 s + 1 (slot tig + 4);
+// fragment row r of m16 tile i is tile row 4 (r % 8) + 2 i + r / 8; fragment column c of n8 tile j
+// is column 4 c + j of the warp's half. A thread so holds rows 4 gid .. 4 gid + 3 and columns 8 tig
+// .. 8 tig + 7 of its half. 3xTF32 (about fp32 accuracy). The partial tiles of the k quarters are
+// summed in shared memory in a fixed order (deterministic), then the epilogue, 8 outputs per
+// thread. ta, tb: the layouts of A and B (fz_gemm), template arguments so that a staged block is
+// placed in registers without run-time selects.
 #define FZ_WSTG 3  // staging slots per thread (k blocks in flight + 1)
 // dynamic shared memory of fz_tile_w: the partial tiles and bias sums, then the staging slots
 #define FZ_PART_FLOATS (FZ_KQ * FZ_BM * FZ_PS + FZ_KQ * FZ_BM)
@@ -298,14 +305,11 @@ static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz
   ((FZ_PART_FLOATS + (FZ_KQ + FZ_WARPS) * FZ_WSTG * 4 * 32 * 4) * sizeof(float))
 template <int ta, int tb>
 static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_ctx &c,
-                                              const fz_gemm &g, int t) {
+                                              const fz_gemm &g, int e, int m0, int n0) {
   extern __shared__ __align__(16) float fz_dyn[];
   float *part = fz_dyn;                           // (FZ_KQ, BM, FZ_PS)
   float *bpart = fz_dyn + FZ_KQ * FZ_BM * FZ_PS;  // (FZ_KQ, BM) bias partial sums
   const int M = g.M, N = g.N, K = g.K, lda = g.lda, ldb = g.ldb;
-  const int tm = (M + FZ_BM - 1) / FZ_BM, tn = (N + FZ_BN - 1) / FZ_BN;
-  const int e = t / (tm * tn), r = t % (tm * tn);
-  const int m0 = (r / tn) * FZ_BM, n0 = (r % tn) * FZ_BN;
   const float *A = g.A + e * g.sA, *Bm = g.Bm + e * g.sB, *A2 = ta ? NULL : g.A2;
   const int msplit = g.msplit;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
@@ -313,9 +317,7 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
   constexpr int MT = FZ_BM / 16, NT = FZ_BN / 16;  // m16 tiles, n8 tiles of a half
   static_assert(MT == 2 && NT == 4, "the permutations assume 32 x 64 tiles");
   const int mb = m0 + 4 * gid, nb = n0 + 32 * nh + 4 * gid;  // this thread's first row / column
-  // 16-byte loads: the contiguous direction's stride is 1 and every start is aligned
-  const bool avec = lda % 4 == 0 && g.sA % 4 == 0 && fz_al16(g.A) && (!A2 || fz_al16(A2));
-  const bool bvec = ldb % 4 == 0 && g.sB % 4 == 0 && fz_al16(g.Bm);
+  const bool avec = g.vecA, bvec = g.vecB;
   const float *pa[4];  // ta = 0: the rows mb + q
 #pragma unroll
   for (int q = 0; q < 4; q++) {
@@ -527,7 +529,7 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
     for (int w = 1; w < FZ_KQ; w++) gb += bpart[w * FZ_BM + threadIdx.x];
     size_t o = (size_t)e * M + m0 + threadIdx.x;
     g.bg[o] = gb;
-    fz_adam(a, g.bp, g.bm, g.bv, g.bema, o, gb, g.critic ? c.bc1c : c.bc1a,
+    fz_adam(a, g.bp, g.bm, g.bv, fz_ema(a, g.bema), o, gb, g.critic ? c.bc1c : c.bc1a,
             g.critic ? c.bc2c : c.bc2a);
   }
   const int m = m0 + mm, n = n0 + nn;
@@ -538,27 +540,61 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
 }
 static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES, "the tiles' shared memory must fit");
 
-// Run the phase's GEMM tiles and nrow row tasks (row(t) for t < nrow, all threads of the block)
-// over the blocks; then elem(i, stride) over the threads of the blocks that had no task (over all
-// the grid's threads when every block had one).
+// A GEMM phase's jobs (at most 2) with their tile count, and a block's first tile in it (when the
+// block's index is below total). Built once (fz_plan_kernel, when the fused update is set up), for
+// every block and GEMM phase, into global memory; each update copies its block's plans to shared
+// memory during the sample phase, so that a GEMM phase starts its tile without the job builders
+// and the tile index arithmetic on its path.
+#define FZ_MAXJ 2
+struct __align__(16) fz_plan {
+  fz_gemm jobs[FZ_MAXJ];
+  int nj, total;
+  int j, e, m0, n0;  // the block's first tile: job, member, first row and column
+};
+// GEMM phases of one update at most: 5 per hidden layer (forward, target forward, critic
+// backward, critic forward on pi(s), actor backward), then the critic's input gradient but layer 0
+#define FZ_MAXG (6 * (TDM_SACF_MAXL - 1) - 1)
+static_assert(FZ_W_DYN_BYTES + FZ_MAXG * sizeof(fz_plan) <= FZ_DYN_BYTES,
+              "the tiles' buffers and the plans must fit in the dynamic shared memory");
+
+// Tile t of a phase (t < pl.total): its job, member, first row and first column.
+static __device__ void fz_locate(const fz_plan &pl, int t, int &j, int &e, int &m0, int &n0) {
+  j = 0;
+  for (;;) {
+    const fz_gemm &g = pl.jobs[j];
+    const int tm = (g.M + FZ_BM - 1) / FZ_BM, tn = (g.N + FZ_BN - 1) / FZ_BN;
+    if (t < g.E * tm * tn) {
+      e = t / (tm * tn);
+      const int r = t % (tm * tn);
+      m0 = (r / tn) * FZ_BM, n0 = (r % tn) * FZ_BN;
+      return;
+    }
+    t -= g.E * tm * tn, j++;
+  }
+}
+
+// Run the phase's GEMM tiles (pl: NULL for none) and nrow row tasks (row(t) for t < nrow, all
+// threads of the block) over the blocks; then elem(i, stride) over the threads of the blocks that
+// had no task (over all the grid's threads when every block had one).
 template <typename RowF, typename ElemF>
-static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const fz_gemm *jobs,
-                                int nj, int nrow, fz_smem &sm, RowF row, ElemF elem) {
-  __syncthreads();  // jobs (shared memory) written by thread 0
-  int tiles[4], total = 0;
-  for (int j = 0; j < nj; j++) total += (tiles[j] = fz_tiles(jobs[j]));
+static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const fz_plan *pl,
+                                int nrow, fz_smem &sm, RowF row, ElemF elem) {
+  const int total = pl ? pl->total : 0;
   for (int t = blockIdx.x; t < total + nrow; t += gridDim.x) {
     if (t < total) {
-      int j = 0, u = t;
-      while (u >= tiles[j]) u -= tiles[j++];
-      const fz_gemm &g = jobs[j];
+      int j, e, m0, n0;
+      if (t == (int)blockIdx.x)
+        j = pl->j, e = pl->e, m0 = pl->m0, n0 = pl->n0;
+      else
+        fz_locate(*pl, t, j, e, m0, n0);
+      const fz_gemm &g = pl->jobs[j];
       const int lay = g.ta * 2 + g.tb;  // the layouts of the jobs: FWD 1, DX 0, DW 2
       if (lay == 1)
-        fz_tile_w<0, 1>(a, c, g, u);
+        fz_tile_w<0, 1>(a, c, g, e, m0, n0);
       else if (lay == 0)
-        fz_tile_w<0, 0>(a, c, g, u);
+        fz_tile_w<0, 0>(a, c, g, e, m0, n0);
       else
-        fz_tile_w<1, 0>(a, c, g, u);
+        fz_tile_w<1, 0>(a, c, g, e, m0, n0);
     } else {
       __syncthreads();  // smem of the previous task
       row(t - total);
@@ -760,13 +796,10 @@ struct fz_bwd {
   bool critic;
 };
 
-// GEMM jobs of the phase of layer l into jobs when write (dz of layer l - 1, the weight and bias
-// gradients of layer l, with Adam on W when l = 0, and of the head when l = 0: its tiles would
-// overflow the grid in the phase of layer L - 2, which already has two full jobs); returns their
-// count either way.
-static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l, fz_gemm *jobs,
-                                  bool write) {
-  if (!write) return (l >= 1) + 1 + (l == 0);
+// GEMM jobs of the phase of layer l into jobs (dz of layer l - 1, the weight and bias gradients
+// of layer l, with Adam on W when l = 0, and of the head when l = 0: its tiles would overflow the
+// grid in the phase of layer L - 2, which already has two full jobs); returns their count (2).
+static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l, fz_gemm *jobs) {
   const tdm_sacf_net &n = *w.n;
   int nj = 0;
   if (l >= 1)
@@ -784,6 +817,96 @@ static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l
   return nj;
 }
 
+// The backward of the critic (both members, with the Polyak target) and of the actor.
+static __device__ fz_bwd fz_critic_bwd(const tdm_sacf_args &a) {
+  fz_bwd w;
+  const tdm_sacf_net &cn = a.critic;
+  w.n = &cn, w.E = 2, w.M = a.B, w.dz = a.dzc, w.z = a.zc, w.h = a.hc;
+  w.szh = (long long)a.B * cn.in[a.L - 1];  // hidden widths are all equal (the SAC networks)
+  w.X0 = a.xq_pad, w.sX0 = 0, w.ldX0 = fz_pad4(a.O + a.A);
+  w.dlast = a.dq, w.ema = a.target;  // used only in updates with a Polyak step (fz_ema)
+  w.critic = true;
+  return w;
+}
+static __device__ fz_bwd fz_actor_bwd(const tdm_sacf_args &a) {
+  fz_bwd w;
+  const tdm_sacf_net &an = a.actor;
+  w.n = &an, w.E = 1, w.M = a.B, w.dz = a.dza, w.z = a.za, w.h = a.ha;
+  w.szh = (long long)2 * a.B * an.in[a.L - 1];
+  w.X0 = a.obs_pad, w.sX0 = 0, w.ldX0 = fz_pad4(a.O);
+  w.dlast = a.dhead, w.ema = NULL, w.critic = false;
+  return w;
+}
+
+// GEMM phases of an update with an actor step (the kernel runs them in this order, between its row
+// phases; an update without one runs the first 3 (L - 1)).
+static __host__ __device__ int fz_nphases(int L) {
+  return 6 * (L - 1) - 1;
+}
+
+// The jobs of GEMM phase gp into jobs; returns their count.
+static __device__ int fz_plan_jobs(const tdm_sacf_args &a, int gp, fz_gemm *jobs) {
+  const int L = a.L, H = L - 1, B = a.B, W = a.O + a.A;
+  const tdm_sacf_net &an = a.actor, &cn = a.critic;
+  const float *obs = a.cols.batch[0], *nobs = a.cols.batch[3];
+  if (gp < H) {  // hidden layer l of the actor over [s; s'] and of the critic over xq
+    const int l = gp;
+    jobs[0] = fz_fwd(an, an.p, l, 1, 2 * B, l == 0 ? obs : a.ha[l - 1], l == 0 ? nobs : NULL, B, 0,
+                     a.za[l], a.ha[l]);
+    jobs[1] =
+        fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pad : a.hc[l - 1], NULL, 0,
+               l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l], l == 0 ? fz_pad4(W) : 0);
+    return 2;
+  }
+  if ((gp -= H) < H) {  // hidden layer l of the target over xq_next
+    const int l = gp;
+    jobs[0] = fz_fwd(cn, a.target, l, 2, B, l == 0 ? a.xq_next : a.ht[l - 1], NULL, 0,
+                     l == 0 ? 0 : (long long)B * cn.in[l], a.zt[l], a.ht[l]);
+    return 1;
+  }
+  if ((gp -= H) < H) return fz_bwd_jobs(a, fz_critic_bwd(a), L - 2 - gp, jobs);
+  if ((gp -= H) < H) {  // hidden layer l of the updated critic over xq_pi
+    const int l = gp;
+    jobs[0] = fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pi : a.hc[l - 1], NULL, 0,
+                     l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l]);
+    return 1;
+  }
+  if ((gp -= H) < H - 1) {  // the critic's input gradient, layer l >= 1
+    const int l = L - 2 - gp;
+    jobs[0] = fz_dx(cn, l, 2, B, a.dzc[l & 1], a.zc[l - 1], a.hc[l - 1], a.dzc[(l - 1) & 1]);
+    return 1;
+  }
+  gp -= H - 1;
+  return fz_bwd_jobs(a, fz_actor_bwd(a), L - 2 - gp, jobs);
+}
+
+// GEMM phase gp's plan for block blk (one thread).
+static __device__ void fz_plan_build(const tdm_sacf_args &a, int gp, int blk, fz_plan &pl) {
+  pl.nj = fz_plan_jobs(a, gp, pl.jobs);
+  pl.total = 0;
+  for (int j = 0; j < pl.nj; j++) {
+    fz_gemm &g = pl.jobs[j];
+    // 16-byte loads: the contiguous direction's stride is 1 and every start is aligned
+    g.vecA = g.lda % 4 == 0 && g.sA % 4 == 0 && fz_al16(g.A) && (g.ta || !g.A2 || fz_al16(g.A2));
+    g.vecB = g.ldb % 4 == 0 && g.sB % 4 == 0 && fz_al16(g.Bm);
+    pl.total += fz_tiles(g);
+  }
+  pl.j = -1, pl.e = pl.m0 = pl.n0 = 0;
+  if (blk < pl.total) fz_locate(pl, blk, pl.j, pl.e, pl.m0, pl.n0);
+}
+
+// The plans of every GEMM phase (threads) for every block (blocks) into a.plan (block b's at
+// a.plan + b fz_nphases(L)).
+static __global__ void fz_plan_kernel(const __grid_constant__ tdm_sacf_args a) {
+  const int np = fz_nphases(a.L);
+  fz_plan *out = reinterpret_cast<fz_plan *>(a.plan) + (size_t)blockIdx.x * np;
+  for (int p = threadIdx.x; p < np; p += blockDim.x) {
+    fz_plan pl;
+    fz_plan_build(a, p, blockIdx.x, pl);
+    out[p] = pl;
+  }
+}
+
 // Elementwise work of the phase of layer l: Adam on W_{l+1} when layer l + 1 is hidden (its
 // gradient is from the previous phase; nothing reads it in this one).
 static __device__ void fz_bwd_elem(const tdm_sacf_args &a, const fz_ctx &c, const fz_bwd &w, int l,
@@ -794,7 +917,7 @@ static __device__ void fz_bwd_elem(const tdm_sacf_args &a, const fz_ctx &c, cons
     const size_t nw = (size_t)w.E * n.out[l + 1] * n.in[l + 1];
     for (size_t i = i0; i < nw; i += st) {
       size_t o = n.w[l + 1] + i;
-      fz_adam(a, n.p, n.m, n.v, w.ema, o, n.g[o], bc1, bc2);
+      fz_adam(a, n.p, n.m, n.v, fz_ema(a, w.ema), o, n.g[o], bc1, bc2);
     }
   }
 }
@@ -832,9 +955,20 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   const float inv = 1.0f / (float)B;
   // the block's copies of the counters (shared memory), the phase's GEMM jobs (written by thread 0)
   __shared__ fz_ctx c;
-  __shared__ fz_gemm jobs[4];
-  const bool t0 = threadIdx.x == 0;
-  if (t0) {
+  // this block's plans (fz_plan_kernel) into shared memory past the tiles' buffers, during the
+  // sample phase (waited for before its barrier)
+  extern __shared__ __align__(16) float fz_dyn[];
+  fz_plan *plan = reinterpret_cast<fz_plan *>(reinterpret_cast<char *>(fz_dyn) + FZ_W_DYN_BYTES);
+  {
+    const int np = fz_nphases(L), n16 = np * (int)(sizeof(fz_plan) / 16);
+    const char *src =
+        reinterpret_cast<const char *>(a.plan) + (size_t)blockIdx.x * np * sizeof(fz_plan);
+    for (int i = threadIdx.x; i < n16; i += blockDim.x)
+      fz_cp16(reinterpret_cast<char *>(plan) + 16 * i, src + 16 * i);
+    fz_cp_commit();
+  }
+  int gp = 0;  // the next GEMM phase
+  if (threadIdx.x == 0) {
     c.rng = *a.rng;
     c.size = *a.size_dev;
     c.alpha = expf(a.log_alpha[0]);
@@ -858,7 +992,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     const int Wt = cols.total_width, Wp = fz_pad4(W), Op = fz_pad4(O), per = Wt + Wp + Op;
     const size_t ne = (size_t)2 * B * A;
     fz_phase(
-        a, c, jobs, 0, (B + FZ_SROWS - 1) / FZ_SROWS, sm,
+        a, c, nullptr, (B + FZ_SROWS - 1) / FZ_SROWS, sm,
         [&](int t) {
           __shared__ int32_t ring_row[FZ_SROWS];
           const int r0 = t * FZ_SROWS;
@@ -892,18 +1026,12 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
             fz_normals(&c.rng, a.rs_eps, g, a.epsn, ne);
         });
   }
+  fz_cp_wait<0>();  // the plans (the barrier makes them visible to the block)
   FZ_SYNC();
 
   // ---- hidden layers of the actor over [s; s'] and the critic over xq
   for (int l = 0; l < L - 1; l++) {
-    if (t0) {
-      jobs[0] = fz_fwd(an, an.p, l, 1, 2 * B, l == 0 ? obs : a.ha[l - 1], l == 0 ? nobs : NULL, B,
-                       0, a.za[l], a.ha[l]);
-      jobs[1] =
-          fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pad : a.hc[l - 1], NULL, 0,
-                 l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l], l == 0 ? fz_pad4(W) : 0);
-    }
-    fz_phase(a, c, jobs, 2, 0, sm, no_row, no_elem);
+    fz_phase(a, c, &plan[gp++], 0, sm, no_row, no_elem);
     FZ_SYNC();
   }
 
@@ -917,7 +1045,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
                   P + cn.b[L - 1] + e, Hc, 1, hv + e);
   };
   fz_phase(
-      a, c, jobs, 0, (2 * B + B + FZ_WARPS - 1) / FZ_WARPS, sm,
+      a, c, nullptr, (2 * B + B + FZ_WARPS - 1) / FZ_WARPS, sm,
       [&](int t) {
         int r = t * FZ_WARPS + warp;
         float *hv = sm.r.v[warp];
@@ -956,10 +1084,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
 
   // ---- the target over xq_next
   for (int l = 0; l < L - 1; l++) {
-    if (t0)
-      jobs[0] = fz_fwd(cn, a.target, l, 2, B, l == 0 ? a.xq_next : a.ht[l - 1], NULL, 0,
-                       l == 0 ? 0 : (long long)B * cn.in[l], a.zt[l], a.ht[l]);
-    fz_phase(a, c, jobs, 1, 0, sm, no_row, no_elem);
+    fz_phase(a, c, &plan[gp++], 0, sm, no_row, no_elem);
     FZ_SYNC();
   }
 
@@ -970,7 +1095,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   auto q_phase = [&](const float *H, const float *P, auto loss) {
     const int rpt = FZ_WARPS / FZ_RQ;
     fz_phase(
-        a, c, jobs, 0, (B + rpt - 1) / rpt, sm,
+        a, c, nullptr, (B + rpt - 1) / rpt, sm,
         [&](int t) {
           const int r = t * rpt + warp / FZ_RQ, qtr = warp % FZ_RQ;
           if (r < B) {
@@ -1006,17 +1131,11 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   FZ_SYNC();
 
   // ---- critic backward and Adam (+ Polyak)
-  fz_bwd cb;
-  cb.n = &cn, cb.E = 2, cb.M = B, cb.dz = a.dzc, cb.z = a.zc, cb.h = a.hc;
-  cb.szh = (long long)B * Hc;  // hidden widths are all equal (the SAC networks)
-  cb.X0 = a.xq_pad, cb.sX0 = 0, cb.ldX0 = fz_pad4(W);
-  cb.dlast = a.dq, cb.ema = a.polyak_step ? a.target : NULL;
-  cb.critic = true;
+  const fz_bwd cb = fz_critic_bwd(a);
   for (int l = L - 2; l >= 0; l--) {
-    int nj = fz_bwd_jobs(a, cb, l, jobs, t0);
     bool stats = l == 0;
     fz_phase(
-        a, c, jobs, nj, stats ? 1 : 0, sm,
+        a, c, &plan[gp++], stats ? 1 : 0, sm,
         [&](int) {
           double loss = fz_block_sum(a.part, B, sm);
           double qs = fz_block_sum(a.part + B, B, sm);
@@ -1033,10 +1152,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   if (a.actor_step) {
     // ---- the updated critic over xq_pi
     for (int l = 0; l < L - 1; l++) {
-      if (t0)
-        jobs[0] = fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pi : a.hc[l - 1], NULL, 0,
-                         l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l]);
-      fz_phase(a, c, jobs, 1, 0, sm, no_row, no_elem);
+      fz_phase(a, c, &plan[gp++], 0, sm, no_row, no_elem);
       FZ_SYNC();
     }
     // ---- Q(s, pi(s)), the actor loss, dQ, dz of the critic's last hidden layer
@@ -1056,9 +1172,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     FZ_SYNC();
     // ---- the critic's input gradient down to layer 0
     for (int l = L - 2; l >= 1; l--) {
-      if (t0)
-        jobs[0] = fz_dx(cn, l, 2, B, a.dzc[l & 1], a.zc[l - 1], a.hc[l - 1], a.dzc[(l - 1) & 1]);
-      fz_phase(a, c, jobs, 1, 0, sm, no_row, no_elem);
+      fz_phase(a, c, &plan[gp++], 0, sm, no_row, no_elem);
       FZ_SYNC();
     }
     // ---- per row: dL/da through layer 0 of both critics, the squash backward, the actor head's
@@ -1068,7 +1182,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     {
       const int rpt = FZ_WARPS / FZ_RQ, ntr = (B + rpt - 1) / rpt;
       fz_phase(
-          a, c, jobs, 0, ntr + 1, sm,
+          a, c, nullptr, ntr + 1, sm,
           [&](int t) {
             if (t == ntr) {
               double loss = fz_block_sum(a.part + 2 * B, B, sm);
@@ -1123,14 +1237,9 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     }
     FZ_SYNC();
     // ---- actor backward and Adam; the temperature's Adam in the last phase
-    fz_bwd ab;
-    ab.n = &an, ab.E = 1, ab.M = B, ab.dz = a.dza, ab.z = a.za, ab.h = a.ha;
-    ab.szh = (long long)2 * B * Ha;
-    ab.X0 = a.obs_pad, ab.sX0 = 0, ab.ldX0 = fz_pad4(O);
-    ab.dlast = a.dhead, ab.ema = NULL, ab.critic = false;
+    const fz_bwd ab = fz_actor_bwd(a);
     for (int l = L - 2; l >= 0; l--) {
-      int nj = fz_bwd_jobs(a, ab, l, jobs, t0);
-      fz_phase(a, c, jobs, nj, 0, sm, no_row, [&](size_t i0, size_t st) {
+      fz_phase(a, c, &plan[gp++], 0, sm, no_row, [&](size_t i0, size_t st) {
         fz_bwd_elem(a, c, ab, l, i0, st);
         if (l == 0 && a.ent_auto && i0 == 0) {
           int32_t t = *a.alpha_step + 1;
@@ -1180,6 +1289,18 @@ extern "C" bool tdm_sacf_supported(tdm_dev *dev, int *grid) {
   if (!coop || nb < 1) return false;
   *grid = dev->sm_count > 0 ? dev->sm_count : 1;  // one block per SM: more only add to barriers
   return true;
+}
+
+extern "C" size_t tdm_sacf_plan_bytes(int grid, int L) {
+  return (size_t)grid * fz_nphases(L) * sizeof(fz_plan);
+}
+
+extern "C" tdm_status tdm_sacf_prepare(tdm_dev *dev, const tdm_sacf_args *a) {
+  if (a->grid < 1 || !a->plan)
+    return TDM_FAIL(TDM_ERR_ARG, "fused SAC update: no grid size or no plan buffer");
+  fz_plan_kernel<<<a->grid, 64, 0, tdm_stream_of(dev)>>>(*a);
+  TDM_CUDA_CHECK(cudaGetLastError());
+  return TDM_OK;
 }
 
 extern "C" tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a) {

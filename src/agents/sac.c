@@ -86,6 +86,7 @@ typedef struct {
   tdm_graph *act_graph[2];  // act on num_envs rows, by explore
   bool fused;               // updates run as the fused kernel (tdm_sac_fused_active)
   void *fz_mem;             // its scratch
+  void *fz_plan;            // its plan (tdm_sacf_prepare)
   uint64_t *prof;           // phase clocks of the fused update (tdm_sac_fused_profile) or NULL
   tdm_sacf_args fz;         // its arguments (all but the per-update flags fixed at creation)
   uint64_t seed;
@@ -175,6 +176,7 @@ static void sac_destroy(tdm_agent *a) {
     }
     if (s->mem) tdm_dev_free(a->dev, s->mem);
     if (s->fz_mem) tdm_dev_free(a->dev, s->fz_mem);
+    if (s->fz_plan) tdm_dev_free(a->dev, s->fz_plan);
     if (s->prof) tdm_dev_free(a->dev, s->prof);
     if (s->h_obs) tdm_host_free(a->dev, s->h_obs);
     free(s);
@@ -664,6 +666,9 @@ static tdm_status fused_setup(sac *s, tdm_dev *dev) {
   TDM_TRY(tdm_dev_alloc(dev, n * 4, &s->fz_mem));
   TDM_TRY(tdm_dev_memset(dev, s->fz_mem, 0, n * 4));
   tdm_sacf_carve(f, s->fz_mem, c->hidden);
+  TDM_TRY(tdm_dev_alloc(dev, tdm_sacf_plan_bytes(grid, f->L), &s->fz_plan));
+  f->plan = s->fz_plan;
+  TDM_TRY(tdm_sacf_prepare(dev, f));
   s->fused = true;
 #else
   (void)s, (void)dev;

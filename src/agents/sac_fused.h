@@ -76,6 +76,7 @@ typedef struct {
   float *dza[2];                           // (B, H) ping-pong
   float *dhead;                            // (B, 2A)
   double *part;                            // (4, B) per-row loss terms
+  void *plan;  // tdm_sacf_plan_bytes: the GEMM phases' jobs and tiles per block (tdm_sacf_prepare)
   unsigned long long *prof;  // NULL, or (2, TDM_SACF_PROF + 1): block 0's clock (ns) at the start,
                              // after each barrier and at its end, the count in the last slot;
                              // then per phase the latest clock at which a block finished its work
@@ -93,7 +94,15 @@ void tdm_sacf_carve(tdm_sacf_args *a, float *mem, int H);
 // kernel's shared-memory limit and *grid, the blocks of a launch (one per SM).
 bool tdm_sacf_supported(tdm_dev *dev, int *grid);
 
-// Launch one fused update on dev's stream (a->grid blocks, from tdm_sacf_supported).
+// Bytes of a's plan buffer (device memory) for grid blocks and L layers.
+size_t tdm_sacf_plan_bytes(int grid, int L);
+
+// Fill a->plan from a's pointers and shapes (a kernel on dev's stream). Run it again whenever one
+// of them changes; actor_step, polyak_step and prof may change between launches without it.
+tdm_status tdm_sacf_prepare(tdm_dev *dev, const tdm_sacf_args *a);
+
+// Launch one fused update on dev's stream (a->grid blocks, from tdm_sacf_supported; a->plan filled
+// by tdm_sacf_prepare).
 tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a);
 
 #ifdef __cplusplus
