@@ -22,6 +22,9 @@
 //              the temperature's Adam in the last phase
 // The Q-head and dL/da row phases give each batch row to 4 warps (each computes the row's few
 // shared values itself and a quarter of its outputs), so that most blocks have work.
+// The GEMM phases' jobs and each block's first tile in them are planned once (tdm_sacf_prepare, a
+// kernel that runs the job builders); an update copies its block's plans to shared memory while
+// it samples, so that a phase starts its tile straight after the barrier.
 // The step counters and the RNG counter are read by every block at the start and incremented by
 // one thread at the end (after the last barrier). Reductions run in a fixed order: deterministic.
 #ifndef TANDEM_SAC_FUSED_H
