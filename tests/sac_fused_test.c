@@ -128,7 +128,8 @@ static void shape_str(const shape *s, char *out, size_t n) {
 
 // Shapes of the parity tests: the benchmark's, odd sizes, every hidden activation, one action and
 // the most actions the kernel takes (32), 1 to 7 hidden layers, critic-only updates
-// (policy_delay 2, 3), delayed Polyak, a fixed temperature.
+// (policy_delay 2, 3), delayed Polyak, a fixed temperature, and a batch whose phases have more
+// GEMM tiles than the grid has blocks (a block's second tile: fz_locate).
 static const shape SHAPES[] = {
     {17, 6, 64, 2, 128, TDM_ACT_RELU, 2, 1, true},                    // the parity test's
     {5, 3, 50, 1, 100, TDM_ACT_TANH, 2, 1, true},                     // one hidden layer
@@ -138,6 +139,7 @@ static const shape SHAPES[] = {
     {6, 2, 40, 2, 90, TDM_ACT_ELU, 2, 1, true},                       // elu
     {9, TDM_SAC_FUSED_MAX_ACT, 64, 2, 64, TDM_ACT_RELU, 2, 1, true},  // the most actions
     {4, 2, 24, 7, 50, TDM_ACT_TANH, 2, 1, true},                      // the most layers
+    {17, 6, 256, 2, 512, TDM_ACT_RELU, 2, 1, true},  // more GEMM tiles than blocks (H100: 132)
 };
 enum { N_SHAPES = sizeof SHAPES / sizeof SHAPES[0] };
 
