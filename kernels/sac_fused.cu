@@ -1035,7 +1035,8 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     FZ_SYNC();
   }
 
-  // ---- heads: actor (2B rows: s then s') with the squash, critic Q(s, a) (B rows)
+  // ---- the actor's head over [s; s'] (2B rows: s then s') with the squash (Q(s, a) of the critic:
+  // in the target's loss phase)
   const int Hc = cn.in[L - 1], Ha = an.in[L - 1];
   // Q of both critics for row r of the last hidden activations H (2, B, Hc) with parameters P (the
   // critic's layout: the critic or its target) into hv[0], hv[1] (one warp)
@@ -1044,37 +1045,37 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
       fz_row_dots(H + ((size_t)e * B + r) * Hc, P + cn.w[L - 1] + (size_t)e * Hc,
                   P + cn.b[L - 1] + e, Hc, 1, hv + e);
   };
+  // two warps per row: the means (0 .. A - 1) and the log-stds (A .. 2A - 1) into the pair's
+  // shared buffer, then after the block barrier the squash on the first of them
   fz_phase(
-      a, c, nullptr, (2 * B + B + FZ_WARPS - 1) / FZ_WARPS, sm,
+      a, c, nullptr, (2 * B + FZ_WARPS / 2 - 1) / (FZ_WARPS / 2), sm,
       [&](int t) {
-        int r = t * FZ_WARPS + warp;
-        float *hv = sm.r.v[warp];
+        const int r = t * (FZ_WARPS / 2) + warp / 2, half = warp & 1;
+        float *hv = sm.r.v[warp & ~1];
+        if (r < 2 * B)
+          fz_row_dots(a.ha[L - 2] + (size_t)r * Ha, an.p + an.w[L - 1] + (size_t)half * A * Ha,
+                      an.p + an.b[L - 1] + half * A, Ha, A, hv + half * A);
+        __syncthreads();
         if (r < 2 * B) {
-          fz_row_dots(a.ha[L - 2] + (size_t)r * Ha, an.p + an.w[L - 1], an.p + an.b[L - 1], Ha,
-                      2 * A, hv);
-          bool pi = r < B;
-          int rb = pi ? r : r - B;
-          const float *ev = a.epsn + (pi ? (size_t)B * A : 0) + (size_t)rb * A;
+          const bool pi = r < B;
+          const int rb = pi ? r : r - B;
           const float *src = (pi ? obs : nobs) + (size_t)rb * O;
           float *xo = (pi ? a.xq_pi : a.xq_next) + (size_t)rb * W;
-          for (int j = lane; j < 2 * A; j += 32) a.head[(size_t)r * 2 * A + j] = hv[j];
-          for (int j = lane; j < O; j += 32) xo[j] = src[j];
-          // the squash of action j on lane j (A <= 32), the log-prob summed over the warp
-          float lp = 0.0f;
-          if (lane < A) {
-            float act;
-            lp = squash_elem(hv[lane], hv[A + lane], ev[lane], a.lo, a.hi, &act);
-            xo[O + lane] = act;
-            if (pi) a.a_pi[(size_t)rb * A + lane] = act;
-          }
-          lp = tdm_warp_sum(lp);
-          if (lane == 0) (pi ? a.logp : a.logp_next)[rb] = lp;
-        } else if (r < 3 * B) {
-          int rb = r - 2 * B;
-          q_row(a.hc[L - 2], cn.p, rb, hv);
-          if (lane == 0) {
-            a.q[rb] = hv[0];
-            a.q[B + rb] = hv[1];
+          if (half == 1) {
+            for (int j = lane; j < 2 * A; j += 32) a.head[(size_t)r * 2 * A + j] = hv[j];
+            for (int j = lane; j < O; j += 32) xo[j] = src[j];
+          } else {
+            // the squash of action j on lane j (A <= 32), the log-prob summed over the warp
+            const float *ev = a.epsn + (pi ? (size_t)B * A : 0) + (size_t)rb * A;
+            float lp = 0.0f;
+            if (lane < A) {
+              float act;
+              lp = squash_elem(hv[lane], hv[A + lane], ev[lane], a.lo, a.hi, &act);
+              xo[O + lane] = act;
+              if (pi) a.a_pi[(size_t)rb * A + lane] = act;
+            }
+            lp = tdm_warp_sum(lp);
+            if (lane == 0) (pi ? a.logp : a.logp_next)[rb] = lp;
           }
         }
         __syncwarp();
@@ -1115,11 +1116,13 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
         no_elem);
   };
 
-  // ---- target head, y, critic loss, dQ, dz of the last hidden layer
+  // ---- target head, Q(s, a), y, critic loss, dQ, dz of the last hidden layer
   q_phase(a.ht[L - 2], a.target, [&](int r, const float *hv, bool write, float *d) {
     const float mn = fminf(hv[0], hv[1]);
     const float yb = rew[r] + a.gamma * (1.0f - term[r]) * (mn - c.alpha * a.logp_next[r]);
-    const float q0 = a.q[r], q1 = a.q[B + r], d0 = q0 - yb, d1 = q1 - yb;
+    float *qv = sm.r.v[warp] + 2;  // Q(s, a) of both critics
+    q_row(a.hc[L - 2], cn.p, r, qv);
+    const float q0 = qv[0], q1 = qv[1], d0 = q0 - yb, d1 = q1 - yb;
     d[0] = d0 * inv, d[1] = d1 * inv;
     if (write) {
       a.dq[r] = d[0];

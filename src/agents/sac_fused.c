@@ -37,7 +37,6 @@ static size_t layout(tdm_sacf_args *a, float *base, int B, int O, int A, int L, 
   a->logp = take(p, b);
   a->logp_next = take(p, b);
   a->dlogp = take(p, b);
-  a->q = take(p, 2 * b);
   a->dq = take(p, 2 * b);
   a->dzc[0] = take(p, 2 * b * h);
   a->dzc[1] = take(p, 2 * b * h);

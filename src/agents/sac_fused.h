@@ -7,10 +7,10 @@
 // Phases of one update with L linear layers per network (L - 1 hidden), E = 2 critics:
 //   0          sample the batch (replay indices and gathers), xq = [s | a], the noise eps', eps
 //   1 .. L-1   hidden layers of the actor over [s; s'] (2B rows) and of the critic over xq
-//   L          heads: actor mean/log_std and the squash (xq_next = [s' | a'], logp'; the actor
-//              step's xq_pi = [s | pi(s)], logp), critic Q(s, a)
-//   then       the target's hidden layers over xq_next; the target head with y, the critic loss,
-//              dQ and the last hidden layer's dz
+//   L          the actor's head: mean/log_std and the squash (xq_next = [s' | a'], logp'; the
+//              actor step's xq_pi = [s | pi(s)], logp)
+//   then       the target's hidden layers over xq_next; the target head and the critic's Q(s, a)
+//              with y, the critic loss, dQ and the last hidden layer's dz
 //   then       critic backward, one phase per hidden layer: dz of the layer below (GEMM with the
 //              activation derivative), weight gradients (GEMM), bias gradients (column sums);
 //              Adam (+ Polyak) on each parameter as soon as nothing in the phase reads it (the
@@ -21,7 +21,8 @@
 //              backward and the actor head's backward, then the actor backward like the critic's,
 //              the temperature's Adam in the last phase
 // The Q-head and dL/da row phases give each batch row to 4 warps (each computes the row's few
-// shared values itself and a quarter of its outputs), so that most blocks have work.
+// shared values itself and a quarter of its outputs), the actor's head phase to 2 (the means, the
+// log-stds), so that most blocks have work.
 // The GEMM phases' jobs and each block's first tile in them are planned once (tdm_sacf_prepare, a
 // kernel that runs the job builders); an update copies its block's plans to shared memory while
 // it samples, so that a phase starts its tile straight after the barrier.
@@ -74,7 +75,7 @@ typedef struct {
   float *xq_pad, *obs_pad;  // xq = [s | a] (B, O + A) and s (B, O), rows padded with zero columns
                             // to a multiple of 4 (layer 0's weight gradients take 16-byte copies)
   float *a_pi, *logp, *logp_next, *dlogp;  // (B, A), (B), (B), (B)
-  float *q, *dq;                           // (2, B)
+  float *dq;                               // (2, B)
   float *dzc[2];                           // (2, B, H) ping-pong
   float *dza[2];                           // (B, H) ping-pong
   float *dhead;                            // (B, 2A)
