@@ -2,7 +2,8 @@
 // the phases and the contract). Work inside a phase is a list of tasks shared out over the blocks
 // (task t runs on block t mod grid): GEMM tiles, row tasks (one warp per batch row) and
 // elementwise items (grid-stride over the threads of the blocks without a task). Phases are
-// separated by grid.sync().
+// separated by grid.sync(). A GEMM phase's jobs and each block's first tile come from a plan built
+// once per agent (fz_plan, tdm_sacf_prepare).
 //
 // GEMM tiles are FZ_BM x FZ_BN outputs of C = A B per member on tensor cores (fz_tile_w): the
 // warps split the tile's K, each copies its own operand pieces to shared memory (cp.async) and
@@ -953,7 +954,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
   const int B = a.B, O = a.O, A = a.A, L = a.L, W = O + A;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float inv = 1.0f / (float)B;
-  // the block's copies of the counters (shared memory), the phase's GEMM jobs (written by thread 0)
+  // the block's copies of the counters (shared memory, written by thread 0)
   __shared__ fz_ctx c;
   // this block's plans (fz_plan_kernel) into shared memory past the tiles' buffers, during the
   // sample phase (waited for before its barrier)
