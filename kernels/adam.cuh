@@ -1,5 +1,6 @@
-// Per-element arithmetic of Adam (the CPU twin is src/core/ops_cpu.c), shared by the Adam kernels
-// and the fused SAC update so that all of them compute exactly the same numbers.
+// Per-element arithmetic of Adam and of the Polyak average (the CPU twin is src/core/ops_cpu.c),
+// shared by the Adam and Polyak kernels and the fused SAC update so that all of them compute
+// exactly the same numbers.
 #ifndef TANDEM_ADAM_CUH
 #define TANDEM_ADAM_CUH
 
@@ -19,6 +20,11 @@ static __device__ __forceinline__ float adam_elem(float p, float g, float &m, fl
   m = b1 * m + ob1 * g;
   v = b2 * v + ob2 * g * g;
   return p - (lr * ((m / bc1) / (sqrtf(v / bc2) + eps)) + lr * wd * p);
+}
+
+// The Polyak average of target t toward source s: (1 - tau) t + tau s.
+static __device__ __forceinline__ float polyak_elem(float t, float s, float tau) {
+  return (1.0f - tau) * t + tau * s;
 }
 
 #endif

@@ -133,10 +133,7 @@ static __global__ void adam_groups_kernel(adam_groups_arg a, float lr, float b1,
     v[j] = vi;
     p[j] = pn;
     float *ema = a.ema[k];
-    if (ema) {  // the arithmetic of polyak_kernel
-      float tau = a.ema_tau[k];
-      ema[j] = (1.0f - tau) * ema[j] + tau * pn;
-    }
+    if (ema) ema[j] = polyak_elem(ema[j], pn, a.ema_tau[k]);
   }
   __syncthreads();
   if (threadIdx.x == 0) {

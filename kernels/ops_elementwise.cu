@@ -2,6 +2,7 @@
 // scale, clamp, mul, gather_rows, Polyak averaging, symlog / symexp and the two-hot encoding.
 // Grid-stride loops with 64-bit indices; pointers that the contract lets alias are not restrict.
 #include "act.cuh"
+#include "adam.cuh"
 #include "cuda_common.cuh"
 
 #define EW_THREADS 256
@@ -394,8 +395,7 @@ extern "C" tdm_status tdm_cuda_gather_rows(tdm_dev *dev, const float *src, const
 
 // target = (1 - tau) target + tau src
 static __global__ void polyak_kernel(float *target, const float *src, size_t n, float tau) {
-  float keep = 1.0f - tau;
-  TDM_GRID_LOOP(i, n) target[i] = keep * target[i] + tau * src[i];
+  TDM_GRID_LOOP(i, n) target[i] = polyak_elem(target[i], src[i], tau);
 }
 
 extern "C" tdm_status tdm_cuda_polyak(tdm_dev *dev, float *target, const float *src, size_t n,

@@ -123,7 +123,7 @@ static __device__ __forceinline__ void fz_adam(const tdm_sacf_args &a, float *p,
   m[i] = mi;
   v[i] = vi;
   p[i] = pn;
-  if (ema) ema[i] = (1.0f - a.tau) * ei + a.tau * pn;
+  if (ema) ema[i] = polyak_elem(ei, pn, a.tau);
 }
 
 // x split into two TF32 values, hi + lo = x to about 2^-22 relative (3xTF32)
@@ -282,7 +282,7 @@ static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz
       P[o] = pn;
       Mo[o] = mv[it];
       V[o] = vv[it];
-      if (E) E[o] = (1.0f - a.tau) * ev[it] + a.tau * pn;
+      if (E) E[o] = polyak_elem(ev[it], pn, a.tau);
     }
   }
 }
