@@ -43,6 +43,11 @@ typedef struct {
 // Describe CUDA device ordinal.
 tdm_status tdm_gpu_info_get(int ordinal, tdm_gpu_info *info);
 
+// Parse a device string "cpu" (*ordinal -1), "cuda" (0) or "cuda:N" (N one or more decimal digits,
+// below 4096) and nothing else: no sign, spaces or trailing characters ("auto" is not taken here).
+// False when malformed. No CUDA call.
+bool tdm_dev_parse(const char *spec, int *ordinal);
+
 // Open a device from "cpu", "cuda", "cuda:N" or "auto" (first GPU if any, else the CPU).
 // threads: CPU threads for the CPU backend (0 = all cores, 1 = none extra).
 tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out);

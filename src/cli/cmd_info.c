@@ -134,11 +134,9 @@ int tdm_cli_bench_devices(const char *device, bool *want_cpu, bool *want_gpu,
   *want_cpu = *want_gpu = false;
   *gpu_spec = "cuda:0";
   *gpu_skip = NULL;
-  // "cuda" or "cuda:N", N digits only (device + 5 read only after "cuda:" matched)
-  long index;
-  bool is_cuda =
-      !strcmp(device, "cuda") ||
-      (!strncmp(device, "cuda:", 5) && int_ok(device + 5, strlen(device + 5), 0, 4095, &index));
+  // "cuda" or "cuda:N", N digits only: the grammar of tdm_dev_open
+  int ordinal;
+  const bool is_cuda = tdm_dev_parse(device, &ordinal) && ordinal >= 0;
   if (!strcmp(device, "auto")) {
     *want_cpu = true;
     *want_gpu = tdm_cuda_built() && tdm_cuda_device_count() > 0;

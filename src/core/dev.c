@@ -68,9 +68,7 @@ tdm_status tdm_gpu_info_get(int ordinal, tdm_gpu_info *info) {
 #endif
 }
 
-// Parse "cpu" (ordinal -1), "cuda" (0) or "cuda:N" (N: one or more decimal digits, below 4096) and
-// nothing else: no sign, spaces or trailing characters. False when malformed.
-static bool parse_device(const char *spec, int *ordinal) {
+bool tdm_dev_parse(const char *spec, int *ordinal) {
   if (!strcmp(spec, "cpu")) {
     *ordinal = -1;
     return true;
@@ -96,7 +94,7 @@ tdm_status tdm_dev_open(const char *spec, int threads, tdm_dev **out) {
   // a malformed string is refused before any CUDA call
   if (!spec || !strcmp(spec, "auto")) {
     want_cuda = tdm_cuda_device_count() > 0 ? 0 : -1;
-  } else if (!parse_device(spec, &want_cuda)) {
+  } else if (!tdm_dev_parse(spec, &want_cuda)) {
     return TDM_FAIL(TDM_ERR_ARG,
                     "device \"%s\": expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" with N a "
                     "GPU index in 0..4095 written in digits only",
