@@ -549,7 +549,7 @@ static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES, "the tiles' shared memory must fit
 #define FZ_MAXJ 2
 struct __align__(16) fz_plan {
   fz_gemm jobs[FZ_MAXJ];
-  int nj, total;
+  int total;
   int j, e, m0, n0;  // the block's first tile: job, member, first row and column
 };
 // GEMM phases of one update at most: 5 per hidden layer (forward, target forward, critic
@@ -797,14 +797,18 @@ struct fz_bwd {
   bool critic;
 };
 
+// dz of layer l - 1 (l >= 1) from dz of layer l in backward w.
+static __device__ fz_gemm fz_bwd_dx(const fz_bwd &w, int l) {
+  return fz_dx(*w.n, l, w.E, w.M, w.dz[l & 1], w.z[l - 1], w.h[l - 1], w.dz[(l - 1) & 1]);
+}
+
 // GEMM jobs of the phase of layer l into jobs (dz of layer l - 1, the weight and bias gradients
 // of layer l, with Adam on W when l = 0, and of the head when l = 0: its tiles would overflow the
 // grid in the phase of layer L - 2, which already has two full jobs); returns their count (2).
 static __device__ int fz_bwd_jobs(const tdm_sacf_args &a, const fz_bwd &w, int l, fz_gemm *jobs) {
   const tdm_sacf_net &n = *w.n;
   int nj = 0;
-  if (l >= 1)
-    jobs[nj++] = fz_dx(n, l, w.E, w.M, w.dz[l & 1], w.z[l - 1], w.h[l - 1], w.dz[(l - 1) & 1]);
+  if (l >= 1) jobs[nj++] = fz_bwd_dx(w, l);
   const float *X = l == 0 ? w.X0 : w.h[l - 1];
   long long sX = l == 0 ? w.sX0 : w.szh;
   float *ew = w.ema ? w.ema + n.w[l] : NULL, *eb = w.ema ? w.ema + n.b[l] : NULL;
@@ -845,36 +849,41 @@ static __host__ __device__ int fz_nphases(int L) {
   return 6 * (L - 1) - 1;
 }
 
+// Forward of hidden layer l of both critics with parameters P (the critic or its target) over B
+// rows: layer 0 reads X0 (row stride ldx0, 0: in_0; shared by the members), layer l > 0 the
+// members' h[l - 1]; into z[l], h[l].
+static __device__ fz_gemm fz_critic_fwd(const tdm_sacf_args &a, const float *P, int l,
+                                        const float *X0, int ldx0, float *const *z,
+                                        float *const *h) {
+  const tdm_sacf_net &cn = a.critic;
+  return l == 0
+             ? fz_fwd(cn, P, 0, 2, a.B, X0, NULL, 0, 0, z[0], h[0], ldx0)
+             : fz_fwd(cn, P, l, 2, a.B, h[l - 1], NULL, 0, (long long)a.B * cn.in[l], z[l], h[l]);
+}
+
 // The jobs of GEMM phase gp into jobs; returns their count.
 static __device__ int fz_plan_jobs(const tdm_sacf_args &a, int gp, fz_gemm *jobs) {
-  const int L = a.L, H = L - 1, B = a.B, W = a.O + a.A;
+  const int L = a.L, H = L - 1, B = a.B;
   const tdm_sacf_net &an = a.actor, &cn = a.critic;
   const float *obs = a.cols.batch[0], *nobs = a.cols.batch[3];
   if (gp < H) {  // hidden layer l of the actor over [s; s'] and of the critic over xq
     const int l = gp;
     jobs[0] = fz_fwd(an, an.p, l, 1, 2 * B, l == 0 ? obs : a.ha[l - 1], l == 0 ? nobs : NULL, B, 0,
                      a.za[l], a.ha[l]);
-    jobs[1] =
-        fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pad : a.hc[l - 1], NULL, 0,
-               l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l], l == 0 ? fz_pad4(W) : 0);
+    jobs[1] = fz_critic_fwd(a, cn.p, l, a.xq_pad, fz_pad4(a.O + a.A), a.zc, a.hc);
     return 2;
   }
   if ((gp -= H) < H) {  // hidden layer l of the target over xq_next
-    const int l = gp;
-    jobs[0] = fz_fwd(cn, a.target, l, 2, B, l == 0 ? a.xq_next : a.ht[l - 1], NULL, 0,
-                     l == 0 ? 0 : (long long)B * cn.in[l], a.zt[l], a.ht[l]);
+    jobs[0] = fz_critic_fwd(a, a.target, gp, a.xq_next, 0, a.zt, a.ht);
     return 1;
   }
   if ((gp -= H) < H) return fz_bwd_jobs(a, fz_critic_bwd(a), L - 2 - gp, jobs);
   if ((gp -= H) < H) {  // hidden layer l of the updated critic over xq_pi
-    const int l = gp;
-    jobs[0] = fz_fwd(cn, cn.p, l, 2, B, l == 0 ? a.xq_pi : a.hc[l - 1], NULL, 0,
-                     l == 0 ? 0 : (long long)B * cn.in[l], a.zc[l], a.hc[l]);
+    jobs[0] = fz_critic_fwd(a, cn.p, gp, a.xq_pi, 0, a.zc, a.hc);
     return 1;
   }
   if ((gp -= H) < H - 1) {  // the critic's input gradient, layer l >= 1
-    const int l = L - 2 - gp;
-    jobs[0] = fz_dx(cn, l, 2, B, a.dzc[l & 1], a.zc[l - 1], a.hc[l - 1], a.dzc[(l - 1) & 1]);
+    jobs[0] = fz_bwd_dx(fz_critic_bwd(a), L - 2 - gp);
     return 1;
   }
   gp -= H - 1;
@@ -883,9 +892,9 @@ static __device__ int fz_plan_jobs(const tdm_sacf_args &a, int gp, fz_gemm *jobs
 
 // GEMM phase gp's plan for block blk (one thread).
 static __device__ void fz_plan_build(const tdm_sacf_args &a, int gp, int blk, fz_plan &pl) {
-  pl.nj = fz_plan_jobs(a, gp, pl.jobs);
+  const int nj = fz_plan_jobs(a, gp, pl.jobs);
   pl.total = 0;
-  for (int j = 0; j < pl.nj; j++) {
+  for (int j = 0; j < nj; j++) {
     fz_gemm &g = pl.jobs[j];
     // 16-byte loads: the contiguous direction's stride is 1 and every start is aligned
     g.vecA = g.lda % 4 == 0 && g.sA % 4 == 0 && fz_al16(g.A) && (g.ta || !g.A2 || fz_al16(g.A2));
@@ -1092,8 +1101,9 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
 
   // A Q-head phase: per batch row r, Q of both critics from the last hidden activations H with
   // parameters P (hv), then loss(r, hv, write, dq) sets dq[0..1] = dL/dQ (and writes the row's
-  // outputs when write), then dz of the critic's last hidden layer. FZ_RQ warps per row: each
-  // computes Q and dq itself (no block barrier) and a quarter of dz; the first one writes.
+  // other outputs when write), then dz of the critic's last hidden layer. FZ_RQ warps per row: each
+  // computes Q and dq itself (no block barrier) and a quarter of dz; the first one writes dq and
+  // the loss's outputs.
   auto q_phase = [&](const float *H, const float *P, auto loss) {
     const int rpt = FZ_WARPS / FZ_RQ;
     fz_phase(
@@ -1103,7 +1113,9 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
           if (r < B) {
             float *hv = sm.r.v[warp], d[2];
             q_row(H, P, r, hv);
-            loss(r, hv, lane == 0 && qtr == 0, d);
+            const bool write = lane == 0 && qtr == 0;
+            loss(r, hv, write, d);
+            if (write) a.dq[r] = d[0], a.dq[B + r] = d[1];
             float *dz = a.dzc[(L - 2) & 1];
             const int i0 = qtr * Hc / FZ_RQ, i1 = (qtr + 1) * Hc / FZ_RQ;
             for (int e = 0; e < 2; e++) {
@@ -1126,8 +1138,6 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     const float q0 = qv[0], q1 = qv[1], d0 = q0 - yb, d1 = q1 - yb;
     d[0] = d0 * inv, d[1] = d1 * inv;
     if (write) {
-      a.dq[r] = d[0];
-      a.dq[B + r] = d[1];
       a.part[r] = (double)d0 * d0 + (double)d1 * d1;
       a.part[B + r] = (double)q0 + (double)q1;
     }
@@ -1166,8 +1176,6 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
       const float mn = first ? q0 : q1, lp = a.logp[r];
       d[0] = first ? -inv : 0.0f, d[1] = first ? 0.0f : -inv;
       if (write) {
-        a.dq[r] = d[0];
-        a.dq[B + r] = d[1];
         a.dlogp[r] = c.alpha * inv;
         a.part[2 * B + r] = (double)(c.alpha * lp - mn);
         a.part[3 * B + r] = (double)lp;
