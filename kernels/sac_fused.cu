@@ -126,11 +126,17 @@ static __device__ __forceinline__ void fz_adam(const tdm_sacf_args &a, float *p,
   if (ema) ema[i] = polyak_elem(ei, pn, a.tau);
 }
 
-// x split into two TF32 values, hi + lo = x to about 2^-22 relative (3xTF32)
+// x split into two TF32 operands, hi + lo = x to about 2^-21 relative (3xTF32). hi is x rounded
+// to TF32's 10 mantissa bits, to nearest with ties away from zero (what cvt.rna.tf32.f32 gives for
+// finite x), by integer operations on the bits: half a TF32 unit added to the magnitude, the 13 low
+// bits cleared. lo = x - hi is exact in fp32 and is passed as it is: the tensor core reads only the
+// TF32 bits of an operand, so lo is truncated there. Two cvt instructions per value (a
+// conversion runs at a sixteenth of the FMA rate) had cost about 1 us of a 16 x 32 x 256 tile
+// step (scratch prototype, RESULTS.md session 9). NaN stays NaN through lo; inf gives NaN as with
+// cvt.
 static __device__ __forceinline__ void fz_split(float x, uint32_t &hi, uint32_t &lo) {
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(x));
-  float r = x - __uint_as_float(hi);
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(r));
+  hi = (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
+  lo = __float_as_uint(x - __uint_as_float(hi));
 }
 
 // d += a b for one m16n8k8 TF32 tile (warp-wide; PTX fragment layout)
