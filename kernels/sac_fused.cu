@@ -9,8 +9,13 @@
 // warps split the tile's K, each copies its own operand pieces to shared memory (cp.async) and
 // multiplies them with m16n8k8 TF32 MMAs in 3xTF32 (about fp32 accuracy), and the partial tiles
 // are added in a fixed order: deterministic. A is read row-major (A[m lda + k]) or transposed
-// (A[k lda + m]), B likewise.
+// (A[k lda + m]), B likewise. In a GEMM phase with at most half as many tiles as blocks, on GPUs
+// with thread-block clusters (sm_90), the two blocks of a cluster share each tile: each takes half
+// of its k blocks, and the second adds its partial tile into the first's shared memory (a pair,
+// fz_plan.pair).
 #include <cooperative_groups.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "../src/agents/sac_fused.h"
 #include "act.cuh"
@@ -248,7 +253,8 @@ static __device__ __noinline__ void fz_epi_out(const tdm_sacf_args &a, const fz_
 #define FZ_EPI_IT 4  // outputs per thread and pass (all of a pass's loads in flight together)
 static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz_ctx &c,
                                                 const fz_gemm &g, int e, int m0, int n0,
-                                                const float *part, const float *bpart, bool bias) {
+                                                const float *part, const float *bpart,
+                                                const float *rpart, bool bias) {
   const int M = g.M, N = g.N;
   const int rows = min(FZ_BM, M - m0), cols = min(FZ_BN, N - n0);
   const int nout = rows * cols, nall = nout + (bias ? rows : 0);
@@ -268,6 +274,7 @@ static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz
       float s = ps[0];
 #pragma unroll
       for (int w = 1; w < FZ_KQ; w++) s += ps[w * st];
+      if (rpart) s += b ? rpart[FZ_BM * FZ_PS + mm] : rpart[mm * FZ_PS + nn];
       gr[it] = s;
       off[it] = b ? (size_t)e * M + m0 + mm : (size_t)e * M * N + (size_t)(m0 + mm) * N + n0 + nn;
       const float *P = b ? g.bp : g.p, *Mo = b ? g.bm : g.m, *V = b ? g.bv : g.v,
@@ -305,17 +312,24 @@ static __device__ __noinline__ void fz_epi_adam(const tdm_sacf_args &a, const fz
 // summed in shared memory in a fixed order (deterministic), then the epilogue, 8 outputs per
 // thread. ta, tb: the layouts of A and B (fz_gemm), template arguments so that a staged block is
 // placed in registers without run-time selects.
+// pair: the tile is shared by the two blocks of a cluster; this block (half 0 or 1) takes the
+// k blocks 2 i + half of each warp's; half 1 adds its quarters' partial tiles (in order) and
+// writes the sum to half 0's rpart, and half 0 runs the epilogue with rpart added last.
 #define FZ_WSTG 3  // staging slots per thread (k blocks in flight + 1)
-// dynamic shared memory of fz_tile_w: the partial tiles and bias sums, then the staging slots
+// dynamic shared memory of fz_tile_w: the partial tiles and bias sums, the pair's partial tile and
+// bias sums, then the staging slots
 #define FZ_PART_FLOATS (FZ_KQ * FZ_BM * FZ_PS + FZ_KQ * FZ_BM)
+#define FZ_R_FLOATS (FZ_BM * FZ_PS + FZ_BM)
 #define FZ_W_DYN_BYTES \
-  ((FZ_PART_FLOATS + (FZ_KQ + FZ_WARPS) * FZ_WSTG * 4 * 32 * 4) * sizeof(float))
+  ((FZ_PART_FLOATS + FZ_R_FLOATS + (FZ_KQ + FZ_WARPS) * FZ_WSTG * 4 * 32 * 4) * sizeof(float))
 template <int ta, int tb>
 static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_ctx &c,
-                                              const fz_gemm &g, int e, int m0, int n0) {
+                                              const fz_gemm &g, int e, int m0, int n0, int pair,
+                                              int half) {
   extern __shared__ __align__(16) float fz_dyn[];
   float *part = fz_dyn;                           // (FZ_KQ, BM, FZ_PS)
   float *bpart = fz_dyn + FZ_KQ * FZ_BM * FZ_PS;  // (FZ_KQ, BM) bias partial sums
+  float *rpart = fz_dyn + FZ_PART_FLOATS;         // (BM, FZ_PS) then (BM): half 1's sums
   const int M = g.M, N = g.N, K = g.K, lda = g.lda, ldb = g.ldb;
   const float *A = g.A + e * g.sA, *Bm = g.Bm + e * g.sB, *A2 = ta ? NULL : g.A2;
   const int msplit = g.msplit;
@@ -409,17 +423,18 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
   // (aligned, K a multiple of 16, the thread's rows and columns inside the job), else 4-byte
   // copies with zero fill. One call site per helper, so that the arrays stay in registers.
   constexpr int KS = 16 * FZ_KQ;
-  const int nblk = K > 16 * kq ? (K - 16 * kq + KS - 1) / KS : 0;
+  const int k0 = 16 * kq + half * KS, KSt = KS << pair;  // the warp's first k, its k step
+  const int nblk = K > k0 ? (K - k0 + KSt - 1) / KSt : 0;
   constexpr int SL = 4 * 32;  // float4 of one stage of a thread group's slots
-  float4 *stga = reinterpret_cast<float4 *>(fz_dyn + FZ_PART_FLOATS) + kq * (FZ_WSTG * SL) + lane;
-  float4 *stgb = reinterpret_cast<float4 *>(fz_dyn + FZ_PART_FLOATS) + FZ_KQ * FZ_WSTG * SL +
-                 warp * (FZ_WSTG * SL) + lane;
+  float4 *stg = reinterpret_cast<float4 *>(fz_dyn + FZ_PART_FLOATS + FZ_R_FLOATS);
+  float4 *stga = stg + kq * (FZ_WSTG * SL) + lane;
+  float4 *stgb = stg + FZ_KQ * FZ_WSTG * SL + warp * (FZ_WSTG * SL) + lane;
   // per operand: 0 nothing of it inside the job (zeros, nothing copied), 1 16-byte copies, 2 4-byte
   // copies with zero fill
   const int moda = mb >= M ? 0 : fa ? 1 : 2, modb = nb >= N ? 0 : fb ? 1 : 2;
   auto issue = [&](int i) {  // block i into stage i % FZ_WSTG (an empty group past the end)
     if (i < nblk) {
-      const int k4 = 16 * kq + i * KS + 4 * tig;
+      const int k4 = k0 + i * KSt + 4 * tig;
       float4 *da = stga + (i % FZ_WSTG) * SL, *d = stgb + (i % FZ_WSTG) * SL;
       if (moda == 1) {
 #pragma unroll
@@ -509,14 +524,9 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
     }
   }
   __syncthreads();
-  if (g.epi == FZ_EPI_DW && g.adam) {
-    fz_epi_adam(a, c, g, e, m0, n0, part, bpart, g.bg && n0 == 0);
-    return;
-  }
-  // 8 outputs per thread: row mm, columns nn .. nn + 7 of the tile
+  // 8 outputs per thread: row mm, columns nn .. nn + 7 of the tile; the quarters' sum (in order)
   const int mm = threadIdx.x >> 3, nn = (threadIdx.x & 7) * 8;
-  float v[8];
-  {
+  auto sum8 = [&](float *v) {
     const float *p0 = part + mm * FZ_PS + nn;
     float4 u0 = *reinterpret_cast<const float4 *>(p0),
            u1 = *reinterpret_cast<const float4 *>(p0 + 4);
@@ -529,11 +539,46 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
       v[0] += u0.x, v[1] += u0.y, v[2] += u0.z, v[3] += u0.w, v[4] += u1.x, v[5] += u1.y,
           v[6] += u1.z, v[7] += u1.w;
     }
-  }
-  if (bsum && threadIdx.x < FZ_BM && m0 + (int)threadIdx.x < M) {
+  };
+  auto sumb = [&]() {  // thread < FZ_BM: its row's bias sum over the quarters
     float gb = bpart[threadIdx.x];
 #pragma unroll
     for (int w = 1; w < FZ_KQ; w++) gb += bpart[w * FZ_BM + threadIdx.x];
+    return gb;
+  };
+  if (pair) {
+#if __CUDA_ARCH__ >= 900
+    cg::cluster_group cl = cg::this_cluster();
+    if (half == 1) {  // this half's sums into half 0's rpart
+      const bool hasb = g.epi == FZ_EPI_DW && g.bg && n0 == 0;  // bias sums in bpart
+      float v[8];
+      sum8(v);
+      float *rp = cl.map_shared_rank(rpart, 0);
+      *reinterpret_cast<float4 *>(rp + mm * FZ_PS + nn) = make_float4(v[0], v[1], v[2], v[3]);
+      *reinterpret_cast<float4 *>(rp + mm * FZ_PS + nn + 4) = make_float4(v[4], v[5], v[6], v[7]);
+      if (hasb && threadIdx.x < FZ_BM) rp[FZ_BM * FZ_PS + threadIdx.x] = sumb();
+    }
+    cl.sync();  // half 1's writes are visible to half 0
+    if (half == 1) return;
+#else
+    __trap();  // pairs only on sm_90 (tdm_sacf_supported)
+#endif
+  }
+  const float *rp = pair ? rpart : NULL;
+  if (g.epi == FZ_EPI_DW && g.adam) {
+    fz_epi_adam(a, c, g, e, m0, n0, part, bpart, rp, g.bg && n0 == 0);
+    return;
+  }
+  float v[8];
+  sum8(v);
+  if (rp) {
+    const float *r0 = rp + mm * FZ_PS + nn;
+#pragma unroll
+    for (int q = 0; q < 8; q++) v[q] += r0[q];
+  }
+  if (bsum && threadIdx.x < FZ_BM && m0 + (int)threadIdx.x < M) {
+    float gb = sumb();
+    if (rp) gb += rp[FZ_BM * FZ_PS + threadIdx.x];
     size_t o = (size_t)e * M + m0 + threadIdx.x;
     g.bg[o] = gb;
     fz_adam(a, g.bp, g.bm, g.bv, fz_ema(a, g.bema), o, gb, g.critic ? c.bc1c : c.bc1a,
@@ -556,6 +601,7 @@ static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES, "the tiles' shared memory must fit
 struct __align__(16) fz_plan {
   fz_gemm jobs[FZ_MAXJ];
   int total;
+  int pair;          // tile t on the blocks 2 t and 2 t + 1 (a cluster), half of K each
   int j, e, m0, n0;  // the block's first tile: job, member, first row and column
 };
 // GEMM phases of one update at most: 5 per hidden layer (forward, target forward, critic
@@ -586,30 +632,31 @@ static __device__ void fz_locate(const fz_plan &pl, int t, int &j, int &e, int &
 template <typename RowF, typename ElemF>
 static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const fz_plan *pl,
                                 int nrow, fz_smem &sm, RowF row, ElemF elem) {
-  const int total = pl ? pl->total : 0;
-  for (int t = blockIdx.x; t < total + nrow; t += gridDim.x) {
-    if (t < total) {
+  // tile tasks: one per tile, or two (the halves of a pair: task 2 t + h is half h of tile t)
+  const int pair = pl ? pl->pair : 0, ntile = pl ? pl->total << pair : 0;
+  for (int t = blockIdx.x; t < ntile + nrow; t += gridDim.x) {
+    if (t < ntile) {
       int j, e, m0, n0;
       if (t == (int)blockIdx.x)
         j = pl->j, e = pl->e, m0 = pl->m0, n0 = pl->n0;
       else
-        fz_locate(*pl, t, j, e, m0, n0);
+        fz_locate(*pl, t >> pair, j, e, m0, n0);
       const fz_gemm &g = pl->jobs[j];
-      const int lay = g.ta * 2 + g.tb;  // the layouts of the jobs: FWD 1, DX 0, DW 2
+      const int lay = g.ta * 2 + g.tb, half = t & pair;  // layouts: FWD 1, DX 0, DW 2
       if (lay == 1)
-        fz_tile_w<0, 1>(a, c, g, e, m0, n0);
+        fz_tile_w<0, 1>(a, c, g, e, m0, n0, pair, half);
       else if (lay == 0)
-        fz_tile_w<0, 0>(a, c, g, e, m0, n0);
+        fz_tile_w<0, 0>(a, c, g, e, m0, n0, pair, half);
       else
-        fz_tile_w<1, 0>(a, c, g, e, m0, n0);
+        fz_tile_w<1, 0>(a, c, g, e, m0, n0, pair, half);
     } else {
       __syncthreads();  // smem of the previous task
-      row(t - total);
+      row(t - ntile);
     }
   }
   // the elementwise work on the blocks without a task when there are such blocks (a block with a
   // tile would otherwise add it to the phase's longest path)
-  const int ntask = total + nrow, free = (int)gridDim.x - ntask;
+  const int ntask = ntile + nrow, free = (int)gridDim.x - ntask;
   if (free <= 0)
     elem((size_t)blockIdx.x * blockDim.x + threadIdx.x, (size_t)gridDim.x * blockDim.x);
   else if ((int)blockIdx.x >= ntask)
@@ -896,9 +943,13 @@ static __device__ int fz_plan_jobs(const tdm_sacf_args &a, int gp, fz_gemm *jobs
   return fz_bwd_jobs(a, fz_actor_bwd(a), L - 2 - gp, jobs);
 }
 
-// GEMM phase gp's plan for block blk (one thread).
-static __device__ void fz_plan_build(const tdm_sacf_args &a, int gp, int blk, fz_plan &pl) {
+// GEMM phase gp's plan for block blk of grid blocks (one thread). The phase's tiles are shared by
+// pairs when pairs are on (a.pair), every tile has a pair of blocks, and every job has at least
+// two k blocks per warp (K >= 2 KS) for each half.
+static __device__ void fz_plan_build(const tdm_sacf_args &a, int gp, int blk, int grid,
+                                     fz_plan &pl) {
   const int nj = fz_plan_jobs(a, gp, pl.jobs);
+  int kmin = 1 << 30;
   pl.total = 0;
   for (int j = 0; j < nj; j++) {
     fz_gemm &g = pl.jobs[j];
@@ -906,9 +957,12 @@ static __device__ void fz_plan_build(const tdm_sacf_args &a, int gp, int blk, fz
     g.vecA = g.lda % 4 == 0 && g.sA % 4 == 0 && fz_al16(g.A) && (g.ta || !g.A2 || fz_al16(g.A2));
     g.vecB = g.ldb % 4 == 0 && g.sB % 4 == 0 && fz_al16(g.Bm);
     pl.total += fz_tiles(g);
+    kmin = min(kmin, g.K);
   }
+  pl.pair = a.pair && 2 * pl.total <= grid && kmin >= 2 * 2 * 16 * FZ_KQ;
   pl.j = -1, pl.e = pl.m0 = pl.n0 = 0;
-  if (blk < pl.total) fz_locate(pl, blk, pl.j, pl.e, pl.m0, pl.n0);
+  const int t = blk >> pl.pair;
+  if (t < pl.total) fz_locate(pl, t, pl.j, pl.e, pl.m0, pl.n0);
 }
 
 // The plans of every GEMM phase (threads) for every block (blocks) into a.plan (block b's at
@@ -918,7 +972,7 @@ static __global__ void fz_plan_kernel(const __grid_constant__ tdm_sacf_args a) {
   fz_plan *out = reinterpret_cast<fz_plan *>(a.plan) + (size_t)blockIdx.x * np;
   for (int p = threadIdx.x; p < np; p += blockDim.x) {
     fz_plan pl;
-    fz_plan_build(a, p, blockIdx.x, pl);
+    fz_plan_build(a, p, blockIdx.x, gridDim.x, pl);
     out[p] = pl;
   }
 }
@@ -1292,8 +1346,21 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
 // ---------------------------------------------------------------------------------------------
 // host side
 
-extern "C" bool tdm_sacf_supported(tdm_dev *dev, int *grid) {
-  *grid = 0;
+// The launch configuration of fz_kernel: cooperative, in clusters of 2 blocks when pair.
+static cudaLaunchConfig_t fz_config(int grid, int pair, cudaStream_t st, cudaLaunchAttribute *at) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid), cfg.blockDim = dim3(FZ_THREADS), cfg.dynamicSmemBytes = FZ_DYN_BYTES;
+  cfg.stream = st;
+  at[0].id = cudaLaunchAttributeCooperative;
+  at[0].val.cooperative = 1;
+  at[1].id = cudaLaunchAttributeClusterDimension;
+  at[1].val.clusterDim.x = 2, at[1].val.clusterDim.y = 1, at[1].val.clusterDim.z = 1;
+  cfg.attrs = at, cfg.numAttrs = pair ? 2 : 1;
+  return cfg;
+}
+
+extern "C" bool tdm_sacf_supported(tdm_dev *dev, int *grid, int *pair) {
+  *grid = 0, *pair = 0;
   if (!dev || dev->kind != TDM_DEV_CUDA) return false;
   int coop = 0, nb = 0;
   if (cudaFuncSetAttribute(fz_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1306,6 +1373,21 @@ extern "C" bool tdm_sacf_supported(tdm_dev *dev, int *grid) {
     return false;
   if (!coop || nb < 1) return false;
   *grid = dev->sm_count > 0 ? dev->sm_count : 1;  // one block per SM: more only add to barriers
+  // pairs (clusters of 2) on sm_90 and later when every pair of SMs (all but an odd one) can hold
+  // a cluster at once, as a cooperative launch needs; TDM_FUSED_PAIR=0 turns them off
+  const char *env = getenv("TDM_FUSED_PAIR");
+  int major = 0, ncl = 0;
+  const int g2 = *grid & ~1;
+  if ((!env || strcmp(env, "0") != 0) && g2 >= 2 &&
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev->ordinal) ==
+          cudaSuccess &&
+      major >= 9) {
+    cudaLaunchAttribute at[2];
+    cudaLaunchConfig_t cfg = fz_config(g2, 1, 0, at);
+    if (cudaOccupancyMaxActiveClusters(&ncl, fz_kernel, &cfg) == cudaSuccess && 2 * ncl >= g2)
+      *grid = g2, *pair = 1;
+    cudaGetLastError();  // a refused query leaves no error behind
+  }
   return true;
 }
 
@@ -1324,9 +1406,8 @@ extern "C" tdm_status tdm_sacf_prepare(tdm_dev *dev, const tdm_sacf_args *a) {
 extern "C" tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a) {
   if (a->grid < 1)
     return TDM_FAIL(TDM_ERR_ARG, "fused SAC update: no grid size (tdm_sacf_supported not run)");
-  void *args[] = {(void *)a};
-  TDM_CUDA_CHECK(cudaLaunchCooperativeKernel((const void *)fz_kernel, dim3(a->grid),
-                                             dim3(FZ_THREADS), args, FZ_DYN_BYTES,
-                                             tdm_stream_of(dev)));
+  cudaLaunchAttribute at[2];
+  cudaLaunchConfig_t cfg = fz_config(a->grid, a->pair, tdm_stream_of(dev), at);
+  TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, fz_kernel, *a));
   return TDM_OK;
 }

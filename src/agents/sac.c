@@ -638,13 +638,13 @@ static void fz_net(const tdm_mlp *m, tdm_sacf_net *n) {
 static tdm_status fused_setup(sac *s, tdm_dev *dev) {
 #ifdef TDM_CUDA
   const tdm_sac_cfg *c = &s->cfg;
-  int grid = 0;
+  int grid = 0, pair = 0;
   if (dev->kind != TDM_DEV_CUDA || !c->use_graph || !c->fused_update ||
-      s->A > TDM_SAC_FUSED_MAX_ACT || !tdm_sacf_supported(dev, &grid))
+      s->A > TDM_SAC_FUSED_MAX_ACT || !tdm_sacf_supported(dev, &grid, &pair))
     return TDM_OK;
   tdm_sacf_args *f = &s->fz;
   memset(f, 0, sizeof *f);
-  f->grid = grid;
+  f->grid = grid, f->pair = pair;
   f->B = s->B, f->O = s->O, f->A = s->A, f->L = c->layers + 1, f->act = (int)c->act;
   f->lo = c->log_std_min, f->hi = c->log_std_max, f->gamma = c->gamma, f->tau = c->tau;
   f->target_entropy = s->target_entropy;

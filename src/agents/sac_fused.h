@@ -54,6 +54,9 @@ typedef struct {
   float lr, b1, b2, eps, wd;  // Adam
   int actor_step, polyak_step, ent_auto;
   int grid;                    // blocks of the cooperative launch (tdm_sacf_supported)
+  int pair;                    // launch in clusters of 2 blocks; GEMM phases with at most grid / 2
+                               // tiles share each tile's K between a cluster's two blocks
+                               // (tdm_sacf_supported)
   uint32_t rs_sample, rs_eps;  // RNG sub-streams of the update counter
   tdm_sacf_net actor;          // 1 member: O -> 2A
   tdm_sacf_net critic;         // 2 members: O + A -> 1
@@ -95,8 +98,10 @@ size_t tdm_sacf_scratch_floats(int B, int O, int A, int L, int H);
 void tdm_sacf_carve(tdm_sacf_args *a, float *mem, int H);
 
 // Whether dev can run the fused kernel (cooperative launch, a block fits on an SM); sets the
-// kernel's shared-memory limit and *grid, the blocks of a launch (one per SM).
-bool tdm_sacf_supported(tdm_dev *dev, int *grid);
+// kernel's shared-memory limit, *grid, the blocks of a launch (one per SM; an even count with
+// pairs), and *pair: launches in clusters of 2 blocks (sm_90 and later, when the whole grid fits
+// in clusters at once; off with the environment variable TDM_FUSED_PAIR=0).
+bool tdm_sacf_supported(tdm_dev *dev, int *grid, int *pair);
 
 // Bytes of a's plan buffer (device memory) for grid blocks and L layers.
 size_t tdm_sacf_plan_bytes(int grid, int L);
