@@ -944,8 +944,8 @@ static __device__ int fz_plan_jobs(const tdm_sacf_args &a, int gp, fz_gemm *jobs
 }
 
 // GEMM phase gp's plan for block blk of grid blocks (one thread). The phase's tiles are shared by
-// pairs when pairs are on (a.pair), every tile has a pair of blocks, and every job has at least
-// two k blocks per warp (K >= 2 KS) for each half.
+// pairs when pairs are on (a.pair), every tile has a pair of blocks, and each half of every job
+// has at least two k blocks per warp (K >= 4 KS).
 static __device__ void fz_plan_build(const tdm_sacf_args &a, int gp, int blk, int grid,
                                      fz_plan &pl) {
   const int nj = fz_plan_jobs(a, gp, pl.jobs);
