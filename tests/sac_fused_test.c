@@ -4,27 +4,6 @@
 // read by the other paths, and a long run doing real work. GPU tests SKIP without a GPU.
 #include "sac_side.h"
 
-// Host copy (malloc'd, freed by the caller; NULL on failure) of one of m's arrays: 0 parameters,
-// 1 Adam first moments, 2 Adam second moments.
-static float *fetch(tdm_mlp *m, int which) {
-  const float *src = which == 0 ? m->params : which == 1 ? m->adam_m : m->adam_v;
-  float *h = malloc(m->n_params * sizeof(float));
-  if (h && down(m->dev, h, src, m->n_params) != TDM_OK) {
-    free(h);
-    h = NULL;
-  }
-  return h;
-}
-
-// relative error of array `which` of m against the same array of ref (any devices)
-static double arr_err(tdm_mlp *m, tdm_mlp *ref, int which) {
-  float *a = fetch(m, which), *b = fetch(ref, which);
-  double e = a && b && m->n_params == ref->n_params ? tdm_t_relerr(a, b, m->n_params) : INFINITY;
-  free(a);
-  free(b);
-  return e;
-}
-
 // whether array `which` of m and of ref hold the same bits (any devices)
 static bool arr_same(tdm_mlp *m, tdm_mlp *ref, int which) {
   float *a = fetch(m, which), *b = fetch(ref, which);

@@ -1,6 +1,7 @@
 // Helpers shared by the SAC tests that compare agents across devices (sac_parity_test,
-// sac_fused_test): the CPU device, a synchronised device-to-host copy and random transitions fed
-// to one or two agents.
+// sac_fused_test, and bench/proto/sac_drift.c): the CPU device, a synchronised device-to-host
+// copy, a network's arrays on the host and their relative error, and random transitions fed to one
+// or two agents.
 #ifndef TANDEM_TEST_SAC_SIDE_H
 #define TANDEM_TEST_SAC_SIDE_H
 
@@ -18,6 +19,27 @@ static tdm_dev *cpu(void) {
 static tdm_status down(tdm_dev *dev, float *h, const float *src, size_t n) {
   TDM_TRY(tdm_dev_d2h(dev, h, src, n * sizeof(float)));
   return tdm_dev_sync(dev);
+}
+
+// Host copy (malloc'd, freed by the caller; NULL on failure) of one of m's arrays: 0 parameters,
+// 1 Adam first moments, 2 Adam second moments.
+static inline float *fetch(tdm_mlp *m, int which) {
+  const float *src = which == 0 ? m->params : which == 1 ? m->adam_m : m->adam_v;
+  float *h = malloc(m->n_params * sizeof(float));
+  if (h && down(m->dev, h, src, m->n_params) != TDM_OK) {
+    free(h);
+    h = NULL;
+  }
+  return h;
+}
+
+// relative error of array `which` of m against the same array of ref (any devices)
+static inline double arr_err(tdm_mlp *m, tdm_mlp *ref, int which) {
+  float *a = fetch(m, which), *b = fetch(ref, which);
+  double e = a && b && m->n_params == ref->n_params ? tdm_t_relerr(a, b, m->n_params) : INFINITY;
+  free(a);
+  free(b);
+  return e;
 }
 
 // n env steps of random transitions into x and (when non-NULL) y

@@ -12,21 +12,6 @@
 //   build/sac_drift [UPDATES]   (default 2000; checkpoints up to 8000)
 #include "sac_side.h"
 
-static float *fetch(tdm_mlp *m) {
-  float *h = malloc(m->n_params * sizeof(float));
-  if (h && down(m->dev, h, m->params, m->n_params) != TDM_OK) {
-    free(h);
-    h = NULL;
-  }
-  return h;
-}
-static double err(tdm_mlp *m, tdm_mlp *ref) {
-  float *a = fetch(m), *b = fetch(ref);
-  double e = a && b ? tdm_t_relerr(a, b, m->n_params) : INFINITY;
-  free(a);
-  free(b);
-  return e;
-}
 #define OK(x)                                               \
   do {                                                      \
     tdm_status s_ = (x);                                    \
@@ -68,9 +53,9 @@ int main(int argc, char **argv) {
     tdm_mlp *a[3], *q[3];
     for (int k = 0; k < 3; k++) a[k] = tdm_sac_actor(ag[k]), q[k] = tdm_sac_critic(ag[k]);
     printf("%5d | %.2e %.2e %.2e | %.2e %.2e %.2e | %.5g %.5g %.5g | %.5g %.5g %.5g\n", done,
-           err(a[0], a[1]), err(a[1], a[2]), err(a[0], a[2]), err(q[0], q[1]), err(q[1], q[2]),
-           err(q[0], q[2]), st[0].q_mean, st[1].q_mean, st[2].q_mean, st[0].alpha, st[1].alpha,
-           st[2].alpha);
+           arr_err(a[0], a[1], 0), arr_err(a[1], a[2], 0), arr_err(a[0], a[2], 0),
+           arr_err(q[0], q[1], 0), arr_err(q[1], q[2], 0), arr_err(q[0], q[2], 0), st[0].q_mean,
+           st[1].q_mean, st[2].q_mean, st[0].alpha, st[1].alpha, st[2].alpha);
     fflush(stdout);
   }
   return 0;
