@@ -78,7 +78,7 @@ struct fz_smem {
   double red[32];
 };
 
-// Dynamic shared memory of the kernel (fz_tile_w's, asserted below).
+// Dynamic shared memory of the kernel (the tiles' buffers and the plans, asserted below).
 #define FZ_DYN_BYTES (136 * 1024)
 
 // Asynchronous 4-byte copy global -> shared, zero-filled when !valid (src is not read then).
@@ -590,7 +590,6 @@ static __device__ __noinline__ void fz_tile_w(const tdm_sacf_args &a, const fz_c
     fz_epi_out(a, c, g, e, m, n, nv, v);
   }
 }
-static_assert(FZ_W_DYN_BYTES <= FZ_DYN_BYTES, "the tiles' shared memory must fit");
 
 // A GEMM phase's jobs (at most 2) with their tile count, and a block's first tile in it (when the
 // block's index is below total). Built once (fz_plan_kernel, when the fused update is set up), for
