@@ -1,9 +1,9 @@
 // tandem bench sac: SAC gradient updates per second (sample + critic + actor + temperature +
 // Polyak) at batch 256 with 256 x 2 ReLU networks, obs 17, act 6 (half_cheetah's sizes), from a
 // replay buffer prefilled with random transitions. Rows: GPU with the update as one fused
-// persistent kernel (opt-in, agent.fused_update), GPU with the update's ops replayed as a CUDA
-// graph (the default; forked onto two streams, and on one stream), GPU launched plainly, and the
-// CPU.
+// persistent kernel (the default, agent.fused_update; its launch replayed as a CUDA graph), GPU
+// with the update's ops replayed as a CUDA graph (fused_update false; forked onto two streams, and
+// on one stream), GPU launched plainly, and the CPU.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,10 +48,10 @@ static void usage(FILE *f) {
           "  from a replay buffer prefilled with random transitions. Each rate is the median of\n"
           "  %d timed blocks after warm-up (graph capture included in the warm-up).\n"
           "\n"
-          "  GPU rows: fused (the update as one persistent kernel: opt-in), graph (the\n"
-          "  update's ops replayed as a CUDA graph, forked onto two streams: the default),\n"
-          "  graph1 (one stream), graph_us (two streams, actor forward not stacked), plain\n"
-          "  (launched one by one).\n"
+          "  GPU rows: fused (the update as one persistent kernel, replayed as a CUDA graph:\n"
+          "  the default), graph (the update's ops replayed as a CUDA graph, forked onto two\n"
+          "  streams: agent.fused_update = false), graph1 (one stream), graph_us (two\n"
+          "  streams, actor forward not stacked), plain (launched one by one).\n"
           "\n"
           "  --device D    auto (default): the GPU rows when a GPU is visible, and\n"
           "                the CPU row; cpu: the CPU row only; cuda:N: GPU N rows only\n"
@@ -226,7 +226,7 @@ int tdm_bench_sac(int argc, char **argv) {
     }
     dev->tf32 = tf32;
     snprintf(gpu_name, sizeof gpu_name, "%s", dev->name);
-    // the fused kernel (opt-in); the op graph (fused_update false, the default) on two streams, on
+    // the fused kernel (the default); the op graph (fused_update false) on two streams, on
     // one stream, on two streams with the actor forward unstacked (its obs half then runs on the
     // second stream); plain launches
     const char *mode_name[5] = {"fused", "graph", "graph1", "graph_us", "plain"};

@@ -87,7 +87,7 @@ typedef struct {
 
 static tdm_sac_cfg shape_cfg(const shape *s) {
   tdm_sac_cfg c = tdm_sac_defaults();
-  c.fused_update = true;  // opt-in
+  c.fused_update = true;  // the default, set here all the same
   c.hidden = s->hidden;
   c.layers = s->layers;
   c.act = s->hact;
@@ -247,12 +247,11 @@ static void test_fused_deterministic(void) {
   }
 }
 
-// The fused update is off by default (opt-in) and never active on the CPU: a CPU agent with
-// use_graph and fused_update true reports it inactive and still updates.
+// The fused update is on by default and never active on the CPU: a CPU agent with use_graph and
+// fused_update true reports it inactive and still updates.
 static void test_fused_inactive_on_cpu(void) {
   tdm_sac_cfg c = tdm_sac_defaults();
-  CHECK(!c.fused_update && c.use_graph);
-  c.fused_update = true;
+  CHECK(c.fused_update && c.use_graph);
   c.hidden = 32;
   c.batch_size = 64;
   c.buffer_size = 1000;

@@ -210,39 +210,47 @@ static void test_replay_sample_fused(void) {
   tdm_agent_destroy(y);
 }
 
+// The GPU agent's update (the fused kernel, the default, then the graph of ops) against the CPU
+// agent: parameters, temperature, losses and actions after 4 updates on the same transitions.
 static void test_sac_update_parity(void) {
   NEED_GPU(g);
-  tdm_sac_cfg c = parity_cfg();
-  tdm_agent_dims dims = {17, 6, 2};
-  tdm_agent *x, *y;
-  CHECK_OK(tdm_sac_create(cpu(), &c, &dims, 9, &x));
-  CHECK_OK(tdm_sac_create(g, &c, &dims, 9, &y));  // use_graph defaults to true
-  CHECK_OK(feed2(x, y, 300, 6));
-  tdm_agent_stats sx, sy;
-  CHECK_OK(tdm_agent_update(x, 4, &sx));
-  CHECK_OK(tdm_agent_update(y, 4, &sy));
-  double ea = net_err(tdm_sac_actor(y), tdm_sac_actor(x));
-  double ec = net_err(tdm_sac_critic(y), tdm_sac_critic(x));
-  double et = net_err(tdm_sac_critic_target(y), tdm_sac_critic_target(x));
-  CHECKF(ea < 1e-4 && ec < 1e-4 && et < 1e-4, "actor %g critic %g target %g", ea, ec, et);
-  float lag;
-  CHECK_OK(down(g, &lag, tdm_sac_log_alpha(y), 1));
-  CHECKF(fabsf(lag - *tdm_sac_log_alpha(x)) < 1e-5f, "log_alpha %g vs %g", lag,
-         *tdm_sac_log_alpha(x));
-  CHECKF(fabsf(sx.critic_loss - sy.critic_loss) < 1e-3f * fmaxf(1, fabsf(sx.critic_loss)),
-         "critic loss %g vs %g", sx.critic_loss, sy.critic_loss);
-  CHECK(fabsf(sx.actor_loss - sy.actor_loss) < 1e-3f * fmaxf(1, fabsf(sx.actor_loss)));
-  // actions: deterministic and sampled (same Philox noise)
-  float o[2 * 17], ax[12], ay[12];
-  tdm_t_rand(o, 34, -1, 1, 3);
-  for (int explore = 0; explore < 2; explore++) {
-    CHECK_OK(tdm_agent_act(x, o, 2, explore, ax));
-    CHECK_OK(tdm_agent_act(y, o, 2, explore, ay));
-    CHECKF(tdm_t_relerr(ay, ax, 12) < 1e-4, "act explore %d: %g", explore,
-           tdm_t_relerr(ay, ax, 12));
+  for (int fused = 1; fused >= 0; fused--) {
+    tdm_sac_cfg c = parity_cfg();
+    c.fused_update = fused;  // use_graph defaults to true
+    tdm_agent_dims dims = {17, 6, 2};
+    tdm_agent *x, *y;
+    CHECK_OK(tdm_sac_create(cpu(), &c, &dims, 9, &x));
+    CHECK_OK(tdm_sac_create(g, &c, &dims, 9, &y));
+    CHECKF(tdm_sac_fused_active(y) == (fused == 1), "fused_update %d: fused active %d", fused,
+           tdm_sac_fused_active(y));
+    CHECK_OK(feed2(x, y, 300, 6));
+    tdm_agent_stats sx, sy;
+    CHECK_OK(tdm_agent_update(x, 4, &sx));
+    CHECK_OK(tdm_agent_update(y, 4, &sy));
+    double ea = net_err(tdm_sac_actor(y), tdm_sac_actor(x));
+    double ec = net_err(tdm_sac_critic(y), tdm_sac_critic(x));
+    double et = net_err(tdm_sac_critic_target(y), tdm_sac_critic_target(x));
+    CHECKF(ea < 1e-4 && ec < 1e-4 && et < 1e-4, "fused %d: actor %g critic %g target %g", fused, ea,
+           ec, et);
+    float lag;
+    CHECK_OK(down(g, &lag, tdm_sac_log_alpha(y), 1));
+    CHECKF(fabsf(lag - *tdm_sac_log_alpha(x)) < 1e-5f, "fused %d: log_alpha %g vs %g", fused, lag,
+           *tdm_sac_log_alpha(x));
+    CHECKF(fabsf(sx.critic_loss - sy.critic_loss) < 1e-3f * fmaxf(1, fabsf(sx.critic_loss)),
+           "fused %d: critic loss %g vs %g", fused, sx.critic_loss, sy.critic_loss);
+    CHECK(fabsf(sx.actor_loss - sy.actor_loss) < 1e-3f * fmaxf(1, fabsf(sx.actor_loss)));
+    // actions: deterministic and sampled (same Philox noise)
+    float o[2 * 17], ax[12], ay[12];
+    tdm_t_rand(o, 34, -1, 1, 3);
+    for (int explore = 0; explore < 2; explore++) {
+      CHECK_OK(tdm_agent_act(x, o, 2, explore, ax));
+      CHECK_OK(tdm_agent_act(y, o, 2, explore, ay));
+      CHECKF(tdm_t_relerr(ay, ax, 12) < 1e-4, "fused %d: act explore %d: %g", fused, explore,
+             tdm_t_relerr(ay, ax, 12));
+    }
+    tdm_agent_destroy(x);
+    tdm_agent_destroy(y);
   }
-  tdm_agent_destroy(x);
-  tdm_agent_destroy(y);
 }
 
 static void test_graph_equals_plain(void) {

@@ -237,24 +237,24 @@ static void test_config_sac_exec_keys(void) {
   tdm_config c;
   const tdm_sac_cfg sd = tdm_sac_defaults();
   CHECK_OK(load_text("exec0.cfg", "seed = 1;\n", NULL, 0, &c));
-  CHECK(!c.v.fused_update && c.v.graph_streams == 2);
+  CHECK(c.v.fused_update && c.v.graph_streams == 2);
   tdm_agent_cfg ac = tdm_run_agent_cfg(&c.v);
   CHECK(ac.sac.fused_update == sd.fused_update && ac.sac.graph_streams == sd.graph_streams);
   uint32_t h = tdm_config_hash(&c);
   tdm_config_free(&c);
   CHECK_OK(load_text("exec1.cfg",
-                     "seed = 1;\nagent = { fused_update = true; graph_streams = 1; };\n", NULL, 0,
+                     "seed = 1;\nagent = { fused_update = false; graph_streams = 1; };\n", NULL, 0,
                      &c));
-  CHECK(c.v.fused_update && c.v.graph_streams == 1);
+  CHECK(!c.v.fused_update && c.v.graph_streams == 1);
   ac = tdm_run_agent_cfg(&c.v);
-  CHECK(ac.sac.fused_update && ac.sac.graph_streams == 1);
+  CHECK(!ac.sac.fused_update && ac.sac.graph_streams == 1);
   CHECK(tdm_config_hash(&c) == h);  // may change on resume: not part of the hash
   char *t = NULL;
   size_t tn = 0;
   FILE *f = open_memstream(&t, &tn);
   CHECK_OK(tdm_config_write(&c, f));
   fclose(f);
-  CHECKF(t && strstr(t, "fused_update = true;") && strstr(t, "graph_streams = 1;"), "text: %s",
+  CHECKF(t && strstr(t, "fused_update = false;") && strstr(t, "graph_streams = 1;"), "text: %s",
          t ? t : "");
   free(t);
   tdm_config_free(&c);
@@ -946,49 +946,63 @@ static void test_learning_pendulum(void) {
 }
 
 // GPU: a split run resumed from its checkpoint ends with the same parameters as the straight run
-// (the GPU path is repeatable on one device), with the update captured as a CUDA graph.
+// (the GPU path is repeatable on one device), with the update captured as a CUDA graph: the fused
+// kernel (the default) and the graph of ops.
 static void test_gpu_resume_exact(void) {
   NEED_GPU(gpu);
   (void)gpu;
-  tdm_run_result ra, rb;
-  const char *why =
-      straight_vs_split("gpu", "device=\"cuda:0\"", "agent.use_graph=true", NULL, &ra, &rb);
-  CHECKF(!why, "%s", why);
-  CHECK(ra.updates == rb.updates && rb.steps == 800 && isfinite(ra.eval_mean));
-  CHECK(ra.eval_mean == rb.eval_mean);
+  for (int fused = 1; fused >= 0; fused--) {
+    tdm_run_result ra, rb;
+    const char *why =
+        straight_vs_split(fused ? "gpu" : "gpu_ops", "device=\"cuda:0\"", "agent.use_graph=true",
+                          fused ? "agent.fused_update=true" : "agent.fused_update=false", &ra, &rb);
+    CHECKF(!why, "fused_update %d: %s", fused, why);
+    CHECK(ra.updates == rb.updates && rb.steps == 800 && isfinite(ra.eval_mean));
+    CHECK(ra.eval_mean == rb.eval_mean);
+  }
 }
 
 // GPU: the zoo configuration itself (256 x 2) reaches >= -200 by 20k steps.
-// The GPU learning run, in Stable-Baselines3's order (overlap false) or with overlap_update.
-static void gpu_learning_pendulum(bool overlap) {
+// The GPU learning run, in Stable-Baselines3's order (overlap false) or with overlap_update; the
+// update as the fused kernel (the default) or as the graph of ops.
+static void gpu_learning_pendulum(bool overlap, bool fused) {
   NEED_GPU(gpu);
   (void)gpu;
-  char rd[400];
+  char rd[400], name[64];
   snprintf(rd, sizeof rd, "run_dir=\"%s/runs\"", tmpdir);
-  const char *ov[] = {"device=\"cuda:0\"", "eval_every=5000", "checkpoint_every=0",
-                      overlap ? "name=\"learn_gpu_ov\"" : "name=\"learn_gpu\"", rd,
-                      overlap ? "overlap_update=true" : "overlap_update=false"};
+  snprintf(name, sizeof name, "name=\"learn_gpu%s%s\"", overlap ? "_ov" : "", fused ? "" : "_ops");
+  const char *ov[] = {"device=\"cuda:0\"",
+                      "eval_every=5000",
+                      "checkpoint_every=0",
+                      name,
+                      rd,
+                      overlap ? "overlap_update=true" : "overlap_update=false",
+                      fused ? "agent.fused_update=true" : "agent.fused_update=false"};
   tdm_config c;
   tdm_clearerr();
-  CHECK_OK(tdm_config_load(&c, pendulum_cfg(), ov, 6));
+  CHECK_OK(tdm_config_load(&c, pendulum_cfg(), ov, 7));
   tdm_run_result r;
   tdm_status st = train(&c, NULL, NULL, &r, NULL);
   tdm_config_free(&c);
   CHECK_OK(st);
-  printf("     pendulum on the GPU%s: eval %.1f +- %.1f at %lld steps (%.1f s)\n",
-         overlap ? " (overlap_update)" : "", r.eval_mean, r.eval_std, (long long)r.eval_step,
-         r.wall_s);
+  printf("     pendulum on the GPU (%s%s): eval %.1f +- %.1f at %lld steps (%.1f s)\n",
+         fused ? "fused kernel" : "graph of ops", overlap ? ", overlap_update" : "", r.eval_mean,
+         r.eval_std, (long long)r.eval_step, r.wall_s);
   CHECK(r.steps == 20000 && r.eval_step == 20000);
   CHECKF(r.eval_mean >= -200.0, "mean evaluation return %.1f at 20k steps, expected >= -200",
          r.eval_mean);
 }
 
 static void test_gpu_learning_pendulum(void) {
-  gpu_learning_pendulum(false);
+  gpu_learning_pendulum(false, true);
 }
 
 static void test_gpu_learning_pendulum_overlap(void) {
-  gpu_learning_pendulum(true);
+  gpu_learning_pendulum(true, true);
+}
+
+static void test_gpu_learning_pendulum_ops(void) {
+  gpu_learning_pendulum(false, false);
 }
 
 int main(void) {
@@ -1019,6 +1033,7 @@ int main(void) {
   TDM_RUN(test_gpu_resume_exact);
   TDM_RUN(test_gpu_learning_pendulum);
   TDM_RUN(test_gpu_learning_pendulum_overlap);
+  TDM_RUN(test_gpu_learning_pendulum_ops);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -40,11 +40,12 @@ typedef struct {
   int max_seq_rows;                // replay sequence sampling rows (0 = off; world models set it)
   int graph_streams;  // 2: an update forks independent work onto a second stream (parallel graph
                       // branches on the GPU; the same numbers); 1 (or 0): one stream
-  bool fused_update;  // false (default): the captured graph of ops; true: on the GPU with
-                      // use_graph, one update is one persistent kernel (kernels/sac_fused.cu) when
-                      // the shapes allow it (tdm_sac_fused_active). Same algorithm, GEMMs summed
-                      // in another order (not bitwise equal to the op path). Off by default: on
-                      // the H200 it is slower than the graph (bench/NOTES-perf.md)
+  bool fused_update;  // true (default): on the GPU with use_graph, one update is one persistent
+                      // kernel (kernels/sac_fused.cu; its launch captured as a graph of one node)
+                      // when the device and shapes allow it (tdm_sac_fused_active), else the
+                      // graph of ops; false: always the graph of ops. Same algorithm, GEMMs summed
+                      // in another order (not bitwise equal to the op path); 27% faster on the
+                      // H200, and the same returns over 19 seeds (bench/RESULTS.md session 10)
 } tdm_sac_cfg;
 
 // Stable-Baselines3 defaults (above).

@@ -121,7 +121,7 @@ tdm_sac_cfg tdm_sac_defaults(void) {
   c.tf32 = false;
   c.max_seq_rows = 0;
   c.graph_streams = 2;
-  c.fused_update = false;
+  c.fused_update = true;
   return c;
 }
 
@@ -203,6 +203,14 @@ static tdm_status capture_once(tdm_dev *dev, tdm_graph **g, tdm_status fn(void *
   TDM_TRY(st2);
   *g = tmp;
   return TDM_OK;
+}
+
+// Forget the captured updates (they are captured again on the next update).
+static void drop_update_graphs(sac *s) {
+  for (int i = 0; i < 4; i++) {
+    tdm_graph_destroy(s->graph[i]);
+    s->graph[i] = NULL;
+  }
 }
 
 // Arguments of a captured body.
@@ -337,6 +345,7 @@ static tdm_status update_body(sac *s, tdm_dev *dev, const tdm_replay_batch *bt, 
 }
 
 static tdm_status update_fn(void *p);
+static tdm_status fused_fn(void *p);
 
 static tdm_status copy_stats(tdm_agent *a, tdm_agent_stats *out) {
   sac *s = a->impl;
@@ -364,16 +373,11 @@ static tdm_status sac_update(tdm_agent *a, int n, tdm_agent_stats *out) {
   for (int i = 0; i < n; i++) {
     bool actor_step = a->n_updates % s->cfg.policy_delay == 0;
     bool polyak_step = a->n_updates % s->cfg.target_update_interval == 0;
-    if (graphs && s->fused) {
-#ifdef TDM_CUDA
-      s->fz.actor_step = actor_step;
-      s->fz.polyak_step = polyak_step;
-      TDM_TRY(tdm_sacf_launch(dev, &s->fz));
-#endif
-    } else if (graphs) {
+    if (graphs) {
+      // one graph per (actor step, Polyak step): the fused kernel's launch (one node) or the ops
       int k = (actor_step ? 2 : 0) + (polyak_step ? 1 : 0);
       body_args args = {s, dev, s->B, false, actor_step, polyak_step};
-      TDM_TRY(capture_once(dev, &s->graph[k], update_fn, &args));
+      TDM_TRY(capture_once(dev, &s->graph[k], s->fused ? fused_fn : update_fn, &args));
       TDM_TRY(tdm_graph_launch(dev, s->graph[k]));
     } else {
       TDM_TRY(update_body(s, dev, &s->batch, true, actor_step, polyak_step));
@@ -382,6 +386,18 @@ static tdm_status sac_update(tdm_agent *a, int n, tdm_agent_stats *out) {
   }
   if (out) TDM_TRY(copy_stats(a, out));
   return TDM_OK;
+}
+
+static tdm_status fused_fn(void *p) {
+#ifdef TDM_CUDA
+  body_args *b = p;
+  b->s->fz.actor_step = b->actor_step;
+  b->s->fz.polyak_step = b->polyak_step;
+  return tdm_sacf_launch(b->dev, &b->s->fz);
+#else
+  (void)p;
+  return TDM_FAIL(TDM_ERR_ARG, "sac update: the fused kernel needs a CUDA build");
+#endif
 }
 
 static tdm_status update_fn(void *p) {
@@ -601,6 +617,7 @@ tdm_status tdm_sac_fused_profile(tdm_agent *a, bool on) {
   if (s->prof)
     TDM_TRY(tdm_dev_memset(a->dev, s->prof, 0, 2 * (TDM_SACF_PROF + 1) * sizeof(uint64_t)));
   s->fz.prof = on ? (unsigned long long *)s->prof : NULL;
+  drop_update_graphs(s);  // the captured launches hold the old prof pointer
   return TDM_OK;
 }
 
@@ -807,11 +824,7 @@ fail:
 tdm_status tdm_sac_set_stacked_actor(tdm_agent *a, bool on) {
   sac *s = sac_of(a);
   if (!s) return TDM_FAIL(TDM_ERR_ARG, "tdm_sac_set_stacked_actor: not a SAC agent");
-  if (s->stacked != on)
-    for (int i = 0; i < 4; i++) {  // captured updates bake the old choice in
-      tdm_graph_destroy(s->graph[i]);
-      s->graph[i] = NULL;
-    }
+  if (s->stacked != on) drop_update_graphs(s);  // captured updates bake the old choice in
   s->stacked = on;
   return TDM_OK;
 }

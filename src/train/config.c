@@ -21,8 +21,9 @@ static const tdm_cfg_key schema[] = {
      "run name: the run directory is <run_dir>/<name>/<seed>/"},
     {"seed", TDM_KEY_I64, OFF(seed), 0, 0, 0, 4294967295.0, NULL, NULL, false,
      "random seed of networks, exploration, environments and replay sampling"},
-    {"device", TDM_KEY_STRING, OFF(device), SZ(device), 0, 0, 0, "auto", "auto|cpu|cuda|cuda:N (N 0..4095)",
-     true, "where to train: auto (first GPU, else the CPU), cpu, cuda or cuda:N"},
+    {"device", TDM_KEY_STRING, OFF(device), SZ(device), 0, 0, 0, "auto",
+     "auto|cpu|cuda|cuda:N (N 0..4095)", true,
+     "where to train: auto (first GPU, else the CPU), cpu, cuda or cuda:N"},
     {"total_steps", TDM_KEY_I64, OFF(total_steps), 0, 20000, 1, BIG, NULL, NULL, true,
      "environment steps to train for (summed over num_envs)"},
     {"num_envs", TDM_KEY_INT, OFF(num_envs), 0, 1, 1, 4096, NULL, NULL, false,
@@ -86,9 +87,10 @@ static const tdm_cfg_key schema[] = {
      "replay each update as one CUDA graph (GPU only)"},
     {"agent.tf32", TDM_KEY_BOOL, OFF(tf32), 0, 0, 0, 1, NULL, NULL, true,
      "allow TF32 tensor-core GEMMs (GPU only; changes numerics)"},
-    {"agent.fused_update", TDM_KEY_BOOL, OFF(fused_update), 0, 0, 0, 1, NULL, NULL, true,
-     "one persistent kernel per update on the GPU when the shapes allow (experimental, slower "
-     "than the default graph of ops on the H200; GEMMs summed in another order)"},
+    {"agent.fused_update", TDM_KEY_BOOL, OFF(fused_update), 0, 1, 0, 1, NULL, NULL, true,
+     "with use_graph: each update one persistent kernel on the GPU when the device and shapes "
+     "allow (act_dim <= 32), else the graph of ops; false always takes the graph of ops "
+     "(GPU only; GEMMs summed in another order)"},
     {"agent.graph_streams", TDM_KEY_INT, OFF(graph_streams), 0, 2, 1, 2, NULL, NULL, true,
      "streams of one update: 2 forks independent work onto a second stream, 1 keeps one "
      "(GPU only; the same numbers)"},
