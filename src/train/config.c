@@ -86,7 +86,8 @@ static const tdm_cfg_key schema[] = {
     {"agent.use_graph", TDM_KEY_BOOL, OFF(use_graph), 0, 1, 0, 1, NULL, NULL, true,
      "replay each update as one CUDA graph (GPU only)"},
     {"agent.tf32", TDM_KEY_BOOL, OFF(tf32), 0, 0, 0, 1, NULL, NULL, true,
-     "allow TF32 tensor-core GEMMs (GPU only; changes numerics)"},
+     "allow TF32 in the cuBLAS GEMMs (the graph of ops, acting; GPU only; changes numerics); "
+     "the fused update always runs 3xTF32, about fp32"},
     {"agent.fused_update", TDM_KEY_BOOL, OFF(fused_update), 0, 1, 0, 1, NULL, NULL, true,
      "with use_graph: each update one persistent kernel on the GPU when the device and shapes "
      "allow (act_dim <= 32), else the graph of ops; false always takes the graph of ops "
