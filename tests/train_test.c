@@ -415,6 +415,13 @@ static void test_afile_atomic(void) {
   CHECK(tdm_afile_open(&a, bad) == TDM_ERR_IO);
 }
 
+static void read_text(const char *path, char *buf, size_t n) {
+  FILE *f = fopen(path, "r");
+  size_t k = f ? fread(buf, 1, n - 1, f) : 0;
+  buf[k] = 0;
+  if (f) fclose(f);
+}
+
 static void test_run_dir_and_checkpoints(void) {
   tdm_config c;
   CHECK_OK(tiny_cfg(&c, "ck", NULL, 0));
@@ -436,6 +443,10 @@ static void test_run_dir_and_checkpoints(void) {
   text[n] = 0;
   CHECKF(!strncmp(text, "step,mean,std", 13) && strstr(text, "\n400,") && strstr(text, "\n800,"),
          "eval.csv: %s", text);
+  // summary.json names how the updates ran
+  snprintf(p, sizeof p, "%s/summary.json", r.run_dir);
+  read_text(p, text, sizeof text);
+  CHECKF(strstr(text, "\"update\": \"cpu\""), "summary.json: %s", text);
   // only the last 2 checkpoints are kept, no temporary files
   char dir[900];
   snprintf(dir, sizeof dir, "%s/checkpoints", r.run_dir);
@@ -610,13 +621,6 @@ static const char *compare_agents(tdm_agent *a, tdm_agent *b) {
     return "log alpha differs";
   if (a->n_updates != b->n_updates) return "update counts differ";
   return NULL;
-}
-
-static void read_text(const char *path, char *buf, size_t n) {
-  FILE *f = fopen(path, "r");
-  size_t k = f ? fread(buf, 1, n - 1, f) : 0;
-  buf[k] = 0;
-  if (f) fclose(f);
 }
 
 // Straight run vs the same run split in two halves with a checkpoint and resume in between.
@@ -991,6 +995,11 @@ static void gpu_learning_pendulum(bool overlap, bool fused) {
   CHECK(r.steps == 20000 && r.eval_step == 20000);
   CHECKF(r.eval_mean >= -200.0, "mean evaluation return %.1f at 20k steps, expected >= -200",
          r.eval_mean);
+  char p[900], text[4096];
+  snprintf(p, sizeof p, "%s/summary.json", r.run_dir);
+  read_text(p, text, sizeof text);
+  CHECKF(strstr(text, fused ? "\"update\": \"fused\"" : "\"update\": \"graph\""),
+         "summary.json: %s", text);
 }
 
 static void test_gpu_learning_pendulum(void) {

@@ -156,6 +156,11 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 #define TDM_SAC_FUSED_MAX_ACT 32
 bool tdm_sac_fused_active(tdm_agent *a);
 
+// How a's updates run, for logs: "fused" (the fused kernel, one graph replay per update), "graph"
+// (the graph of ops, one replay per update), "plain" (GPU ops launched one by one: use_graph false)
+// or "cpu". NULL for a non-SAC agent.
+const char *tdm_sac_update_path(tdm_agent *a);
+
 // Diagnostics of the fused update: with on, every fused update records block 0's clock after each
 // of its phases and, per phase, the latest time any block finished its work (a few stores and
 // atomics per update); tdm_sac_fused_phases then copies the last update's phase durations in

@@ -608,6 +608,13 @@ bool tdm_sac_fused_active(tdm_agent *a) {
   return s && s->fused;
 }
 
+const char *tdm_sac_update_path(tdm_agent *a) {
+  sac *s = sac_of(a);
+  if (!s) return NULL;
+  if (a->dev->kind != TDM_DEV_CUDA) return "cpu";
+  return s->fused ? "fused" : s->cfg.use_graph ? "graph" : "plain";
+}
+
 tdm_status tdm_sac_fused_profile(tdm_agent *a, bool on) {
   sac *s = sac_of(a);
   if (!s || !s->fused)

@@ -271,6 +271,9 @@ static tdm_status write_summary(tdm_trainer *t, bool interrupted) {
   put_json(f, v->agent_name);
   fprintf(f, ",\n  \"device\": ");
   put_json(f, t->dev->name);
+  const char *path_name = tdm_sac_update_path(t->agent);
+  fprintf(f, ",\n  \"update\": ");
+  put_json(f, path_name ? path_name : "");
   fprintf(f, ",\n  \"steps\": %lld,\n  \"total_steps\": %lld,\n", (long long)t->s.step,
           (long long)v->total_steps);
   fprintf(f, "  \"episodes\": %lld,\n  \"updates\": %lld,\n  \"wall_s\": %.3f,\n",
@@ -649,6 +652,11 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
   t->t_progress = 0;
   t->step_log = t->step_start = t->s.step;
   size_t N = (size_t)t->N, O = (size_t)t->O, A = (size_t)t->A;
+  if (!t->opts.quiet) {
+    const char *up = tdm_sac_update_path(t->agent);
+    fprintf(t->opts.progress ? t->opts.progress : stderr, "%s on %s, %s, update: %s, run: %s\n",
+            v->agent_name, v->env_task, t->dev->name, up ? up : "-", t->run_dir);
+  }
   while (t->s.step < v->total_steps) {
     if (t->opts.stop && *t->opts.stop) {
       interrupted = true;
