@@ -28,6 +28,10 @@ static int g_fused = -1;
 static double g_phase_us[64], g_work_us[64];
 static int g_nphase = 0;
 
+// Microseconds per tdm_agent_act call (1 env, exploring, host observation in, host action out:
+// what the trainer waits for each env step), per device; -1 when not timed.
+static double g_act_us[2] = {-1, -1};  // [0] GPU, [1] CPU
+
 // One line: label, the n values and their sum.
 static void print_us(const char *label, const double *us, int n) {
   double sum = 0;
@@ -51,7 +55,8 @@ static void usage(FILE *f) {
           "  GPU rows: fused (the update as one persistent kernel, replayed as a CUDA graph:\n"
           "  the default), graph (the update's ops replayed as a CUDA graph, forked onto two\n"
           "  streams: agent.fused_update = false), graph1 (one stream), graph_us (two\n"
-          "  streams, actor forward not stacked), plain (launched one by one).\n"
+          "  streams, actor forward not stacked), plain (launched one by one). Then the act\n"
+          "  latency of a default agent with one env on each device (median of %d blocks).\n"
           "\n"
           "  --device D    auto (default): the GPU rows when a GPU is visible, and\n"
           "                the CPU row; cpu: the CPU row only; cuda:N: GPU N rows only\n"
@@ -60,7 +65,7 @@ static void usage(FILE *f) {
           "  --threads N   CPU threads (default 0 = all cores)\n"
           "  --tf32        allow TF32 tensor-core math in GPU GEMMs (default: plain fp32)\n"
           "  --json FILE   also write the results as JSON to FILE\n",
-          kObs, kAct, kBlocks);
+          kObs, kAct, kBlocks, kBlocks);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -105,6 +110,32 @@ static tdm_status prefill(tdm_agent *a, int64_t n) {
 // fused: the fused update kernel (with graph; g_fused records whether it really ran), else the
 // op path. stacked: -1 the agent's default, 0 / 1 the actor forward over B rows twice / 2B rows
 // once.
+// Median microseconds per act call of a default agent with one env (blocks of n calls after
+// warm-up; on the GPU the act is one graph replay and a synchronisation).
+static tdm_status time_act(tdm_dev *dev, int n, double *us) {
+  tdm_sac_cfg c = tdm_sac_defaults();
+  tdm_agent_dims dims = {kObs, kAct, 1};
+  tdm_agent *a = NULL;
+  tdm_status st;
+  float obs[kObs], act[kAct];
+  TDM_TRYG(tdm_sac_create(dev, &c, &dims, 1, &a));
+  for (int i = 0; i < kObs; i++) obs[i] = 0.1f * (float)(i % 7) - 0.3f;
+  for (int i = 0; i < 20; i++) TDM_TRYG(tdm_agent_act(a, obs, 1, true, act));
+  double per[kBlocks];
+  for (int b = 0; b < kBlocks; b++) {
+    double t0 = tdm_now();
+    for (int i = 0; i < n; i++) TDM_TRYG(tdm_agent_act(a, obs, 1, true, act));
+    per[b] = (tdm_now() - t0) * 1e6 / n;
+    obs[0] = act[0];  // the next block's input depends on this one's output
+  }
+  qsort(per, kBlocks, sizeof per[0], cmp_double);
+  *us = per[kBlocks / 2];
+  st = TDM_OK;
+fail:
+  tdm_agent_destroy(a);
+  return st;
+}
+
 static tdm_status time_sac(tdm_dev *dev, bool graph, bool fused, int streams, int stacked,
                            int updates, int64_t fill, double *us) {
   tdm_graph *cg = NULL;
@@ -245,6 +276,12 @@ int tdm_bench_sac(int argc, char **argv) {
       r->per_s = 1e6 / r->us;
       nrows++;
     }
+    fprintf(stderr, "  gpu act ...\n");
+    if (time_act(dev, 2000, &g_act_us[0]) != TDM_OK) {
+      tdm_cli_error("gpu act");
+      tdm_dev_close(dev);
+      return 1;
+    }
     tdm_dev_close(dev);
   }
   if (want_cpu) {
@@ -266,6 +303,12 @@ int tdm_bench_sac(int argc, char **argv) {
     snprintf(r->mode, sizeof r->mode, "plain");
     r->per_s = 1e6 / r->us;
     nrows++;
+    fprintf(stderr, "  cpu act ...\n");
+    if (time_act(dev, 200, &g_act_us[1]) != TDM_OK) {
+      tdm_cli_error("cpu act");
+      tdm_dev_close(dev);
+      return 1;
+    }
     tdm_dev_close(dev);
   }
 
@@ -295,6 +338,10 @@ int tdm_bench_sac(int argc, char **argv) {
         "one update as a CUDA graph of ops: %d nodes, %d of them kernel launches, %d on its "
         "longest chain (graph1 runs them all in one chain)\n",
         g_nodes, g_kernels, g_path);
+  for (int d = 0; d < 2; d++)
+    if (g_act_us[d] >= 0)
+      printf("act, 1 env, exploring (host observation in, host action out): %s %.1f us\n",
+             d == 0 ? "gpu" : "cpu", g_act_us[d]);
   if (gpu_skip) printf("GPU rows skipped: %s\n", gpu_skip);
 
   if (json) {
@@ -312,7 +359,14 @@ int tdm_bench_sac(int argc, char **argv) {
             "\"fused_active\": %s,\n",
             TDM_VERSION, kObs, kAct, fill, kBlocks, tf32 ? "true" : "false", g_nodes, g_kernels,
             g_path, fused_json);
-    fprintf(f, "  \"cpu\": \"%s\",\n  \"gpu\": \"%s\",\n  \"rows\": [\n", cpu_name, gpu_name);
+    fprintf(f, "  \"cpu\": \"%s\",\n  \"gpu\": \"%s\",\n", cpu_name, gpu_name);
+    for (int d = 0; d < 2; d++) {
+      if (g_act_us[d] >= 0)
+        fprintf(f, "  \"act_us_%s\": %.3f,\n", d == 0 ? "gpu" : "cpu", g_act_us[d]);
+      else
+        fprintf(f, "  \"act_us_%s\": null,\n", d == 0 ? "gpu" : "cpu");
+    }
+    fprintf(f, "  \"rows\": [\n");
     for (int i = 0; i < nrows; i++)
       fprintf(f,
               "    {\"device\": \"%s\", \"mode\": \"%s\", \"updates_per_block\": %d, "
