@@ -1358,6 +1358,178 @@ static cudaLaunchConfig_t fz_config(int grid, int pair, cudaStream_t st, cudaLau
   return cfg;
 }
 
+// ---------------------------------------------------------------------------------------------
+// the fused act: the actor's forward over n rows, the noise and the squash in one cluster of
+// FZA_CS blocks (sm_90): block b computes the b-th slice of every layer's outputs from its copy of
+// the layer's input rows, the slices are gathered through distributed shared memory after a
+// cluster barrier; every weight and bias slice is copied into shared memory at the start.
+
+#define FZA_CS 8
+#define FZA_THREADS 256
+#define FZA_WARPS (FZA_THREADS / 32)
+
+// This block's share of a layer of N outputs: S = ceil(N / FZA_CS) per block.
+static __host__ __device__ __forceinline__ int fza_share(int N) {
+  return (N + FZA_CS - 1) / FZA_CS;
+}
+
+// Floats of the act's shared memory for n rows of actor an (L layers, A actions): per layer the
+// weight slice (rows padded to a multiple of 4 floats) and the bias slice, two buffers of input
+// rows (the widest layer), the head and the noise.
+static __host__ __device__ size_t fza_floats(const tdm_sacf_net &an, int L, int A, int n) {
+  size_t w = 0;
+  int maxk = 0;
+  for (int l = 0; l < L; l++) {
+    const int S = fza_share(an.out[l]);
+    w += (size_t)S * ((an.in[l] + 3) & ~3) + ((S + 3) & ~3);
+    maxk = max(maxk, max(an.in[l], an.out[l]));
+  }
+  return w + 2 * (size_t)n * maxk + (size_t)n * 2 * A + (size_t)n * A + 4;
+}
+
+template <int NR>
+static __global__ void __launch_bounds__(FZA_THREADS, 1)
+    fza_kernel(const tdm_sacf_net an, int L, int act, int O, int A, float lo, float hi,
+               const float *__restrict__ obs, int n, tdm_rng_ctr *rng, uint32_t stream,
+               float *__restrict__ out) {
+#if __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(16) float fza_dyn[];
+  cg::cluster_group cl = cg::this_cluster();
+  const int b = (int)cl.block_rank(), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  // layout: per layer the weight slice (S rows of KP floats) and the bias slice; x[2], head, eps
+  int woff[TDM_SACF_MAXL], maxk = 0;
+  int wtot = 0;
+  for (int l = 0; l < L; l++) {
+    const int S = fza_share(an.out[l]);
+    woff[l] = wtot;
+    wtot += S * ((an.in[l] + 3) & ~3) + ((S + 3) & ~3);
+    maxk = max(maxk, max(an.in[l], an.out[l]));
+  }
+  float *wsl = fza_dyn, *x0 = wsl + wtot, *x1 = x0 + n * maxk, *head = x1 + n * maxk,
+        *eps = head + n * 2 * A;
+  // every slice in flight at once: row o of a slice by warp o % FZA_WARPS, 16-byte copies where
+  // the rows allow them (rows past the layer's outputs are not copied, and not read)
+  for (int l = 0; l < L; l++) {
+    const int K = an.in[l], KP = (K + 3) & ~3, N = an.out[l], S = fza_share(N), o0 = b * S,
+              cnt = min(S, N - o0);
+    const float *W = an.p + an.w[l], *bias = an.p + an.b[l];
+    float *d = wsl + woff[l];
+    const bool v16 = K % 4 == 0 && an.w[l] % 4 == 0;
+    for (int o = warp; o < cnt; o += FZA_WARPS) {
+      const float *wr = W + (size_t)(o0 + o) * K;
+      if (v16)
+        for (int k = 4 * lane; k < K; k += 128) fz_cp16(d + o * KP + k, wr + k);
+      else
+        for (int k = lane; k < K; k += 32) fz_cp4(d + o * KP + k, wr + k, true);
+    }
+    if ((int)threadIdx.x < cnt) fz_cp4(d + S * KP + threadIdx.x, bias + o0 + threadIdx.x, true);
+  }
+  fz_cp_commit();
+  const int ne = n * A;
+  if (rng && b == 0)
+    for (int g = threadIdx.x; g < (ne + 3) / 4; g += FZA_THREADS)
+      normals_block(rng, stream, (size_t)g, eps, (size_t)ne, 0.0f, 1.0f);
+  for (int i = threadIdx.x; i < n * O; i += FZA_THREADS) x0[i] = obs[i];
+  fz_cp_wait<0>();
+  cl.sync();  // this block's copies are in; every block of the cluster has started (before the
+              // first store into a peer's shared memory)
+  for (int l = 0; l < L; l++) {
+    const int K = an.in[l], KP = (K + 3) & ~3, N = an.out[l], S = fza_share(N), o0 = b * S,
+              cnt = min(S, N - o0);
+    const bool hidden = l < L - 1;
+    const float *xin = l & 1 ? x1 : x0, *w = wsl + woff[l], *bs = w + S * KP;
+    float *xout = l & 1 ? x0 : x1;  // in every block of the cluster (the head: block 0's head)
+    // outputs o of this block's slice: warp w takes o = w, w + FZA_WARPS, ...; lanes split k;
+    // each output is stored into every block's next input rows (the head's into block 0's)
+    for (int o = warp; o < cnt; o += FZA_WARPS) {
+      float acc[NR];
+#pragma unroll
+      for (int r = 0; r < NR; r++) acc[r] = 0.0f;
+      const float *wr = w + o * KP;
+      for (int k = lane; k < K; k += 32) {
+        const float wv = wr[k];
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+          if (r < n) acc[r] = fmaf(xin[r * K + k], wv, acc[r]);
+      }
+#pragma unroll
+      for (int r = 0; r < NR; r++) {
+        if (r >= n) break;
+        const float z = tdm_warp_sum(acc[r]) + bs[o];
+        const float y = !hidden ? z : act == TDM_ACT_RELU ? act_f<TDM_ACT_RELU>(z) : fz_act(act, z);
+        if (hidden) {
+          if (lane < FZA_CS) cl.map_shared_rank(xout, lane)[r * N + o0 + o] = y;
+        } else if (lane == 0) {
+          cl.map_shared_rank(head, 0)[r * N + o0 + o] = y;
+        }
+      }
+    }
+    cl.sync();  // every block's outputs of layer l are in place
+  }
+  if (b == 0) {
+    for (int i = threadIdx.x; i < ne; i += FZA_THREADS) {
+      const int r = i / A, j = i % A;
+      float a;
+      squash_elem(head[r * 2 * A + j], head[r * 2 * A + A + j], rng ? eps[i] : 0.0f, lo, hi, &a);
+      out[i] = a;
+    }
+    if (rng && threadIdx.x == 0) rng->calls += 1;  // its readers are behind the barriers above
+  }
+#else
+  __trap();    // sm_90 only (tdm_sacf_act_setup)
+#endif
+}
+
+template <int NR>
+static bool fza_setup_one(size_t bytes) {
+  return cudaFuncSetAttribute(fza_kernel<NR>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              (int)bytes) == cudaSuccess;
+}
+
+extern "C" bool tdm_sacf_act_setup(tdm_dev *dev) {
+  int major = 0;
+  if (!dev || dev->kind != TDM_DEV_CUDA ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev->ordinal) !=
+          cudaSuccess ||
+      major < 9)
+    return false;
+  const size_t bytes = TDM_SACF_ACT_FLOATS * sizeof(float);
+  bool ok = fza_setup_one<1>(bytes) && fza_setup_one<4>(bytes) && fza_setup_one<16>(bytes);
+  cudaGetLastError();
+  return ok;
+}
+
+extern "C" bool tdm_sacf_act_fits(const tdm_sacf_net *an, int L, int A, int n) {
+  if (n < 1 || n > TDM_SACF_ACT_MAXN || A > TDM_SAC_FUSED_MAX_ACT || L < 1 || L > TDM_SACF_MAXL)
+    return false;
+  return an->out[L - 1] == 2 * A && fza_floats(*an, L, A, n) <= TDM_SACF_ACT_FLOATS;
+}
+
+extern "C" tdm_status tdm_sacf_act(tdm_dev *dev, const tdm_sacf_args *a, const float *obs, int n,
+                                   tdm_rng_ctr *rng, uint32_t stream, float *out) {
+  if (!tdm_sacf_act_fits(&a->actor, a->L, a->A, n))
+    return TDM_FAIL(TDM_ERR_ARG, "fused act: %d rows do not fit (tdm_sacf_act_fits)", n);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(FZA_CS), cfg.blockDim = dim3(FZA_THREADS);
+  cfg.dynamicSmemBytes = fza_floats(a->actor, a->L, a->A, n) * sizeof(float);
+  cfg.stream = tdm_stream_of(dev);
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeClusterDimension;
+  at[0].val.clusterDim.x = FZA_CS, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
+  cfg.attrs = at, cfg.numAttrs = 1;
+  const tdm_sacf_net an = a->actor;
+  if (n <= 1)
+    TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, fza_kernel<1>, an, a->L, a->act, a->O, a->A, a->lo,
+                                      a->hi, obs, n, rng, stream, out));
+  else if (n <= 4)
+    TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, fza_kernel<4>, an, a->L, a->act, a->O, a->A, a->lo,
+                                      a->hi, obs, n, rng, stream, out));
+  else
+    TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, fza_kernel<16>, an, a->L, a->act, a->O, a->A, a->lo,
+                                      a->hi, obs, n, rng, stream, out));
+  return TDM_OK;
+}
+
 extern "C" bool tdm_sacf_supported(tdm_dev *dev, int *grid, int *pair) {
   *grid = 0, *pair = 0;
   if (!dev || dev->kind != TDM_DEV_CUDA) return false;

@@ -247,6 +247,49 @@ static void test_fused_deterministic(void) {
   }
 }
 
+// The fused act (one kernel: the actor's forward, the noise, the squash) against the op path's
+// act (fused_update false), same seed so the same parameters and noise counters: actions within
+// 1e-5 relative for every shape, deterministic and sampled, for all envs at once (a graph
+// replay) and for one row (plain launches), over several calls (the noise counter advanced alike);
+// 17 envs exceed the fused act's rows and take the op path in both agents.
+static void test_fused_act(void) {
+  NEED_GPU(g);
+  const int envs[4] = {1, 3, 16, 17};
+  for (int i = 0; i < N_SHAPES; i++) {
+    for (int ei = 0; ei < 4; ei++) {
+      const shape *sh = &SHAPES[i];
+      char name[160];
+      shape_str(sh, name, sizeof name);
+      tdm_sac_cfg c = shape_cfg(sh);
+      const int N = envs[ei];
+      tdm_agent_dims dims = {sh->obs, sh->act, N};
+      tdm_agent *x, *y;
+      CHECK_OK(tdm_sac_create(g, &c, &dims, 31 + i, &x));
+      c.fused_update = false;
+      CHECK_OK(tdm_sac_create(g, &c, &dims, 31 + i, &y));
+      CHECK(tdm_sac_fused_active(x) && !tdm_sac_fused_active(y));
+      float *o = malloc(sizeof(float) * N * sh->obs), *ax = malloc(sizeof(float) * N * sh->act),
+            *ay = malloc(sizeof(float) * N * sh->act);
+      CHECK(o && ax && ay);
+      for (int call = 0; call < 6; call++) {
+        const int n = call < 4 ? N : 1;  // all envs (the graph), then one row (plain launches)
+        const bool explore = call % 2 == 0;
+        tdm_t_rand(o, n * sh->obs, -1, 1, 100 + call);
+        CHECK_OK(tdm_agent_act(x, o, n, explore, ax));
+        CHECK_OK(tdm_agent_act(y, o, n, explore, ay));
+        const double e = tdm_t_relerr(ax, ay, (size_t)n * sh->act);
+        CHECKF(e < 1e-5, "%s, %d envs, call %d (%d rows, explore %d): fused act vs op path %g",
+               name, N, call, n, (int)explore, e);
+      }
+      free(o);
+      free(ax);
+      free(ay);
+      tdm_agent_destroy(x);
+      tdm_agent_destroy(y);
+    }
+  }
+}
+
 // The fused update is on by default and never active on the CPU: a CPU agent with use_graph and
 // fused_update true reports it inactive and still updates.
 static void test_fused_inactive_on_cpu(void) {
@@ -397,6 +440,7 @@ int main(void) {
   TDM_RUN(test_fused_active_conditions);
   TDM_RUN(test_fused_vs_cpu);
   TDM_RUN(test_fused_vs_op_graph);
+  TDM_RUN(test_fused_act);
   TDM_RUN(test_fused_deterministic);
   TDM_RUN(test_fused_checkpoint);
   TDM_RUN(test_fused_long_run);

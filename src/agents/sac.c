@@ -85,6 +85,7 @@ typedef struct {
   tdm_graph *graph[4];      // update, by (actor step, Polyak step)
   tdm_graph *act_graph[2];  // act on num_envs rows, by explore
   bool fused;               // updates run as the fused kernel (tdm_sac_fused_active)
+  bool fused_act;           // with fused: acts that fit run as the fused act (tdm_sacf_act)
   void *fz_mem;             // its scratch
   void *fz_plan;            // its plan (tdm_sacf_prepare)
   uint64_t *prof;           // phase clocks of the fused update (tdm_sac_fused_profile) or NULL
@@ -426,6 +427,15 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 // Actions for the n observations in h_obs into h_act: h2d, actor forward, noise, squash, d2h.
 static tdm_status act_body(sac *s, tdm_dev *dev, int n, bool explore) {
   const int O = s->O, A = s->A, L = s->cfg.layers + 1;
+#ifdef TDM_CUDA
+  if (s->fused_act && tdm_sacf_act_fits(&s->fz.actor, s->fz.L, A, n)) {
+    // with the fused update, the act is one kernel too (the same draws as below)
+    TDM_TRY(tdm_dev_h2d(dev, s->act_obs, s->h_obs, (size_t)n * O * sizeof(float)));
+    TDM_TRY(
+        tdm_sacf_act(dev, &s->fz, s->act_obs, n, explore ? &s->rng[1] : NULL, RS_ACT, s->act_out));
+    return tdm_dev_d2h(dev, s->h_act, s->act_out, (size_t)n * A * sizeof(float));
+  }
+#endif
   if (explore) {
     // the noise and the act counter's advance on the lane, beside the copy and the actor forward
     TDM_TRY(lane_fork(s, dev));
@@ -694,6 +704,7 @@ static tdm_status fused_setup(sac *s, tdm_dev *dev) {
   f->plan = s->fz_plan;
   TDM_TRY(tdm_sacf_prepare(dev, f));
   s->fused = true;
+  s->fused_act = tdm_sacf_act_setup(dev);
 #else
   (void)s, (void)dev;
 #endif
