@@ -2,7 +2,8 @@
 // kernel on the GPU, phases separated by grid-wide barriers. Same algorithm, same random numbers
 // and the same state as the op-by-op update in src/agents/sac.c (update_steps, the reference,
 // whose CPU twin is src/agents/sac_ops_cpu.c and the nn ops); only the GEMM summation order
-// differs. Private to src/agents.
+// differs. The fused act (tdm_sacf_act, below) does the same for an act. Private to
+// src/agents.
 //
 // Phases of one update with L linear layers per network (L - 1 hidden), E = 2 critics:
 //   0          sample the batch (replay indices and gathers), xq = [s | a], the noise eps', eps
