@@ -162,6 +162,10 @@ bool tdm_sac_fused_active(tdm_agent *a);
 // or "cpu". NULL for a non-SAC agent.
 const char *tdm_sac_update_path(tdm_agent *a);
 
+// Whether an act of n rows of a runs as the fused act (one kernel: a GPU agent with the fused
+// update on an sm_90 device, n and the actor's widths within its limits), else the op path.
+bool tdm_sac_fused_act_active(tdm_agent *a, int n);
+
 // Diagnostics of the fused update: with on, every fused update records block 0's clock after each
 // of its phases and, per phase, the latest time any block finished its work (a few stores and
 // atomics per update); tdm_sac_fused_phases then copies the last update's phase durations in

@@ -618,6 +618,16 @@ bool tdm_sac_fused_active(tdm_agent *a) {
   return s && s->fused;
 }
 
+bool tdm_sac_fused_act_active(tdm_agent *a, int n) {
+  sac *s = sac_of(a);
+#ifdef TDM_CUDA
+  return s && s->fused_act && tdm_sacf_act_fits(&s->fz.actor, s->fz.L, s->A, n);
+#else
+  (void)s, (void)n;
+  return false;
+#endif
+}
+
 const char *tdm_sac_update_path(tdm_agent *a) {
   sac *s = sac_of(a);
   if (!s) return NULL;
