@@ -1422,7 +1422,8 @@ static __global__ void __launch_bounds__(FZA_THREADS, 1)
       else
         for (int k = lane; k < K; k += 32) fz_cp4(d + o * KP + k, wr + k, true);
     }
-    if ((int)threadIdx.x < cnt) fz_cp4(d + S * KP + threadIdx.x, bias + o0 + threadIdx.x, true);
+    for (int t = threadIdx.x; t < cnt; t += FZA_THREADS)
+      fz_cp4(d + S * KP + t, bias + o0 + t, true);
   }
   fz_cp_commit();
   const int ne = n * A;

@@ -295,6 +295,27 @@ static void test_fused_act(void) {
       tdm_agent_destroy(y);
     }
   }
+  // one hidden layer of 4096 units: a slice of 512 outputs per block of the cluster, more than its
+  // threads (one env fits; the op path is the reference)
+  const shape wide = {3, 2, 4096, 1, 64, TDM_ACT_RELU, 1, 1, true};
+  tdm_sac_cfg c = shape_cfg(&wide);
+  tdm_agent_dims dims = {wide.obs, wide.act, 1};
+  tdm_agent *x, *y;
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 41, &x));
+  c.fused_update = false;
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 41, &y));
+  CHECKF(tdm_sac_fused_act_active(x, 1) == sm90, "4096 wide: fused act %d",
+         (int)tdm_sac_fused_act_active(x, 1));
+  for (int call = 0; call < 4; call++) {
+    float o[3], ax[2], ay[2];
+    tdm_t_rand(o, 3, -1, 1, 200 + call);
+    CHECK_OK(tdm_agent_act(x, o, 1, call % 2 == 0, ax));
+    CHECK_OK(tdm_agent_act(y, o, 1, call % 2 == 0, ay));
+    CHECKF(tdm_t_relerr(ax, ay, 2) < 1e-5, "4096 wide, call %d: fused act vs op path %g", call,
+           tdm_t_relerr(ax, ay, 2));
+  }
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(y);
 }
 
 // The fused update is on by default and never active on the CPU: a CPU agent with use_graph and
