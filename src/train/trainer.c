@@ -44,7 +44,8 @@ struct tdm_trainer {
   char last_ckpt[700];
   // progress
   double t_start, t_log, t_progress;
-  double eval_s;  // seconds spent evaluating in this session (not saved)
+  int64_t progress_step;  // step of the last line printed to a non-terminal (-1: none)
+  double eval_s;          // seconds spent evaluating in this session (not saved)
   int64_t step_log, step_start;
 };
 
@@ -550,7 +551,9 @@ static void progress(tdm_trainer *t, bool final, bool logged) {
   // a terminal gets a line rewritten twice a second; a log file one line per log_every (from
   // do_log)
   if (!final && (tty ? now - t->t_progress < 0.5 : !logged)) return;
+  if (final && !tty && t->progress_step == t->s.step) return;  // that line is already there
   t->t_progress = now;
+  if (!tty) t->progress_step = t->s.step;
   double el = now - t->t_start;
   int64_t done_here = t->s.step - t->step_start;
   double sps = el > 0 ? done_here / el : 0;
@@ -650,6 +653,7 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
   bool interrupted = false;
   t->t_start = t->t_log = tdm_now();
   t->t_progress = 0;
+  t->progress_step = -1;
   t->step_log = t->step_start = t->s.step;
   size_t N = (size_t)t->N, O = (size_t)t->O, A = (size_t)t->A;
   if (!t->opts.quiet) {
