@@ -1361,8 +1361,9 @@ static cudaLaunchConfig_t fz_config(int grid, int pair, cudaStream_t st, cudaLau
 // ---------------------------------------------------------------------------------------------
 // the fused act: the actor's forward over n rows, the noise and the squash in one cluster of
 // FZA_CS blocks (sm_90): block b computes the b-th slice of every layer's outputs from its copy of
-// the layer's input rows, the slices are gathered through distributed shared memory after a
-// cluster barrier; every weight and bias slice is copied into shared memory at the start.
+// the layer's input rows and stores each output into every block's copy of the next layer's input
+// rows (distributed shared memory; the head's outputs into block 0's), a cluster barrier per
+// layer; every weight and bias slice is copied into shared memory at the start.
 
 #define FZA_CS 8
 #define FZA_THREADS 256
