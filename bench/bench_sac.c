@@ -106,10 +106,6 @@ static tdm_status prefill(tdm_agent *a, int64_t n) {
   return st;
 }
 
-// Median microseconds per update on dev.
-// fused: the fused update kernel (with graph; g_fused records whether it really ran), else the
-// op path. stacked: -1 the agent's default, 0 / 1 the actor forward over B rows twice / 2B rows
-// once.
 // Median microseconds per act call of a default agent with one env (blocks of n calls after
 // warm-up; on the GPU the act is one graph replay and a synchronisation).
 static tdm_status time_act(tdm_dev *dev, int n, double *us) {
@@ -136,6 +132,10 @@ fail:
   return st;
 }
 
+// Median microseconds per update on dev.
+// fused: the fused update kernel (with graph; g_fused records whether it really ran), else the
+// op path. stacked: -1 the agent's default, 0 / 1 the actor forward over B rows twice / 2B rows
+// once.
 static tdm_status time_sac(tdm_dev *dev, bool graph, bool fused, int streams, int stacked,
                            int updates, int64_t fill, double *us) {
   tdm_graph *cg = NULL;

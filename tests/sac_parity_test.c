@@ -100,19 +100,6 @@ static void test_sac_kernels_parity(void) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tdm_dev_free(g, all[i]);
 }
 
-// relative error of network m's parameters (on any device) against ref (on the CPU)
-static double net_err(tdm_mlp *m, tdm_mlp *ref) {
-  size_t n = ref->n_params;
-  float *h = malloc(n * 4);
-  if (!h || down(m->dev, h, m->params, n) != TDM_OK) {
-    free(h);
-    return INFINITY;
-  }
-  double e = tdm_t_relerr(h, ref->params, n);
-  free(h);
-  return e;
-}
-
 static tdm_sac_cfg parity_cfg(void) {
   tdm_sac_cfg c = tdm_sac_defaults();
   c.hidden = 64;
@@ -227,9 +214,9 @@ static void test_sac_update_parity(void) {
     tdm_agent_stats sx, sy;
     CHECK_OK(tdm_agent_update(x, 4, &sx));
     CHECK_OK(tdm_agent_update(y, 4, &sy));
-    double ea = net_err(tdm_sac_actor(y), tdm_sac_actor(x));
-    double ec = net_err(tdm_sac_critic(y), tdm_sac_critic(x));
-    double et = net_err(tdm_sac_critic_target(y), tdm_sac_critic_target(x));
+    double ea = arr_err(tdm_sac_actor(y), tdm_sac_actor(x), 0);
+    double ec = arr_err(tdm_sac_critic(y), tdm_sac_critic(x), 0);
+    double et = arr_err(tdm_sac_critic_target(y), tdm_sac_critic_target(x), 0);
     CHECKF(ea < 1e-4 && ec < 1e-4 && et < 1e-4, "fused %d: actor %g critic %g target %g", fused, ea,
            ec, et);
     float lag;
@@ -455,8 +442,8 @@ static void test_gpu_checkpoint_on_cpu(void) {
   rewind(f);
   CHECK_OK(tdm_agent_read(y, f, true, "gpu checkpoint"));
   fclose(f);
-  CHECK(net_err(tdm_sac_actor(x), tdm_sac_actor(y)) == 0.0);
-  CHECK(net_err(tdm_sac_critic(x), tdm_sac_critic(y)) == 0.0);
+  CHECK(arr_err(tdm_sac_actor(x), tdm_sac_actor(y), 0) == 0.0);
+  CHECK(arr_err(tdm_sac_critic(x), tdm_sac_critic(y), 0) == 0.0);
   CHECK(tdm_replay_size(tdm_sac_replay(y)) == 400 && y->n_updates == 6);
   tdm_agent_destroy(x);
   tdm_agent_destroy(y);

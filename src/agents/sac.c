@@ -424,11 +424,21 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 // ---------------------------------------------------------------------------------------------
 // act / observe
 
+// Whether an act of n rows runs as the fused act (tdm_sac_fused_act_active).
+static bool fused_act_fits(const sac *s, int n) {
+#ifdef TDM_CUDA
+  return s->fused_act && tdm_sacf_act_fits(&s->fz.actor, s->fz.L, s->A, n);
+#else
+  (void)s, (void)n;
+  return false;
+#endif
+}
+
 // Actions for the n observations in h_obs into h_act: h2d, actor forward, noise, squash, d2h.
 static tdm_status act_body(sac *s, tdm_dev *dev, int n, bool explore) {
   const int O = s->O, A = s->A, L = s->cfg.layers + 1;
 #ifdef TDM_CUDA
-  if (s->fused_act && tdm_sacf_act_fits(&s->fz.actor, s->fz.L, A, n)) {
+  if (fused_act_fits(s, n)) {
     // with the fused update, the act is one kernel too (the same draws as below)
     TDM_TRY(tdm_dev_h2d(dev, s->act_obs, s->h_obs, (size_t)n * O * sizeof(float)));
     TDM_TRY(
@@ -620,12 +630,7 @@ bool tdm_sac_fused_active(tdm_agent *a) {
 
 bool tdm_sac_fused_act_active(tdm_agent *a, int n) {
   sac *s = sac_of(a);
-#ifdef TDM_CUDA
-  return s && s->fused_act && tdm_sacf_act_fits(&s->fz.actor, s->fz.L, s->A, n);
-#else
-  (void)s, (void)n;
-  return false;
-#endif
+  return s && fused_act_fits(s, n);
 }
 
 const char *tdm_sac_update_path(tdm_agent *a) {
