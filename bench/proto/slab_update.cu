@@ -30,7 +30,8 @@
 // L2W (default: both): 1 = steps 4-5 read the updated critic's layer-1 weights from L2 while their
 // copy into shared memory runs behind, 0 = they wait for the copy. LOCAL = 1 (timing only, wrong
 // results): the reduce-scatter and all-gather stores go to the block's own shared memory.
-// NOINLINE: the step helpers as called functions.
+// NOINLINE: the step helpers as called functions. ONE_TF32: one MMA per product (x rounded to TF32,
+// no correction products; about 1e-3 relative error, so the check only reports it).
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -166,8 +167,10 @@ static __device__ __forceinline__ void mm(int M, int N, int K, const float *a, i
       split(pa[(size_t)8 * am + (size_t)(k + 4) * ak], ah[3], al[3]);
       split(pb[(size_t)k * bk], bh0, bl0);
       split(pb[(size_t)(k + 4) * bk], bh1, bl1);
+#ifndef ONE_TF32
       mma(acc[1], al, bh0, bh1);
       mma(acc[1], ah, bl0, bl1);
+#endif
       mma(acc[0], ah, bh0, bh1);
     }
     float v[4];
@@ -234,8 +237,10 @@ static __device__ __forceinline__ void mm_af(int N, const float *a, int am, int 
         uint32_t bh0, bl0, bh1, bl1;
         split(fb[x][ks][0], bh0, bl0);
         split(fb[x][ks][1], bh1, bl1);
+#ifndef ONE_TF32
         mma(acc[x][2], al[ks], bh0, bh1);
         mma(acc[x][1], ah[ks], bl0, bl1);
+#endif
         mma(acc[x][0], ah[ks], bh0, bh1);
       }
 #pragma unroll
@@ -286,8 +291,10 @@ static __device__ __forceinline__ void mm_bf(int M, const float *a, int am, int 
       uint32_t ah[4], al[4];
 #pragma unroll
       for (int q = 0; q < 4; q++) split(fa[ks][q], ah[q], al[q]);
+#ifndef ONE_TF32
       mma(acc[1], al, bh[ks][0], bh[ks][1]);
       mma(acc[1], ah, bl[ks][0], bl[ks][1]);
+#endif
       mma(acc[0], ah, bh[ks][0], bh[ks][1]);
     }
     const int r0 = mt * 16 + g, c0 = n0 + 2 * t;
@@ -1011,7 +1018,11 @@ int main(int argc, char **argv) {
         "check: Q(s, a) max |gpu - cpu| %.3g (max |Q| %.3g); critic gradient max |gpu - cpu| "
         "%.3g (max |g| %.3g): %s\n",
         errq, maxq, eg, mg, ok ? "OK" : "MISMATCH");
+#ifndef ONE_TF32
     if (!ok) return 1;
+#else
+    printf("ONE_TF32: one MMA per product (1xTF32), the error above is expected\n");
+#endif
   }
   P.check = 0;
   const int local = argc > 3 ? atoi(argv[3]) : 0;
