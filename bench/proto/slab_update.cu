@@ -2,30 +2,30 @@
 // and the actor at 256x2 ReLU) in the "slab" split, to measure whether that split can reach the
 // 50 us of issue 4's goal before it is written into the engine (bench/NOTES-perf.md perf9).
 //
-// Split: 16 clusters of 8 blocks; cluster c owns batch rows [16 c, 16 c + 16) (a slab); block j of
-// a cluster owns unit slice [32 j, 32 j + 32) of every hidden layer. Per network, block j keeps in
+// Split: 15 clusters of 8 blocks (the most an H100 or H200 holds with this much shared memory);
+// cluster c owns a slab of 16 or 24 batch rows (the first two 24: 256 rows in all), block j of a
+// cluster owns unit slice [32 j, 32 j + 32) of every hidden layer. Per network, block j keeps in
 // shared memory the rows j of layer 0's weights, the columns j of layer 1's weights (W1[:, j]) and
-// the columns j of the head. Layer 0's own units are computed locally (the inputs are all there);
+// the columns j of the head (the target pair's and the actor's W1 columns are read from L2 in
+// place: the rest is 227 KB). Layer 0's own units are computed locally (the inputs are all there);
 // layer 1 is a partial product over the own units, reduce-scattered to the owner of each output
 // slice (distributed shared memory, one cluster barrier); heads are partial dot products sent to
 // every block (one barrier). Backward: dL/dz1 of the own units, all-gathered (one barrier), then
-// dW1[:, j], dL/dz0 of the own units and dW0[j, :] are local. Weight gradients are written per
-// cluster into a partial buffer; after a grid barrier every block reduces a share of the
-// parameters over the 16 clusters (fixed order) and applies Adam (and the Polyak step to the
-// target); after a second grid barrier the blocks copy their new weight slices back. The target
-// critics' layer-1 weights are read from L2 in place (shared memory holds the rest: 228 KB).
+// dW1[:, j], dL/dz0 of the own units and dW0[j, :] are local. Products with the slab's rows as a
+// dimension are computed transposed (rows are the MMA's n, in steps of 8). Weight gradients are
+// written per cluster into a partial buffer; after a grid barrier every block reduces a share of
+// the parameters over the clusters (fixed order) and applies Adam (and the Polyak step to the
+// target); after a second grid barrier the blocks copy their new weight slices back.
 // Per update: 10 cluster barriers and 4 grid barriers (SB3's order: critic step, actor step).
-//
-// On an H100 at most 15 clusters of 8 blocks with this much shared memory are resident (a probe at
-// the start prints the limits), so the full batch does not fit: build with -DNCL=15 to time the
-// update on 240 rows (bench/NOTES-perf.md perf9 has the numbers).
+// (Commit 21f539a has the first version: 16-row slabs with rows as the MMA's m and the actor's W1
+// in shared memory, which needs 16 clusters, so only 240 rows ran on these GPUs.)
 //
 // The row-local math is SAC's (tanh-Gaussian with the log-prob correction, min of twin targets,
 // learned temperature), with the noise and the sample indices given per update by the host. The
 // critic's batch gradient after the cross-cluster reduction and the critics' Q(s, a) are checked
 // against a float64 CPU reference of the same update; the actor path is timed, not checked.
-//   nvcc -O3 -arch=sm_90 -std=c++17 [-DNCL=15] [-DNOINLINE] -o slab_update
-//   bench/proto/slab_update.cu
+//   nvcc -O3 -arch=sm_90 -std=c++17 [-DNCL=16] [-DNOINLINE] -o slab_update \
+//     bench/proto/slab_update.cu
 //   ./slab_update [UPDATES [L2W [LOCAL]]]
 // L2W (default: both): 1 = steps 4-5 read the updated critic's layer-1 weights from L2 while their
 // copy into shared memory runs behind, 0 = they wait for the copy. LOCAL = 1 (timing only, wrong
@@ -45,10 +45,16 @@ namespace cg = cooperative_groups;
 #define H 256
 #define CS 8
 #define NC (H / CS)  // own units per block (32)
-#define R 16         // rows per slab
+#define RM 24        // rows per slab at most (buffer sizes)
 #ifndef NCL
-#define NCL (256 / R)  // clusters (slabs); -DNCL=15 runs 240 rows where 16 clusters do not fit
+#define NCL 15  // clusters (slabs): 15 fit an H100 / H200 (-DNCL=16: 16-row slabs, where they fit)
 #endif
+#define N24 ((256 - 16 * NCL) / 8)  // the first N24 clusters take 24 rows, the others 16
+// rows of this block's slab (device code), its first row
+#define R (16 + (N24 > 0 && (int)(blockIdx.x / CS) < N24 ? 8 : 0))
+static __host__ __device__ int slab_row0(int c) {
+  return 16 * c + 8 * (c < N24 ? c : N24);
+}
 #define NB (NCL * CS)  // 128 blocks
 #define NTH 256
 #define NW (NTH / 32)
@@ -199,109 +205,66 @@ static __device__ __forceinline__ void mm(int M, int N, int K, const float *a, i
   }
 }
 
-// C[16 x N] = A[16 x 8 KST] B: every job of a warp has the same A, so its fragments are loaded and
-// split once; the warp's n tiles (nt = warp, warp + NW, ...) go two per pass, three accumulators
-// each (six independent MMA chains).
-template <int KST, class Epi>
-static __device__ __forceinline__ void mm_af(int N, const float *a, int am, int ak, const float *b,
-                                             int bn, int bk, int wofs, Epi epi) {
+// C[256 x R] = A[256 x 32] B[32 x R] (units x rows), A(m, k) = a[m am + k], B(k, n) = b[n bn + k]:
+// warp w takes m tiles w, w + NW; B's fragments (all n tiles of the slab) are loaded once, A's for
+// the next m tile before the MMAs of the current one; two accumulators per n tile.
+template <class Epi>
+static __device__ __forceinline__ void mm_t32(const float *a, int am, const float *b, int bn,
+                                              int wofs, Epi epi) {
   const int warp = ((threadIdx.x >> 5) + wofs) % NW, lane = threadIdx.x & 31, g = lane >> 2,
-            t = lane & 3, ntn = N / 8;
-  if (warp >= ntn) return;
-  uint32_t ah[KST][4], al[KST][4];
+            t = lane & 3, ntn = R / 8;
+  float fb[3][4][2];
 #pragma unroll
-  for (int ks = 0; ks < KST; ks++) {
-    const float *pa = a + (size_t)g * am + (size_t)(8 * ks + t) * ak;
-    split(pa[0], ah[ks][0], al[ks][0]);
-    split(pa[(size_t)8 * am], ah[ks][1], al[ks][1]);
-    split(pa[(size_t)4 * ak], ah[ks][2], al[ks][2]);
-    split(pa[(size_t)8 * am + (size_t)4 * ak], ah[ks][3], al[ks][3]);
-  }
-  // two n tiles per pass, three accumulators each (six independent MMA chains of KST)
-  for (int nt = warp; nt < ntn; nt += 2 * NW) {
-    const bool two = nt + NW < ntn;
-    const int nb[2] = {nt, two ? nt + NW : nt};
-    float fb[2][KST][2];
+  for (int nt = 0; nt < 3; nt++)
 #pragma unroll
-    for (int x = 0; x < 2; x++) {
-      const float *pb = b + (size_t)(nb[x] * 8 + g) * bn + (size_t)t * bk;
-#pragma unroll
-      for (int ks = 0; ks < KST; ks++)
-        fb[x][ks][0] = pb[(size_t)8 * ks * bk], fb[x][ks][1] = pb[(size_t)(8 * ks + 4) * bk];
+    for (int ks = 0; ks < 4; ks++) {
+      const float *pb = b + (size_t)(nt * 8 + g) * bn + 8 * ks + t;
+      fb[nt][ks][0] = nt < ntn ? pb[0] : 0.0f, fb[nt][ks][1] = nt < ntn ? pb[4] : 0.0f;
     }
-    float acc[2][3][4] = {};
+  float fa[4][4];
+  auto load_a = [&](int mt, float(&f)[4][4]) {
+    const float *pa = a + (size_t)(mt * 16 + g) * am + t;
 #pragma unroll
-    for (int ks = 0; ks < KST; ks++)
-#pragma unroll
-      for (int x = 0; x < 2; x++) {
-        uint32_t bh0, bl0, bh1, bl1;
-        split(fb[x][ks][0], bh0, bl0);
-        split(fb[x][ks][1], bh1, bl1);
-#ifndef ONE_TF32
-        mma(acc[x][2], al[ks], bh0, bh1);
-        mma(acc[x][1], ah[ks], bl0, bl1);
-#endif
-        mma(acc[x][0], ah[ks], bh0, bh1);
-      }
-#pragma unroll
-    for (int x = 0; x < 2; x++) {
-      if (x == 1 && !two) break;
-      const int c0 = nb[x] * 8 + 2 * t;
-      float v[4];
-#pragma unroll
-      for (int q = 0; q < 4; q++) v[q] = (acc[x][2][q] + acc[x][1][q]) + acc[x][0][q];
-      epi(g, c0, v[0], v[1]);
-      epi(g + 8, c0, v[2], v[3]);
-    }
-  }
-}
-
-// C[M x 32] = A[M x 8 KST] B[8 KST x 32]: warp w keeps n tile w % 4 (B's fragments loaded and split
-// once) and takes m tiles w / 4, w / 4 + NW / 4, ..., loading the next tile's A before the MMAs.
-template <int KST, class Epi>
-static __device__ __forceinline__ void mm_bf(int M, const float *a, int am, int ak, const float *b,
-                                             int bn, int bk, Epi epi) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int n0 = (warp % 4) * 8, mtn = M / 16;
-  uint32_t bh[KST][2], bl[KST][2];
-#pragma unroll
-  for (int ks = 0; ks < KST; ks++) {
-    const float *pb = b + (size_t)(n0 + g) * bn + (size_t)(8 * ks + t) * bk;
-    split(pb[0], bh[ks][0], bl[ks][0]);
-    split(pb[(size_t)4 * bk], bh[ks][1], bl[ks][1]);
-  }
-  float fa[KST][4];
-  auto load_a = [&](int mt, float(&f)[KST][4]) {
-    const float *pa = a + (size_t)(mt * 16 + g) * am + (size_t)t * ak;
-#pragma unroll
-    for (int ks = 0; ks < KST; ks++) {
-      f[ks][0] = pa[(size_t)8 * ks * ak], f[ks][1] = pa[(size_t)8 * am + (size_t)8 * ks * ak];
-      f[ks][2] = pa[(size_t)(8 * ks + 4) * ak];
-      f[ks][3] = pa[(size_t)8 * am + (size_t)(8 * ks + 4) * ak];
+    for (int ks = 0; ks < 4; ks++) {
+      f[ks][0] = pa[8 * ks], f[ks][1] = pa[(size_t)8 * am + 8 * ks];
+      f[ks][2] = pa[8 * ks + 4], f[ks][3] = pa[(size_t)8 * am + 8 * ks + 4];
     }
   };
-  const int step = NW / 4;
-  if (warp / 4 < mtn) load_a(warp / 4, fa);
-  for (int mt = warp / 4; mt < mtn; mt += step) {
-    float fn[KST][4];
-    if (mt + step < mtn) load_a(mt + step, fn);
-    float acc[2][4] = {};
+  load_a(warp, fa);
+  for (int mt = warp; mt < H / 16; mt += NW) {
+    float fn[4][4];
+    if (mt + NW < H / 16) load_a(mt + NW, fn);
+    float acc[3][2][4] = {};  // [n tile][0]: hi x hi, [1]: the two correction products
 #pragma unroll
-    for (int ks = 0; ks < KST; ks++) {
+    for (int ks = 0; ks < 4; ks++) {
       uint32_t ah[4], al[4];
 #pragma unroll
       for (int q = 0; q < 4; q++) split(fa[ks][q], ah[q], al[q]);
-#ifndef ONE_TF32
-      mma(acc[1], al, bh[ks][0], bh[ks][1]);
-      mma(acc[1], ah, bl[ks][0], bl[ks][1]);
-#endif
-      mma(acc[0], ah, bh[ks][0], bh[ks][1]);
-    }
-    const int r0 = mt * 16 + g, c0 = n0 + 2 * t;
-    epi(r0, c0, acc[1][0] + acc[0][0], acc[1][1] + acc[0][1]);
-    epi(r0 + 8, c0, acc[1][2] + acc[0][2], acc[1][3] + acc[0][3]);
 #pragma unroll
-    for (int ks = 0; ks < KST; ks++)
+      for (int nt = 0; nt < 3; nt++) {
+        if (nt >= ntn) break;
+        uint32_t bh0, bl0, bh1, bl1;
+        split(fb[nt][ks][0], bh0, bl0);
+        split(fb[nt][ks][1], bh1, bl1);
+#ifndef ONE_TF32
+        mma(acc[nt][1], al, bh0, bh1);
+        mma(acc[nt][1], ah, bl0, bl1);
+#endif
+        mma(acc[nt][0], ah, bh0, bh1);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < 3; nt++) {
+      if (nt >= ntn) break;
+      float v[4];
+#pragma unroll
+      for (int q = 0; q < 4; q++) v[q] = acc[nt][1][q] + acc[nt][0][q];
+      const int r0 = mt * 16 + g, c0 = nt * 8 + 2 * t;
+      epi(r0, c0, v[0], v[1]);
+      epi(r0 + 8, c0, v[2], v[3]);
+    }
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++)
 #pragma unroll
       for (int q = 0; q < 4; q++) fa[ks][q] = fn[ks][q];
   }
@@ -332,7 +295,6 @@ struct Sh {  // pointers into the dynamic shared memory
   float *T;              // reduce-scatter / all-gather buffer
   float *hp;             // head partials [CS][R][16 * 3]
   float *head;           // summed heads: actor s' [R][12], actor s [R][12], q [4][R]
-  float *d0;             // dL/dz0 own units [2][R][LD]
   float *misc;           // r, done, y, logp', logp_pi, dq [4][R], a' [R][ACT], a_pi [R][ACT]
   float *scr;            // mm scratch
 };
@@ -367,20 +329,21 @@ static __device__ NOINL void load_slice(const Slice &s, const float *p, NetOff o
   for (int i = tid; i < o.NH; i += NTH) cp4(s.bh + i, p + o.bh + i);
 }
 
-// layer 0 (own units) over R rows of input x [R][K0P]: y0 = relu(x W0[j]^T + b0[j])
+// layer 0 (own units) over R rows of input x [R][K0P]: y0 = relu(x W0[j]^T + b0[j]), computed
+// transposed (units x rows: rows are the MMA's n, so a slab may have 16 or 24 rows)
 static __device__ NOINL void l0(const Slice &s, const float *x, float *y0, int wofs) {
-  mm<1>(R, NC, K0P, x, K0P, 1, s.w0, K0P, 1, wofs, nullptr, [&](int m, int n, float v0, float v1) {
-    *reinterpret_cast<float2 *>(y0 + m * LD + n) =
-        make_float2(fmaxf(v0 + s.b0[n], 0.0f), fmaxf(v1 + s.b0[n + 1], 0.0f));
+  mm<1>(NC, R, K0P, s.w0, K0P, 1, x, K0P, 1, wofs, nullptr, [&](int m, int n, float v0, float v1) {
+    y0[n * LD + m] = fmaxf(v0 + s.b0[m], 0.0f), y0[(n + 1) * LD + m] = fmaxf(v1 + s.b0[m], 0.0f);
   });
 }
-// layer 1 partial over the own units, reduce-scattered: slot [rank][m][n % NC] of block n / NC's T
+// layer 1 partial over the own units (transposed: units x rows), reduce-scattered: unit u's rows
+// go to slot [rank][u % NC][row] of block u / NC's T
 __constant__ int c_local;
 static __device__ NOINL void l1_part(cg::cluster_group &cl, const Slice &s, const float *y0,
                                      float *T, int rank, int wofs) {
-  mm_af<NC / 8>(H, y0, LD, 1, s.w1, s.ld, 1, wofs, [&](int m, int n, float v0, float v1) {
-    float *d = c_local ? T : cl.map_shared_rank(T, n / NC);
-    *reinterpret_cast<float2 *>(d + (rank * R + m) * NC + (n % NC)) = make_float2(v0, v1);
+  mm_t32(s.w1, s.ld, y0, LD, wofs, [&](int m, int n, float v0, float v1) {
+    float *d = c_local ? T : cl.map_shared_rank(T, m / NC);
+    *reinterpret_cast<float2 *>(d + (rank * NC + m % NC) * R + n) = make_float2(v0, v1);
   });
 }
 // layer 1's sums for the own units, then the head's partial dots sent to every block:
@@ -388,10 +351,10 @@ static __device__ NOINL void l1_part(cg::cluster_group &cl, const Slice &s, cons
 static __device__ NOINL void l1_fin_head(cg::cluster_group &cl, const Slice &s, const float *T,
                                          float *y1, int NH, float *hp, int hofs, int rank) {
   for (int i = threadIdx.x; i < R * NC; i += NTH) {
-    const int m = i / NC, c = i % NC;
+    const int c = i / R, m = i % R;  // lanes along the rows: T's rows are contiguous
     float v = s.b1[c];
 #pragma unroll
-    for (int q = 0; q < CS; q++) v += T[(q * R + m) * NC + c];
+    for (int q = 0; q < CS; q++) v += T[(q * NC + c) * R + m];
     y1[m * LD + c] = fmaxf(v, 0.0f);
   }
   __syncthreads();
@@ -458,14 +421,15 @@ static __device__ NOINL void bwd_b(const Slice &s, NetOff o, const float *T, con
       for (int m = 0; m < R; m++) v += T[m * LDD + rank * NC + c];
       g[o.b1 + rank * NC + c] = v;
     }
-    mm_bf<R / 8>(H, T, 1, LDD, y0, 1, LD, [&](int m, int n, float v0, float v1) {
+    mm<1>(H, NC, R, T, 1, LDD, y0, 1, LD, 0, nullptr, [&](int m, int n, float v0, float v1) {
       *reinterpret_cast<float2 *>(g + o.w1 + rank * H * NC + m * NC + n) = make_float2(v0, v1);
     });
   }
   if (!(parts & 2)) return;
-  mm<2>(R, NC, H, T, LDD, 1, s.w1, 1, s.ld, 4, scr, [&](int m, int n, float v0, float v1) {
-    d0[m * LD + n] = y0[m * LD + n] > 0.0f ? v0 : 0.0f;
-    d0[m * LD + n + 1] = y0[m * LD + n + 1] > 0.0f ? v1 : 0.0f;
+  // transposed (own units x rows); d0 may be y0 (each element is read, then written, by one thread)
+  mm<2>(NC, R, H, s.w1, 1, s.ld, T, LDD, 1, 4, scr, [&](int m, int n, float v0, float v1) {
+    d0[n * LD + m] = y0[n * LD + m] > 0.0f ? v0 : 0.0f;
+    d0[(n + 1) * LD + m] = y0[(n + 1) * LD + m] > 0.0f ? v1 : 0.0f;
   });
   __syncthreads();
   if (!g) return;
@@ -544,37 +508,40 @@ __global__ void __launch_bounds__(NTH, 1) slab_update(Params P, int u0, int nu) 
 #pragma unroll
   for (int i = 0; i < 2; i++)
     S.t[i] = slice_at(p, 1, P.pt + i * oc.size + oc.w1 + rank * NC), p += slice_floats(1, false);
-  S.a = slice_at(p, 2 * ACT, nullptr), p += slice_floats(2 * ACT, true);
+  // the actor's W1 is read from L2 in place as well (shared memory holds 24-row slabs only so)
+  S.a = slice_at(p, 2 * ACT, P.pa + oa.w1 + rank * NC), p += slice_floats(2 * ACT, false);
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     S.qg[i] = S.q[i];
     if (P.l2w) S.qg[i].w1 = P.pc + i * oc.size + oc.w1 + rank * NC, S.qg[i].ld = H;
   }
-  S.xa = p, p += R * K0P;
-  S.xs = p, p += R * K0P;
-  S.xs2 = p, p += R * K0P;
-  S.xp = p, p += R * K0P;
+  S.xa = p, p += RM * K0P;
+  S.xs = p, p += RM * K0P;
+  S.xs2 = p, p += RM * K0P;
+  S.xp = p, p += RM * K0P;
 #pragma unroll
-  for (int i = 0; i < 2; i++) S.y0[i] = p, p += R * LD, S.y1[i] = p, p += R * LD;
+  for (int i = 0; i < 2; i++) S.y0[i] = p, p += RM * LD, S.y1[i] = p, p += RM * LD;
 #pragma unroll
   for (int i = 0; i < 4; i++) {
     if (i == 1) {  // actor(s') lives in steps 1a-1b only: with the target's buffers
       S.x0[i] = S.y0[0], S.x1[i] = S.y1[0];
       continue;
     }
-    S.x0[i] = p, p += R * LD, S.x1[i] = p, p += R * LD;
+    S.x0[i] = p, p += RM * LD, S.x1[i] = p, p += RM * LD;
   }
-  S.T = p, p += 3 * CS * R * NC;
-  S.hp = p, p += CS * R * HPS;
-  S.head = p, p += 2 * R * 12 + 4 * R;
-  S.d0 = p, p += 2 * R * LD;
-  S.misc = p, p += 24 * R;
-  S.scr = p, p += 2 * R * NC;
+  S.T = p, p += 3 * CS * RM * NC;
+  S.hp = p, p += CS * RM * HPS;
+  S.head = p, p += 2 * RM * 12 + 4 * RM;
+  S.misc = p, p += 24 * RM;
+  // the tile scratch and the actor's dL/dhead live in T beyond two all-gathered dz1 blocks (T's
+  // reduce-scatter slots are not in use while they are)
+  S.scr = S.T + 2 * RM * LDD;
+  float *dh = S.scr + 2 * NC * RM;  // [R][12]
   float *rw = S.misc, *dn = rw + R, *yv = dn + R, *lp2 = yv + R, *lpp = lp2 + R, *dq = lpp + R;
   float *a2 = dq + 4 * R, *api = a2 + R * ACT;  // dq [2][R] critic, [2][R] pi path
   float *headA2 = S.head, *headA = S.head + R * 12, *qh = S.head + 2 * R * 12;
 
-  const int row0 = clu * R;
+  const int row0 = slab_row0(clu);
   float *gc = P.gc + (size_t)clu * csz, *ga = P.ga + (size_t)clu * asz;
   unsigned long long tl = 0;
   int st = 0;
@@ -591,7 +558,7 @@ __global__ void __launch_bounds__(NTH, 1) slab_update(Params P, int u0, int nu) 
     S.q[0].w0[i] = 0.0f, S.q[1].w0[i] = 0.0f, S.t[0].w0[i] = 0.0f, S.t[1].w0[i] = 0.0f;
     S.a.w0[i] = 0.0f;
   }
-  for (int i = tid; i < 4 * R * K0P; i += NTH) S.xa[i] = 0.0f;
+  for (int i = tid; i < 4 * RM * K0P; i += NTH) S.xa[i] = 0.0f;
   __syncthreads();
 #pragma unroll
   for (int i = 0; i < 2; i++) load_slice(S.q[i], P.pc + i * oc.size, oc, rank);
@@ -700,12 +667,12 @@ __global__ void __launch_bounds__(NTH, 1) slab_update(Params P, int u0, int nu) 
     stamp();
 #pragma unroll
     for (int i = 0; i < 2; i++)
-      bwd_b(S.q[i], oc, S.T + i * R * LDD, S.x0[2 + i], S.x1[2 + i], S.xa, S.d0 + i * R * LD,
+      bwd_b(S.q[i], oc, S.T + i * R * LDD, S.x0[2 + i], S.x1[2 + i], S.xa, S.x0[2 + i],
             gc + i * oc.size, rank, S.scr, 1);
     stamp();
 #pragma unroll
     for (int i = 0; i < 2; i++)
-      bwd_b(S.q[i], oc, S.T + i * R * LDD, S.x0[2 + i], S.x1[2 + i], S.xa, S.d0 + i * R * LD,
+      bwd_b(S.q[i], oc, S.T + i * R * LDD, S.x0[2 + i], S.x1[2 + i], S.xa, S.x0[2 + i],
             gc + i * oc.size, rank, S.scr, 2);
     stamp();
     grid.sync();
@@ -760,21 +727,18 @@ __global__ void __launch_bounds__(NTH, 1) slab_update(Params P, int u0, int nu) 
     stamp();
 #pragma unroll
     for (int i = 0; i < 2; i++)
-      bwd_b(S.qg[i], oc, S.T + i * R * LDD, S.y0[i], S.y1[i], S.xp, S.d0 + i * R * LD, nullptr,
-            rank, S.scr);
+      bwd_b(S.qg[i], oc, S.T + i * R * LDD, S.y0[i], S.y1[i], S.xp, S.y0[i], nullptr, rank, S.scr);
     for (int i = tid; i < R * ACT; i += NTH) {  // dL/da partial over the own units, to every block
       const int m = i / ACT, k = i % ACT;
       float v = 0.0f;
       for (int i2 = 0; i2 < 2; i2++)
-        for (int c = 0; c < NC; c++)
-          v += S.d0[i2 * R * LD + m * LD + c] * S.q[i2].w0[c * K0P + OBS + k];
+        for (int c = 0; c < NC; c++) v += S.y0[i2][m * LD + c] * S.q[i2].w0[c * K0P + OBS + k];
 #pragma unroll
       for (int q = 0; q < CS; q++) cl.map_shared_rank(S.hp, q)[(rank * R + m) * HPS + 2 + k] = v;
     }
     cl.sync();
     stamp();
     // 6: dL/dhead of the actor; the actor's backward
-    float *dh = S.scr + 2 * R * NC - R * 12;  // [R][12] (scr's tail is free here)
     for (int i = tid; i < R * ACT; i += NTH) {
       const int m = i / ACT, k = i % ACT;
       float dqa = 0.0f;
@@ -794,7 +758,7 @@ __global__ void __launch_bounds__(NTH, 1) slab_update(Params P, int u0, int nu) 
     }
     cl.sync();
     stamp();
-    bwd_b(S.a, oa, S.T, S.x0[0], S.x1[0], S.xs, S.d0, ga, rank, S.scr);
+    bwd_b(S.a, oa, S.T, S.x0[0], S.x1[0], S.xs, S.x0[0], ga, rank, S.scr);
     stamp();
     grid.sync();
     stamp();
@@ -953,14 +917,13 @@ int main(int argc, char **argv) {
   P.stamp = (unsigned long long *)zeros(NSTAMP * 8);
 
   const int smem_floats = 2 * slice_floats(1, true) + 2 * slice_floats(1, false) +
-                          slice_floats(2 * ACT, true) + 4 * R * K0P + 6 * R * LD + 4 * R * LD +
-                          3 * CS * R * NC + CS * R * HPS + 2 * R * 12 + 4 * R + 2 * R * LD +
-                          24 * R + 2 * R * NC;
+                          slice_floats(2 * ACT, false) + 4 * RM * K0P + 6 * RM * LD + 4 * RM * LD +
+                          3 * CS * RM * NC + CS * RM * HPS + 2 * RM * 12 + 4 * RM + 24 * RM;
   const int smem = smem_floats * 4;
   printf(
       "slab update: %d clusters of %d blocks (%d batch rows), %d threads, %d B shared memory per "
       "block\n",
-      NCL, CS, NCL * R, NTH, smem);
+      NCL, CS, slab_row0(NCL), NTH, smem);
   CK(cudaFuncSetAttribute(slab_update, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(NB), cfg.blockDim = dim3(NTH), cfg.dynamicSmemBytes = smem;
@@ -986,7 +949,7 @@ int main(int argc, char **argv) {
     std::vector<double> g(csz, 0.0), z0(H), z1(H), y0(H), y1(H);
     double maxq = 0, errq = 0;
     const double alpha = exp((double)pa[oa.size]);
-    for (int r = 0; r < NCL * R; r++) {
+    for (int r = 0; r < slab_row0(NCL); r++) {
       const int j = idx[r];
       double xs2[OBS + ACT], xa[OBS + ACT], h[12], qv[2], qt[2];
       for (int k = 0; k < OBS; k++)
