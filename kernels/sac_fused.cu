@@ -1374,17 +1374,30 @@ static __host__ __device__ __forceinline__ int fza_share(int N) {
   return (N + FZA_CS - 1) / FZA_CS;
 }
 
-// Floats of the act's shared memory for n rows of actor an (L layers, A actions): per layer the
-// weight slice (rows padded to a multiple of 4 floats) and the bias slice, two buffers of input
-// rows (the widest layer), the head and the noise.
-static __host__ __device__ size_t fza_floats(const tdm_sacf_net &an, int L, int A, int n) {
-  size_t w = 0;
-  int maxk = 0;
+// The slices of the act's shared memory for actor an (L layers): per layer this block's weight
+// slice (S rows padded to a multiple of 4 floats) and its bias slice, layer l's at woff[l] (when
+// woff is given; the kernel runs only where everything fits, so its offsets fit an int); *maxk =
+// the widest layer. Returns the floats of all slices. The launch's size (fza_floats) and the
+// kernel's layout both come from here.
+static __host__ __device__ __forceinline__ long long fza_slices(const tdm_sacf_net &an, int L,
+                                                                int *woff, int *maxk) {
+  long long w = 0;
+  int mk = 0;
   for (int l = 0; l < L; l++) {
     const int S = fza_share(an.out[l]);
-    w += (size_t)S * ((an.in[l] + 3) & ~3) + ((S + 3) & ~3);
-    maxk = max(maxk, max(an.in[l], an.out[l]));
+    if (woff) woff[l] = (int)w;
+    w += (long long)S * ((an.in[l] + 3) & ~3) + ((S + 3) & ~3);
+    mk = max(mk, max(an.in[l], an.out[l]));
   }
+  *maxk = mk;
+  return w;
+}
+
+// Floats of the act's shared memory for n rows of actor an (L layers, A actions): the slices, two
+// buffers of input rows (the widest layer), the head and the noise.
+static __host__ __device__ size_t fza_floats(const tdm_sacf_net &an, int L, int A, int n) {
+  int maxk;
+  const size_t w = (size_t)fza_slices(an, L, nullptr, &maxk);
   return w + 2 * (size_t)n * maxk + (size_t)n * 2 * A + (size_t)n * A + 4;
 }
 
@@ -1397,15 +1410,9 @@ static __global__ void __launch_bounds__(FZA_THREADS, 1)
   extern __shared__ __align__(16) float fza_dyn[];
   cg::cluster_group cl = cg::this_cluster();
   const int b = (int)cl.block_rank(), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  // layout: per layer the weight slice (S rows of KP floats) and the bias slice; x[2], head, eps
-  int woff[TDM_SACF_MAXL], maxk = 0;
-  int wtot = 0;
-  for (int l = 0; l < L; l++) {
-    const int S = fza_share(an.out[l]);
-    woff[l] = wtot;
-    wtot += S * ((an.in[l] + 3) & ~3) + ((S + 3) & ~3);
-    maxk = max(maxk, max(an.in[l], an.out[l]));
-  }
+  // layout: the slices (fza_slices), then x[2], head, eps
+  int woff[TDM_SACF_MAXL], maxk;
+  const int wtot = (int)fza_slices(an, L, woff, &maxk);
   float *wsl = fza_dyn, *x0 = wsl + wtot, *x1 = x0 + n * maxk, *head = x1 + n * maxk,
         *eps = head + n * 2 * A;
   // every slice in flight at once: row o of a slice by warp o % FZA_WARPS, 16-byte copies where
