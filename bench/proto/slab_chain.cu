@@ -5,14 +5,16 @@
 // each layer on tensor cores (3xTF32), its weight slice copied one layer ahead, the layer's input
 // rows gathered from the cluster's blocks through distributed shared memory, a cluster barrier
 // between layers. The output is checked against a float64 CPU reference.
-//   nvcc -O3 -arch=sm_90 -std=c++17 [-DFAST_SPLIT [-DONE_TF32]] -o slab_chain bench/proto/slab_chain.cu
+//   nvcc -O3 -arch=sm_90 -std=c++17 [-DFAST_SPLIT [-DONE_TF32]] -o slab_chain
+//   bench/proto/slab_chain.cu
 //   ./slab_chain NL [BULK [MODE]]
 // FAST_SPLIT: the 3xTF32 split by integer operations instead of cvt.rna (as kernels/sac_fused.cu
 // since 3922de6). ONE_TF32 (with FAST_SPLIT): one MMA per product, x rounded to TF32 (1xTF32, about
-// 1e-3 relative; the reference check then reports the larger error). BULK = 1: weight slices by cp.async.bulk with an mbarrier (0: 16-byte cp.async).
-// MODE (default: all): 0 cluster barrier per layer; 1 grid.sync + cluster barrier; 2 no gather,
-// 3 no MMAs, 4 no cluster barrier (2-4: timing only, wrong results); 5, 6 a hand-written grid
-// barrier (release add + acquire polls; threadfence + atomicAdd) + cluster barrier.
+// 1e-3 relative; the reference check then reports the larger error). BULK = 1: weight slices by
+// cp.async.bulk with an mbarrier (0: 16-byte cp.async). MODE (default: all): 0 cluster barrier per
+// layer; 1 grid.sync + cluster barrier; 2 no gather, 3 no MMAs, 4 no cluster barrier (2-4: timing
+// only, wrong results); 5, 6 a hand-written grid barrier (release add + acquire polls; threadfence
+// + atomicAdd) + cluster barrier.
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -21,6 +23,8 @@
 #include <stdlib.h>
 
 #include <vector>
+
+#include "proto.cuh"
 namespace cg = cooperative_groups;
 
 #define H 256
@@ -31,19 +35,6 @@ namespace cg = cooperative_groups;
 #define NT (NC / 8)  // n8 tiles per CTA (4)
 #define KP (8 / NT)  // k parts (2)
 
-#define CK(x)                                                                            \
-  do {                                                                                   \
-    cudaError_t e_ = (x);                                                                \
-    if (e_ != cudaSuccess) {                                                             \
-      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
-
-static __device__ __forceinline__ void cp16(void *dst, const void *src) {
-  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src));
-}
 #ifndef FAST_SPLIT
 // x = hi + lo as two TF32 values (cvt.rna for both)
 static __device__ __forceinline__ void split(float x, uint32_t &hi, uint32_t &lo) {
@@ -52,20 +43,8 @@ static __device__ __forceinline__ void split(float x, uint32_t &hi, uint32_t &lo
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(r));
 }
 #else
-// hi = x rounded to TF32 by integer operations on the bits, lo = x - hi left for the tensor core
-// to truncate
-static __device__ __forceinline__ void split(float x, uint32_t &hi, uint32_t &lo) {
-  hi = (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
-  lo = __float_as_uint(x - __uint_as_float(hi));
-}
+#define split split_fast
 #endif
-static __device__ __forceinline__ void mma(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 struct Smem {
   float ws[2][NC * XS];  // weight slices (out rows, in) of this layer and the next
@@ -283,14 +262,8 @@ int main(int argc, char **argv) {
   unsigned base = 0;
   for (int mode = 0; mode < 7; mode++) {
     if (only >= 0 && mode != only) continue;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(grid), cfg.blockDim = dim3(256), cfg.dynamicSmemBytes = smem;
     cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = CS, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeCooperative;
-    at[1].val.cooperative = 1;
-    cfg.attrs = at, cfg.numAttrs = 2;
+    const cudaLaunchConfig_t cfg = coop_cluster_config(grid, 256, smem, CS, at);
     for (int len = 1; len <= nl; len = len == 1 ? nl : nl + 1) {
       for (int i = 0; i < 20; i++) {
         CK(cudaLaunchKernelEx(&cfg, slab_chain, dw, db, dx, dy, len, mode, bulk, ctr, base));

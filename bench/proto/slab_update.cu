@@ -40,6 +40,8 @@
 #include <stdlib.h>
 
 #include <vector>
+
+#include "proto.cuh"
 namespace cg = cooperative_groups;
 
 #define H 256
@@ -73,15 +75,6 @@ static __host__ __device__ int slab_row0(int c) {
 #define NOINL
 #endif
 #define HPS 16  // head partials per row and block
-
-#define CK(x)                                                                            \
-  do {                                                                                   \
-    cudaError_t e_ = (x);                                                                \
-    if (e_ != cudaSuccess) {                                                             \
-      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
 
 // parameter layout of one MLP (K0 inputs, NH head outputs), offsets multiples of 4
 struct NetOff {
@@ -120,10 +113,6 @@ static __device__ __forceinline__ void cp4(void *dst, const void *src) {
   unsigned d = (unsigned)__cvta_generic_to_shared(dst);
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src));
 }
-static __device__ __forceinline__ void cp16(void *dst, const void *src) {
-  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src));
-}
 static __device__ __forceinline__ void cp_wait() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
 }
@@ -133,18 +122,7 @@ static __device__ __forceinline__ void cp_commit() {
 static __device__ __forceinline__ void cp_wait1() {  // all but the last committed group
   asm volatile("cp.async.wait_group 1;" ::: "memory");
 }
-// x = hi + lo: hi rounded to TF32 by integer operations, lo left for the tensor core to truncate
-static __device__ __forceinline__ void split(float x, uint32_t &hi, uint32_t &lo) {
-  hi = (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
-  lo = __float_as_uint(x - __uint_as_float(hi));
-}
-static __device__ __forceinline__ void mma(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+#define split split_fast
 
 // C[M x N] = A[M x K] B[K x N] on tensor cores (3xTF32), A(m, k) = a[m am + k ak],
 // B(k, n) = b[n bn + k bk]; M % 16 == 0, N % 8 == 0, K % (8 KS) == 0. Jobs (16x8 tiles x KS k
@@ -460,11 +438,14 @@ static __device__ __forceinline__ int part_index(int i, NetOff o) {
   const int m = li / H, k = li % H;
   return nb + o.w1 + (k / NC) * H * NC + m * NC + k % NC;
 }
-// Adam on [lo, hi) (multiples of 4) of a parameter array from the per-cluster partials (summed in
-// cluster order), 4 parameters per thread
-static __device__ NOINL void adam_range(float *p, float *m, float *v, const float *gp, int size,
-                                        NetOff o, int lo, int hi, float bc1, float bc2, float *tgt,
-                                        float *dbg) {
+// Adam step `step` on this block's share (multiples of 4) of a parameter array of size floats from
+// the per-cluster partials (summed in cluster order), 4 parameters per thread; the Polyak step
+// into tgt and the summed gradient into dbg where given
+static __device__ NOINL void adam_share(float *p, float *m, float *v, const float *gp, int size,
+                                        NetOff o, int step, float *tgt, float *dbg) {
+  const float bc1 = 1.0f - powf(0.9f, (float)step), bc2 = 1.0f - powf(0.999f, (float)step);
+  const int per = (size / 4 + NB - 1) / NB * 4, lo = min(size, (int)blockIdx.x * per),
+            hi = min(size, lo + per);
   for (int i = lo + 4 * (int)threadIdx.x; i < hi; i += 4 * NTH) {
     const int pi = part_index(i, o);
     float4 gv[NCL];
@@ -678,14 +659,8 @@ __global__ void __launch_bounds__(NTH, 1) slab_update(Params P, int u0, int nu) 
     grid.sync();
     stamp();
     // G1: the critic pair's Adam step and the target's Polyak step
-    {
-      const float bc1 = 1.0f - powf(0.9f, (float)(u + 1)),
-                  bc2 = 1.0f - powf(0.999f, (float)(u + 1));
-      const int per = (csz / 4 + NB - 1) / NB * 4, lo = min(csz, blockIdx.x * per),
-                hi = min(csz, lo + per);
-      adam_range(P.pc, P.mc, P.vc, P.gc, csz, oc, lo, hi, bc1, bc2, P.pt,
-                 P.check && u == u0 + nu - 1 ? P.dbg : nullptr);
-    }
+    adam_share(P.pc, P.mc, P.vc, P.gc, csz, oc, u + 1, P.pt,
+               P.check && u == u0 + nu - 1 ? P.dbg : nullptr);
     stamp();
     grid.sync();
     stamp();
@@ -762,13 +737,7 @@ __global__ void __launch_bounds__(NTH, 1) slab_update(Params P, int u0, int nu) 
     stamp();
     grid.sync();
     stamp();
-    {
-      const float bc1 = 1.0f - powf(0.9f, (float)(u + 1)),
-                  bc2 = 1.0f - powf(0.999f, (float)(u + 1));
-      const int per = (asz / 4 + NB - 1) / NB * 4, lo = min(asz, blockIdx.x * per),
-                hi = min(asz, lo + per);
-      adam_range(P.pa, P.ma, P.va, P.ga, asz, oa, lo, hi, bc1, bc2, nullptr, nullptr);
-    }
+    adam_share(P.pa, P.ma, P.va, P.ga, asz, oa, u + 1, nullptr, nullptr);
     stamp();
     grid.sync();
     stamp();
@@ -925,14 +894,8 @@ int main(int argc, char **argv) {
       "block\n",
       NCL, CS, slab_row0(NCL), NTH, smem);
   CK(cudaFuncSetAttribute(slab_update, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(NB), cfg.blockDim = dim3(NTH), cfg.dynamicSmemBytes = smem;
   cudaLaunchAttribute at[2];
-  at[0].id = cudaLaunchAttributeClusterDimension;
-  at[0].val.clusterDim.x = CS, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
-  at[1].id = cudaLaunchAttributeCooperative;
-  at[1].val.cooperative = 1;
-  cfg.attrs = at, cfg.numAttrs = 2;
+  const cudaLaunchConfig_t cfg = coop_cluster_config(NB, NTH, smem, CS, at);
   int ncl = 0;
   CK(cudaOccupancyMaxActiveClusters(&ncl, slab_update, &cfg));
   printf("max active clusters of %d: %d (need %d)\n", CS, ncl, NCL);
@@ -995,6 +958,17 @@ int main(int argc, char **argv) {
   unsigned long long *stamps = P.stamp;
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0), cudaEventCreate(&e1);
+  // time launch() (nu updates) between two events; print it per update
+  auto timed = [&](const char *what, auto launch) {
+    cudaEventRecord(e0);
+    launch();
+    cudaEventRecord(e1);
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    cudaEventElapsedTime(&ms, e0, e1);
+    printf("%s: %.2f us per update (%.0f updates/s)\n", what, 1000.0 * ms / nu, nu / (ms / 1000.0));
+  };
+  char what[64];
   for (int l2w = 0; l2w < 2; l2w++) {
     if (l2w_only >= 0 && l2w != l2w_only) continue;
     P.l2w = l2w, P.stamp = stamps;
@@ -1004,14 +978,8 @@ int main(int argc, char **argv) {
     for (int rep = 0; rep < 2; rep++) {
       CK(cudaLaunchKernelEx(&cfg, slab_update, P, 1, 20));  // warm-up
       CK(cudaMemset(P.stamp, 0, NSTAMP * 8));
-      cudaEventRecord(e0);
-      CK(cudaLaunchKernelEx(&cfg, slab_update, P, 21, nu));
-      cudaEventRecord(e1);
-      CK(cudaEventSynchronize(e1));
-      float ms;
-      cudaEventElapsedTime(&ms, e0, e1);
-      printf("%d updates in one launch: %.2f us per update (%.0f updates/s)\n", nu,
-             1000.0 * ms / nu, nu / (ms / 1000.0));
+      snprintf(what, sizeof what, "%d updates in one launch", nu);
+      timed(what, [&] { CK(cudaLaunchKernelEx(&cfg, slab_update, P, 21, nu)); });
     }
     unsigned long long st[NSTAMP];
     CK(cudaMemcpy(st, P.stamp, sizeof st, cudaMemcpyDeviceToHost));
@@ -1029,14 +997,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NSTAMP; i++) printf("  %-16s %6.2f\n", names[i], st[i] / 1000.0 / nu);
     P.stamp = nullptr;
     for (int rep = 0; rep < 2; rep++) {
-      cudaEventRecord(e0);
-      for (int i = 0; i < nu; i++) CK(cudaLaunchKernelEx(&cfg, slab_update, P, 21 + i, 1));
-      cudaEventRecord(e1);
-      CK(cudaEventSynchronize(e1));
-      float ms;
-      cudaEventElapsedTime(&ms, e0, e1);
-      printf("one update per launch, %d launches: %.2f us per update (%.0f updates/s)\n", nu,
-             1000.0 * ms / nu, nu / (ms / 1000.0));
+      snprintf(what, sizeof what, "one update per launch, %d launches", nu);
+      timed(what, [&] {
+        for (int i = 0; i < nu; i++) CK(cudaLaunchKernelEx(&cfg, slab_update, P, 21 + i, 1));
+      });
     }
   }
   return 0;
