@@ -5,8 +5,8 @@
 // each layer on tensor cores (3xTF32), its weight slice copied one layer ahead, the layer's input
 // rows gathered from the cluster's blocks through distributed shared memory, a cluster barrier
 // between layers. The output is checked against a float64 CPU reference.
-//   nvcc -O3 -arch=sm_90 -std=c++17 [-DFAST_SPLIT [-DONE_TF32]] -o slab_chain \
-//     bench/proto/slab_chain.cu
+//   nvcc -O3 -arch=sm_90 -std=c++17 -o slab_chain bench/proto/slab_chain.cu
+//   (build options: -DFAST_SPLIT, -DFAST_SPLIT -DONE_TF32)
 //   ./slab_chain NL [BULK [MODE]]
 // FAST_SPLIT: the 3xTF32 split by integer operations instead of cvt.rna (as kernels/sac_fused.cu
 // since 3922de6). ONE_TF32 (with FAST_SPLIT): one MMA per product, x rounded to TF32 (1xTF32, about

@@ -24,8 +24,8 @@
 // learned temperature), with the noise and the sample indices given per update by the host. The
 // critic's batch gradient after the cross-cluster reduction and the critics' Q(s, a) are checked
 // against a float64 CPU reference of the same update; the actor path is timed, not checked.
-//   nvcc -O3 -arch=sm_90 -std=c++17 [-DNCL=16] [-DNOINLINE] -o slab_update \
-//     bench/proto/slab_update.cu
+//   nvcc -O3 -arch=sm_90 -std=c++17 -o slab_update bench/proto/slab_update.cu
+//   (build options: -DNCL=16, -DNOINLINE, -DONE_TF32)
 //   ./slab_update [UPDATES [L2W [LOCAL]]]
 // L2W (default: both): 1 = steps 4-5 read the updated critic's layer-1 weights from L2 while their
 // copy into shared memory runs behind, 0 = they wait for the copy. LOCAL = 1 (timing only, wrong
