@@ -57,7 +57,7 @@ namespace cg = cooperative_groups;
 static __host__ __device__ int slab_row0(int c) {
   return 16 * c + 8 * (c < N24 ? c : N24);
 }
-#define NB (NCL * CS)  // 128 blocks
+#define NB (NCL * CS)  // blocks (120)
 #define NTH 256
 #define NW (NTH / 32)
 #define OBS 17
