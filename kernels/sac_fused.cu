@@ -1345,6 +1345,14 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
 // ---------------------------------------------------------------------------------------------
 // host side
 
+// Whether dev (a CUDA device) has thread-block clusters (compute capability 9 or later).
+static bool fz_has_clusters(const tdm_dev *dev) {
+  int major = 0;
+  return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev->ordinal) ==
+             cudaSuccess &&
+         major >= 9;
+}
+
 // The launch configuration of fz_kernel: cooperative, in clusters of 2 blocks when pair.
 static cudaLaunchConfig_t fz_config(int grid, int pair, cudaStream_t st, cudaLaunchAttribute *at) {
   cudaLaunchConfig_t cfg = {};
@@ -1496,12 +1504,7 @@ static bool fza_setup_one(size_t bytes) {
 }
 
 extern "C" bool tdm_sacf_act_setup(tdm_dev *dev) {
-  int major = 0;
-  if (!dev || dev->kind != TDM_DEV_CUDA ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev->ordinal) !=
-          cudaSuccess ||
-      major < 9)
-    return false;
+  if (!dev || dev->kind != TDM_DEV_CUDA || !fz_has_clusters(dev)) return false;
   const size_t bytes = TDM_SACF_ACT_FLOATS * sizeof(float);
   bool ok = fza_setup_one<1>(bytes) && fza_setup_one<4>(bytes) && fza_setup_one<16>(bytes);
   cudaGetLastError();
@@ -1526,16 +1529,10 @@ extern "C" tdm_status tdm_sacf_act(tdm_dev *dev, const tdm_sacf_args *a, const f
   at[0].id = cudaLaunchAttributeClusterDimension;
   at[0].val.clusterDim.x = FZA_CS, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
   cfg.attrs = at, cfg.numAttrs = 1;
-  const tdm_sacf_net an = a->actor;
-  if (n <= 1)
-    TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, fza_kernel<1>, an, a->L, a->act, a->O, a->A, a->lo,
-                                      a->hi, obs, n, rng, stream, out));
-  else if (n <= 4)
-    TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, fza_kernel<4>, an, a->L, a->act, a->O, a->A, a->lo,
-                                      a->hi, obs, n, rng, stream, out));
-  else
-    TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, fza_kernel<16>, an, a->L, a->act, a->O, a->A, a->lo,
-                                      a->hi, obs, n, rng, stream, out));
+  // the instance with the fewest row registers that hold n rows
+  auto *kernel = n <= 1 ? fza_kernel<1> : n <= 4 ? fza_kernel<4> : fza_kernel<16>;
+  TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a->actor, a->L, a->act, a->O, a->A, a->lo, a->hi,
+                                    obs, n, rng, stream, out));
   return TDM_OK;
 }
 
@@ -1556,12 +1553,9 @@ extern "C" bool tdm_sacf_supported(tdm_dev *dev, int *grid, int *pair) {
   // pairs (clusters of 2) on sm_90 and later when every pair of SMs (all but an odd one) can hold
   // a cluster at once, as a cooperative launch needs; TDM_FUSED_PAIR=0 turns them off
   const char *env = getenv("TDM_FUSED_PAIR");
-  int major = 0, ncl = 0;
+  int ncl = 0;
   const int g2 = *grid & ~1;
-  if ((!env || strcmp(env, "0") != 0) && g2 >= 2 &&
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev->ordinal) ==
-          cudaSuccess &&
-      major >= 9) {
+  if ((!env || strcmp(env, "0") != 0) && g2 >= 2 && fz_has_clusters(dev)) {
     cudaLaunchAttribute at[2];
     cudaLaunchConfig_t cfg = fz_config(g2, 1, 0, at);
     if (cudaOccupancyMaxActiveClusters(&ncl, fz_kernel, &cfg) == cudaSuccess && 2 * ncl >= g2)
