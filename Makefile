@@ -1,7 +1,8 @@
 # tandem build. `make` builds build/libtandem.a and build/tandem; `make test` builds and runs the
 # tests; `make bundle` gathers binaries and their non-system libraries for a GPU machine.
 # Options: CUDA=0 (CPU-only build), CUDA_ARCH="80 90" (GPU targets), MUJOCO_DIR=/path/to/mujoco,
-# DEBUG=1.
+# DEBUG=1, SANITIZE=1 (AddressSanitizer and UndefinedBehaviorSanitizer; use with CUDA=0 and a
+# separate BUILD folder, e.g. `make test CUDA=0 SANITIZE=1 BUILD=build-san`).
 
 CC      ?= gcc
 BUILD   ?= build
@@ -11,6 +12,11 @@ CUDA_ARCH ?= 80 90
 OPT     := $(if $(filter 1,$(DEBUG)),-O0 -g,-O2 -g)
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -MMD -MP -pthread -fPIC
 LDLIBS  := -lm -pthread
+ifeq ($(SANITIZE),1)
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  CFLAGS   += $(SANFLAGS)
+  LDLIBS   += $(SANFLAGS)
+endif
 
 # ---- dependencies ------------------------------------------------------------------------------
 NVCC_PATH := $(shell command -v nvcc 2>/dev/null)
@@ -76,7 +82,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libtandem.a
 BIN       := $(BUILD)/tandem
 
-.PHONY: all deps test test-cpu bench bundle clean format
+.PHONY: all deps test test-san test-cpu bench bundle clean format
 all: deps $(LIB) $(BIN) $(TEST_BIN)
 
 deps:
@@ -123,6 +129,12 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 test:
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@bash tests/run_tests.sh $(BUILD)/tests
+
+# the CPU tests under AddressSanitizer (leaks included) and UndefinedBehaviorSanitizer, in
+# build-san/; exit codes 86 / 87 for their reports, so that cli_test sees them in the tandem runs
+test-san:
+	@ASAN_OPTIONS=detect_leaks=1:exitcode=86 UBSAN_OPTIONS=print_stacktrace=1:exitcode=87 \
+	  $(MAKE) --no-print-directory CUDA=0 SANITIZE=1 BUILD=build-san test
 
 bench: all
 	$(BIN) bench ops

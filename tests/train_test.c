@@ -547,6 +547,30 @@ static void test_checkpoint_refusals(void) {
   fclose(f);
   why = refused(&c, r.run_dir, TDM_ERR_FORMAT, "version 99");
   CHECKF(!why, "version: %s", why);
+  // an edited trainer state that passes the CRC: the state's step (its first field) one more than
+  // the header's, the CRC recomputed (layout in src/train/checkpoint.c: header_bytes at offset 12,
+  // config_len at 72, the state after the configuration text, a 16-byte trailer with the CRC at 8)
+  CHECK_OK(copy_file(good, ck));
+  f = fopen(ck, "r+b");
+  CHECK(f);
+  unsigned char *img = malloc((size_t)size);
+  CHECK(img && fread(img, 1, (size_t)size, f) == (size_t)size);
+  uint32_t hbytes;
+  uint64_t clen;
+  int64_t sstep;
+  memcpy(&hbytes, img + 12, 4);
+  memcpy(&clen, img + 72, 8);
+  memcpy(&sstep, img + hbytes + clen, 8);
+  CHECKF(sstep == 400, "state step %lld", (long long)sstep);
+  sstep++;
+  memcpy(img + hbytes + clen, &sstep, 8);
+  uint32_t crc = tdm_crc32(0, img, (size_t)size - 16);
+  memcpy(img + size - 8, &crc, 4);
+  CHECK(fseek(f, 0, SEEK_SET) == 0 && fwrite(img, 1, (size_t)size, f) == (size_t)size);
+  fclose(f);
+  free(img);
+  why = refused(&c, r.run_dir, TDM_ERR_FORMAT, "trainer state is inconsistent: step 401");
+  CHECKF(!why, "edited state: %s", why);
   // a configuration that defines the run changed
   CHECK_OK(copy_file(good, ck));
   tdm_config c2;

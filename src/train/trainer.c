@@ -333,6 +333,35 @@ static tdm_status save_checkpoint(tdm_trainer *t) {
   return tdm_ckpt_prune(t->ckpt_dir, t->cfg->v.keep_checkpoints);
 }
 
+// What in a checkpoint's trainer state (s, then the per-slot episode numbers ep) this build
+// would misuse, as a reason, or NULL. The CRC guards against damage; this guards against a file
+// written by another build or edited (the counters index arrays and bound loops).
+static const char *state_problem(const trainer_state *s, const int64_t *ep, int N,
+                                 const tdm_ckpt_info *info, char *buf, size_t cap) {
+  if (s->num_envs != N)
+    snprintf(buf, cap, "num_envs %d, the header says %d", s->num_envs, N);
+  else if (s->step < 0 || s->step != info->step)
+    snprintf(buf, cap, "step %lld, the header says %lld", (long long)s->step,
+             (long long)info->step);
+  else if (s->episodes < 0 || s->episodes != info->episodes)
+    snprintf(buf, cap, "episodes %lld, the header says %lld", (long long)s->episodes,
+             (long long)info->episodes);
+  else if (s->n_recent < 0 || s->n_recent > RECENT || s->recent_pos < 0 || s->recent_pos >= RECENT)
+    snprintf(buf, cap, "recent-return ring at %d with %d entries (at most %d)", s->recent_pos,
+             s->n_recent, RECENT);
+  else if (!(s->upd_credit >= 0.0 && s->upd_credit < 1.0))
+    snprintf(buf, cap, "update credit %g (expected in [0, 1))", s->upd_credit);
+  else {
+    for (int i = 0; i < N; i++)
+      if (ep[i] < 0) {
+        snprintf(buf, cap, "episode number %lld in env slot %d", (long long)ep[i], i);
+        return buf;
+      }
+    return NULL;
+  }
+  return buf;
+}
+
 // Load the newest checkpoint of the run directory; refuses a mismatch before touching anything.
 static tdm_status load_checkpoint(tdm_trainer *t) {
   char path[700];
@@ -384,10 +413,29 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
                   path, info.obs_dim, info.act_dim, info.num_envs, blob_n, t->O, t->A, t->N,
                   state_bytes(t));
   }
+  trainer_state s;
+  if (st == TDM_OK) {
+    memcpy(&s, blob, sizeof s);
+    int64_t *ep = malloc(sizeof(int64_t) * (size_t)t->N);
+    char why[160];
+    const char *bad = NULL;
+    if (!ep) {
+      st = TDM_FAIL(TDM_ERR_OOM, "resume: out of memory");
+    } else {
+      memcpy(ep, (uint8_t *)blob + sizeof s, sizeof(int64_t) * (size_t)t->N);
+      bad = state_problem(&s, ep, t->N, &info, why, sizeof why);
+      free(ep);
+    }
+    if (bad)
+      st = TDM_FAIL(TDM_ERR_FORMAT,
+                    "checkpoint %s: the trainer state is inconsistent: %s (the file passes its "
+                    "CRC, so another build wrote it or it was edited); use another checkpoint",
+                    path, bad);
+  }
   if (st == TDM_OK) st = tdm_ckpt_read(path, &info, NULL, NULL, NULL, t->agent, true);
   if (st == TDM_OK) {
-    memcpy(&t->s, blob, sizeof t->s);
-    memcpy(t->ep_num, (uint8_t *)blob + sizeof t->s, sizeof(int64_t) * (size_t)t->N);
+    t->s = s;
+    memcpy(t->ep_num, (uint8_t *)blob + sizeof s, sizeof(int64_t) * (size_t)t->N);
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
   }
   free(text);
