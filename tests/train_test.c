@@ -130,6 +130,46 @@ static void test_config_wrong_type_and_range(void) {
   tdm_config_free(&c);
 }
 
+// Integer literals past 32 bits without an L suffix (libconfig 1.5 wraps them: 4294967297 would
+// be seed 1) are refused in files and overrides; strings, comments and L literals are fine.
+static void test_config_wide_integers(void) {
+  tdm_config c;
+  const char *ok =
+      "# 4294967297 in a comment\nname = \"r4294967297\";  // 99999999999999999999\n"
+      "total_steps = 3000000000L; /* -2147483649 */ seed = 2147483647;\n"
+      "agent = { lr = 3e-4; tau = 5e-3; };\n";
+  tdm_status st = load_text("wide_ok.cfg", ok, NULL, 0, &c);
+  CHECKF(st == TDM_OK, "%s", tdm_errmsg());
+  CHECK(c.v.total_steps == 3000000000LL && c.v.seed == 2147483647);
+  tdm_config_free(&c);
+  st = load_text("wide.cfg", "name = \"a\";\n\n\nseed = 4294967297;\n", NULL, 0, &c);
+  CHECK(st == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "wide.cfg:4") && strstr(tdm_errmsg(), "4294967297L"), "message: %s",
+         tdm_errmsg());
+  tdm_config_free(&c);
+  const char *ov1[] = {"checkpoint_every=-2147483649"};
+  st = load_text("wide2.cfg", "seed = 1;\n", ov1, 1, &c);
+  CHECK(st == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "override -s checkpoint_every=-2147483649") &&
+             strstr(tdm_errmsg(), "32 bits"),
+         "message: %s", tdm_errmsg());
+  tdm_config_free(&c);
+  const char *ov2[] = {"agent.buffer_size=0x100000000"};
+  st = load_text("wide3.cfg", "seed = 1;\n", ov2, 1, &c);
+  CHECK(st == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "0x100000000L"), "message: %s", tdm_errmsg());
+  tdm_config_free(&c);
+  const char *ov3[] = {"total_steps=99999999999999999999"};
+  st = load_text("wide4.cfg", "seed = 1;\n", ov3, 1, &c);
+  CHECK(st == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "64 bits"), "message: %s", tdm_errmsg());
+  tdm_config_free(&c);
+  const char *ov4[] = {"total_steps=5000000000L"};
+  CHECK_OK(load_text("wide5.cfg", "seed = 1;\n", ov4, 1, &c));
+  CHECK(c.v.total_steps == 5000000000LL);
+  tdm_config_free(&c);
+}
+
 static void test_config_parse_error_line(void) {
   tdm_config c;
   tdm_status st =
@@ -1047,6 +1087,7 @@ int main(void) {
   TDM_RUN(test_config_defaults_and_values);
   TDM_RUN(test_config_unknown_key);
   TDM_RUN(test_config_wrong_type_and_range);
+  TDM_RUN(test_config_wide_integers);
   TDM_RUN(test_config_parse_error_line);
   TDM_RUN(test_config_overrides);
   TDM_RUN(test_config_resolved_round_trip);

@@ -299,6 +299,74 @@ static int copy_setting(config_setting_t *dst_parent, const char *name,
   return copy_value(d, src);
 }
 
+// libconfig 1.5 (Debian's) reads an integer literal without the L suffix as 32 bits and wraps it
+// silently: 4294967296 becomes 0, -2147483649 becomes 2147483647. Later versions widen such a
+// literal to 64 bits instead. So every integer literal of text outside the 32-bit range (hex above
+// 0x7fffffff included) is refused before libconfig reads it, naming where (place, or place:line
+// when lines) it is. Strings and comments (#, //, /* */) are skipped. Files that text pulls in with
+// @include are not scanned.
+static tdm_status check_int_literals(const char *text, const char *place, bool lines) {
+  int line = 1;
+  const char *p = text;
+  while (*p) {
+    if (*p == '\n') {
+      line++, p++;
+    } else if (*p == '"') {  // string, with escapes
+      for (p++; *p && *p != '"'; p++) {
+        if (*p == '\\' && p[1]) p++;
+        if (*p == '\n') line++;
+      }
+      if (*p) p++;
+    } else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+      while (*p && *p != '\n') p++;
+    } else if (p[0] == '/' && p[1] == '*') {
+      for (p += 2; *p && !(p[0] == '*' && p[1] == '/'); p++)
+        if (*p == '\n') line++;
+      if (*p) p += 2;
+    } else if (isalpha((unsigned char)*p) || *p == '_') {  // a name (digits in it are no number)
+      while (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '*') p++;
+    } else if (isdigit((unsigned char)*p) ||
+               ((*p == '-' || *p == '+') && isdigit((unsigned char)p[1]))) {
+      const char *t0 = p;
+      if (*p == '-' || *p == '+') p++;
+      bool hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X'), flt = false;
+      for (; isalnum((unsigned char)*p) || *p == '.' ||
+             ((*p == '-' || *p == '+') && !hex && (p[-1] == 'e' || p[-1] == 'E'));
+           p++)
+        if (!hex && (*p == '.' || *p == 'e' || *p == 'E')) flt = true;
+      size_t n = (size_t)(p - t0);
+      if (flt || n == 0 || t0[n - 1] == 'L' || n > 64) continue;  // float, 64-bit, not a number
+      char lit[72];
+      memcpy(lit, t0, n);
+      lit[n] = 0;
+      errno = 0;
+      char *end = NULL;
+      long long x = hex ? (long long)strtoull(lit + (lit[0] == '-' || lit[0] == '+'), &end, 16)
+                        : strtoll(lit, &end, 10);
+      if (hex && lit[0] == '-') x = -x;
+      if (!end || *end) continue;  // not an integer libconfig reads either: it reports that
+      bool over64 = errno == ERANGE || (hex && x < 0);
+      if (over64 || x > 2147483647LL || x < -2147483647LL - 1) {
+        char at[700];
+        if (lines)
+          snprintf(at, sizeof at, "%s:%d", place, line);
+        else
+          snprintf(at, sizeof at, "%s", place);
+        if (over64)
+          return TDM_FAIL(TDM_ERR_CONFIG, "%s: the integer %s does not fit in 64 bits", at, lit);
+        return TDM_FAIL(TDM_ERR_CONFIG,
+                        "%s: the integer %s does not fit in 32 bits, and libconfig would wrap it "
+                        "silently; write it with an L suffix (%sL) or in float notation (e.g. "
+                        "3e9)",
+                        at, lit, lit);
+      }
+    } else {
+      p++;
+    }
+  }
+  return TDM_OK;
+}
+
 static tdm_status apply_override(config_t *lc, const char *text) {
   const char *eq = strchr(text, '=');
   if (!eq || eq == text)
@@ -322,6 +390,9 @@ static tdm_status apply_override(config_t *lc, const char *text) {
                       text, key);
   }
   // parse the value with libconfig's own syntax
+  char place[300];
+  snprintf(place, sizeof place, "override -s %.280s", text);
+  TDM_TRY(check_int_literals(eq + 1, place, false));
   size_t vn = strlen(eq + 1);
   char *src = malloc(vn + 16);
   if (!src) return TDM_FAIL(TDM_ERR_OOM, "override: out of memory");
@@ -487,12 +558,8 @@ static tdm_status resolve_key(const config_t *lc, const tdm_cfg_key *k, tdm_trai
                         type_name(t), got, exp, k->help);
       }
       if (!(x >= k->min && x <= k->max))
-        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s = %.0f is out of range; expected %s (%s)%s", loc,
-                        k->path, x, exp, k->help,
-                        k->type == TDM_KEY_I64 && x < 0 && k->min >= 0
-                            ? "; integers above 2147483647 need an L suffix (3000000000L) or "
-                              "float notation (3e9)"
-                            : "");
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: %s = %.0f is out of range; expected %s (%s)", loc,
+                        k->path, x, exp, k->help);
       if (k->type == TDM_KEY_INT)
         *(int *)p = (int)x;
       else
@@ -595,7 +662,30 @@ tdm_status tdm_config_load(tdm_config *cfg, const char *path, const char *const 
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     FILE *f = fopen(path, "r");
     if (!f) return TDM_FAIL(TDM_ERR_IO, "cannot open config %s: %s", path, strerror(errno));
+    // the whole text, for the integer-literal check (configurations are small; 16 MB at most)
+    size_t cap = 1 << 16, n = 0, got;
+    char *text = malloc(cap + 1);
+    while (text && (got = fread(text + n, 1, cap - n, f)) > 0) {
+      n += got;
+      if (n == cap && cap < (16u << 20)) {
+        char *t = realloc(text, 2 * cap + 1);
+        if (!t) free(text);
+        text = t, cap *= 2;
+      } else if (n == cap) {
+        break;
+      }
+    }
+    bool read_err = ferror(f) != 0;
     fclose(f);
+    if (!text) return TDM_FAIL(TDM_ERR_OOM, "config %s: out of memory reading it", path);
+    if (read_err) {
+      free(text);
+      return TDM_FAIL(TDM_ERR_IO, "cannot read config %s", path);
+    }
+    text[n] = 0;
+    tdm_status cs = check_int_literals(text, path, true);
+    free(text);
+    TDM_TRY(cs);
     if (!config_read_file(&cfg->lc, path)) {
       const char *ef = config_error_file(&cfg->lc);
       return TDM_FAIL(TDM_ERR_CONFIG, "%s:%d - %s", ef ? ef : path, config_error_line(&cfg->lc),
@@ -609,6 +699,7 @@ tdm_status tdm_config_load_string(tdm_config *cfg, const char *text, const char 
                                   const char *const *overrides, int n_overrides) {
   init_lc(cfg);
   snprintf(cfg->path, sizeof cfg->path, "%s", name ? name : "<string>");
+  TDM_TRY(check_int_literals(text, cfg->path, true));
   if (!config_read_string(&cfg->lc, text))
     return TDM_FAIL(TDM_ERR_CONFIG, "%s:%d - %s", cfg->path, config_error_line(&cfg->lc),
                     config_error_text(&cfg->lc));
