@@ -834,6 +834,20 @@ static void test_mj_config_task(void) {
   c = cfg_of(text);
   CHECK(tdm_env_create("mujoco", 1, c, NULL, &e) == TDM_ERR_CONFIG);
   CHECKF(strstr(tdm_errmsg(), "nose"), "message: %s", tdm_errmsg());
+  // terminate: a group, with a body, min_height below max_height
+  static const char *const bad_term[][2] = {
+      {"terminate = 5;", "must be a group"},
+      {"terminate = { min_height = 0.7; };", "terminate needs body"},
+      {"terminate = { body = \"torso\"; min_height = 3.0; max_height = 2.0; };",
+       "min_height = 3 is not below max_height = 2"},
+  };
+  for (int i = 0; i < 3; i++) {
+    snprintf(text, sizeof text, "model = \"%s\";\n%s\n", hop, bad_term[i][0]);
+    c = cfg_of(text);
+    tdm_status st = tdm_env_create("mujoco", 1, c, NULL, &e);
+    CHECKF(st == TDM_ERR_CONFIG && strstr(tdm_errmsg(), bad_term[i][1]), "%s: %s %s",
+           bad_term[i][0], tdm_status_name(st), tdm_errmsg());
+  }
 }
 
 static void test_mj_config_sensors(void) {

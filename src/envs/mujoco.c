@@ -860,15 +860,37 @@ tdm_status tdm_mujoco_create(const char *name, const config_setting_t *cfg, tdm_
     if (rw) TDM_TRYG(parse_terms(t, rw));
     const config_setting_t *tm = config_setting_get_member(cfg, "terminate");
     if (tm) {
+      char w[300];
+      if (!config_setting_is_group(tm)) {
+        st = TDM_FAIL(TDM_ERR_CONFIG,
+                      "%s: key terminate must be a group: terminate = { body = \"torso\"; "
+                      "min_height = 0.7; };",
+                      tdm_envcfg_where(tm, w, sizeof w));
+        goto fail;
+      }
       static const char *const tkeys[] = {"body", "min_height", "max_height", "max_tilt", NULL};
       TDM_TRYG(tdm_envcfg_check_keys(tm, "terminate", tkeys));
       const char *body = NULL;
       TDM_TRYG(tdm_envcfg_str(tm, "body", &body));
+      if (!body) {
+        st = TDM_FAIL(TDM_ERR_CONFIG,
+                      "%s: terminate needs body = \"name\" (the body whose height and tilt are "
+                      "checked)",
+                      tdm_envcfg_where(tm, w, sizeof w));
+        goto fail;
+      }
       TDM_TRYG(name_id(t, tm, mjOBJ_BODY, body, "terminate body", &t->term_body));
       t->term_min_h = -INFINITY, t->term_max_h = INFINITY, t->term_max_tilt = INFINITY;
       TDM_TRYG(tdm_envcfg_num(tm, "min_height", -1e9, 1e9, &t->term_min_h));
       TDM_TRYG(tdm_envcfg_num(tm, "max_height", -1e9, 1e9, &t->term_max_h));
       TDM_TRYG(tdm_envcfg_num(tm, "max_tilt", 0.0, 4.0, &t->term_max_tilt));
+      if (!(t->term_min_h < t->term_max_h)) {
+        st = TDM_FAIL(TDM_ERR_CONFIG,
+                      "%s: terminate min_height = %g is not below max_height = %g (every state "
+                      "would end the episode)",
+                      tdm_envcfg_where(tm, w, sizeof w), t->term_min_h, t->term_max_h);
+        goto fail;
+      }
     }
   }
   t->needs_sensors = t->obs_sensors;
