@@ -362,6 +362,13 @@ static void test_bench_args(void) {
 
 static void test_other_commands(void) {
   EXPECT(2, "\"extra\"", "envs", "extra");
+  EXPECT(2, "\"junk\"", "version", "junk");
+  EXPECT(2, "\"--steps\"", "devices", "--steps", "5");
+  EXPECT(2, "unknown command \"nope\"", "help", "nope");
+  const char *help_train[] = {"help", "train", NULL};
+  int rc = run_tandem(help_train);
+  CHECKF(rc == 0 && strstr(out_text, "usage: tandem train"), "help train: exit %d, stdout: %.200s",
+         rc, out_text);
 }
 
 int main(int argc, char **argv) {

@@ -160,6 +160,11 @@ int tdm_cmd_version(int argc, char **argv) {
     printf("usage: tandem version\n  Print the version and which backends this build has.\n");
     return 0;
   }
+  if (argc > 1) {
+    fprintf(stderr, "tandem version: unexpected argument \"%s\" (tandem version --help)\n",
+            argv[1]);
+    return 2;
+  }
   printf("tandem %s\n", TDM_VERSION);
   printf("cuda backend:   %s\n", tdm_cuda_built() ? "built" : "not built (CPU only)");
 #ifdef TDM_MUJOCO
@@ -175,6 +180,11 @@ int tdm_cmd_devices(int argc, char **argv) {
     printf("usage: tandem devices\n  List CPU threads and each visible GPU with its name, compute\n"
            "  capability and free / total memory. Use a listed name as device = \"cuda:N\".\n");
     return 0;
+  }
+  if (argc > 1) {
+    fprintf(stderr, "tandem devices: unexpected argument \"%s\" (tandem devices --help)\n",
+            argv[1]);
+    return 2;
   }
   printf("cpu      %d threads\n", tdm_cpu_count());
   if (!tdm_cuda_built()) {

@@ -23,6 +23,17 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  // tandem help COMMAND = tandem COMMAND --help
+  if (argc == 3 && !strcmp(argv[1], "help")) {
+    for (int i = 0; i < n_commands; i++)
+      if (!strcmp(argv[2], commands[i].name)) {
+        char *hargv[] = {argv[2], "--help", NULL};
+        return commands[i].fn(2, hargv);
+      }
+    fprintf(stderr, "tandem: unknown command \"%s\"\n\n", argv[2]);
+    usage(stderr);
+    return 2;
+  }
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
