@@ -128,6 +128,18 @@ static void test_config_wrong_type_and_range(void) {
   st = load_text("bs.cfg", "agent = { buffer_size = 100; batch_size = 256; };\n", NULL, 0, &c);
   CHECK(st == TDM_ERR_CONFIG);
   tdm_config_free(&c);
+  // the replay's limits are the config's: capacity below 2^31, at least one env step's worth
+  st = load_text("cap.cfg", "agent = { buffer_size = 3e9; };\n", NULL, 0, &c);
+  CHECK(st == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "cap.cfg:1") && strstr(tdm_errmsg(), "2147483647"), "message: %s",
+         tdm_errmsg());
+  tdm_config_free(&c);
+  st = load_text("cap2.cfg", "num_envs = 8;\nagent = { buffer_size = 4; batch_size = 2; };\n", NULL,
+                 0, &c);
+  CHECK(st == TDM_ERR_CONFIG);
+  CHECKF(strstr(tdm_errmsg(), "cap2.cfg:2") && strstr(tdm_errmsg(), "num_envs = 8"), "message: %s",
+         tdm_errmsg());
+  tdm_config_free(&c);
 }
 
 // Integer literals past 32 bits without an L suffix (libconfig 1.5 wraps them: 4294967297 would

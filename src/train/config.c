@@ -67,8 +67,8 @@ static const tdm_cfg_key schema[] = {
      "number of hidden layers of actor and critics"},
     {"agent.activation", TDM_KEY_STRING, OFF(activation), SZ(activation), 0, 0, 0, "relu",
      "relu|tanh|silu|mish|elu", false, "hidden activation of actor and critics"},
-    {"agent.buffer_size", TDM_KEY_I64, OFF(buffer_size), 0, 1000000, 1, BIG, NULL, NULL, false,
-     "replay buffer capacity in transitions"},
+    {"agent.buffer_size", TDM_KEY_I64, OFF(buffer_size), 0, 1000000, 1, 2147483647.0, NULL, NULL,
+     false, "replay buffer capacity in transitions"},
     {"agent.learning_starts", TDM_KEY_I64, OFF(learning_starts), 0, 100, 0, BIG, NULL, NULL, false,
      "environment steps of uniform random actions before the first update"},
     {"agent.utd", TDM_KEY_FLOAT, OFF(utd), 0, 1, 0, 1024, NULL, NULL, false,
@@ -644,6 +644,15 @@ static tdm_status finish_load(tdm_config *cfg, const char *file, const char *con
                     "%s: agent.batch_size = %d is larger than agent.buffer_size = %lld; expected "
                     "batch_size <= buffer_size",
                     loc, v->batch_size, (long long)v->buffer_size);
+  }
+  if (v->num_envs > v->buffer_size) {
+    const config_setting_t *s = config_lookup(&cfg->lc, "agent.buffer_size");
+    char loc[600];
+    where(s ? s : config_lookup(&cfg->lc, "num_envs"), file, loc, sizeof loc);
+    return TDM_FAIL(TDM_ERR_CONFIG,
+                    "%s: agent.buffer_size = %lld is smaller than num_envs = %d (one env step "
+                    "adds num_envs transitions); expected num_envs <= buffer_size",
+                    loc, (long long)v->buffer_size, v->num_envs);
   }
   return TDM_OK;
 }
