@@ -74,19 +74,26 @@ static inline void tdm_t_run(const char *name, void (*fn)(void)) {
 
 #define TDM_RUN(fn) tdm_t_run(#fn, fn)
 
-static inline int tdm_test_end(void) { return tdm_t_fail ? 1 : 0; }
+// The GPU device the GPU tests of a binary share (opened at the first use, closed at the end, so
+// that compute-sanitizer's leak check reports only what the engine leaks).
+static tdm_dev *tdm_t_gpu = NULL;
+static int tdm_t_gpu_tried = 0;
+
+static inline int tdm_test_end(void) {
+  tdm_dev_close(tdm_t_gpu);
+  tdm_t_gpu = NULL;
+  return tdm_t_fail ? 1 : 0;
+}
 
 // The GPU device for GPU tests, or NULL (then the test calls SKIP).
 static inline tdm_dev *tdm_test_gpu(void) {
-  static tdm_dev *gpu = NULL;
-  static int tried = 0;
-  if (!tried) {
-    tried = 1;
+  if (!tdm_t_gpu_tried) {
+    tdm_t_gpu_tried = 1;
     if (tdm_cuda_built() && tdm_cuda_device_count() > 0) {
-      if (tdm_dev_open("cuda:0", 1, &gpu) != TDM_OK) gpu = NULL;
+      if (tdm_dev_open("cuda:0", 1, &tdm_t_gpu) != TDM_OK) tdm_t_gpu = NULL;
     }
   }
-  return gpu;
+  return tdm_t_gpu;
 }
 #define NEED_GPU(dev)                                                                        \
   tdm_dev *dev = tdm_test_gpu();                                                             \
