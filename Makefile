@@ -2,7 +2,9 @@
 # tests; `make bundle` gathers binaries and their non-system libraries for a GPU machine.
 # Options: CUDA=0 (CPU-only build), CUDA_ARCH="80 90" (GPU targets), MUJOCO_DIR=/path/to/mujoco,
 # DEBUG=1, SANITIZE=1 (AddressSanitizer and UndefinedBehaviorSanitizer; use with CUDA=0 and a
-# separate BUILD folder, e.g. `make test CUDA=0 SANITIZE=1 BUILD=build-san`).
+# separate BUILD folder, e.g. `make test CUDA=0 SANITIZE=1 BUILD=build-san`), RACECHECK=1 (GPU
+# kernels built for compute-sanitizer --tool racecheck: every warp runs the same named barriers;
+# a separate BUILD folder too).
 
 CC      ?= gcc
 BUILD   ?= build
@@ -38,6 +40,7 @@ ifeq ($(HAVE_CUDA),1)
                -gencode=arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH))
   NVFLAGS   := -O3 -std=c++17 $(GENCODE) -Iinclude -DTDM_CUDA -Xcompiler -fPIC,-Wall \
                --expt-relaxed-constexpr -lineinfo -MMD -MP
+  NVFLAGS   += $(if $(filter 1,$(RACECHECK)),-DFZ_EVEN_BARRIERS,)
   DEP_CUDA  := found $(CUDA_HOME) (arch $(CUDA_ARCH))
   CUBLAS_OK := $(wildcard $(CUDA_LIBDIR)/libcublas.so)
   CURAND_OK := $(wildcard $(CUDA_LIBDIR)/libcurand.so)
