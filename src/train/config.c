@@ -627,6 +627,13 @@ static tdm_status resolve_key(const config_t *lc, const tdm_cfg_key *k, tdm_trai
   return TDM_OK;
 }
 
+// The place (where) of key k1, else of key k2: a cross-key error names the key it was written at.
+static void where_either(const config_t *lc, const char *k1, const char *k2, const char *file,
+                         char *loc, size_t n) {
+  const config_setting_t *s = config_lookup(lc, k1);
+  where(s ? s : config_lookup(lc, k2), file, loc, n);
+}
+
 static tdm_status finish_load(tdm_config *cfg, const char *file, const char *const *overrides,
                               int n_overrides) {
   for (int i = 0; i < n_overrides; i++) TDM_TRY(apply_override(&cfg->lc, overrides[i]));
@@ -636,19 +643,16 @@ static tdm_status finish_load(tdm_config *cfg, const char *file, const char *con
   const tdm_train_cfg *v = &cfg->v;
   if (v->eval_episodes < 1 || v->keep_checkpoints < 1)
     return TDM_FAIL(TDM_ERR_CONFIG, "%s: eval_episodes and keep_checkpoints must be >= 1", file);
+  char loc[600];
   if (v->batch_size > v->buffer_size) {
-    const config_setting_t *s = config_lookup(&cfg->lc, "agent.batch_size");
-    char loc[600];
-    where(s ? s : config_lookup(&cfg->lc, "agent.buffer_size"), file, loc, sizeof loc);
+    where_either(&cfg->lc, "agent.batch_size", "agent.buffer_size", file, loc, sizeof loc);
     return TDM_FAIL(TDM_ERR_CONFIG,
                     "%s: agent.batch_size = %d is larger than agent.buffer_size = %lld; expected "
                     "batch_size <= buffer_size",
                     loc, v->batch_size, (long long)v->buffer_size);
   }
   if (v->num_envs > v->buffer_size) {
-    const config_setting_t *s = config_lookup(&cfg->lc, "agent.buffer_size");
-    char loc[600];
-    where(s ? s : config_lookup(&cfg->lc, "num_envs"), file, loc, sizeof loc);
+    where_either(&cfg->lc, "agent.buffer_size", "num_envs", file, loc, sizeof loc);
     return TDM_FAIL(TDM_ERR_CONFIG,
                     "%s: agent.buffer_size = %lld is smaller than num_envs = %d (one env step "
                     "adds num_envs transitions); expected num_envs <= buffer_size",
