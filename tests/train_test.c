@@ -770,6 +770,25 @@ static void test_overlap_update(void) {
   CHECK(diff != NULL);  // the batches differ, so the parameters do
 }
 
+// overlap_update launches a step's updates before its transitions are stored; after a resume from
+// a checkpoint without the replay (save_replay = false) the buffer is empty, so the first step
+// banks its updates as a new run's first step does (it failed: "the replay buffer is empty").
+static void test_overlap_resume_without_replay(void) {
+  tdm_config c, c2;
+  const char *ov[] = {"overlap_update=true", "save_replay=false", "total_steps=400"};
+  const char *ov2[] = {"overlap_update=true", "save_replay=false", "total_steps=600"};
+  CHECK_OK(tiny_cfg(&c, "ovnr", ov, 3));
+  CHECK_OK(tiny_cfg(&c2, "ovnr", ov2, 3));
+  tdm_run_result r;
+  tdm_status st = train(&c, NULL, NULL, &r, NULL);
+  if (st == TDM_OK) st = train(&c2, r.run_dir, NULL, &r, NULL);
+  CHECKF(st == TDM_OK, "%s", tdm_errmsg());
+  CHECKF(r.steps == 600 && r.updates == 501, "steps %lld, updates %lld", (long long)r.steps,
+         (long long)r.updates);
+  tdm_config_free(&c);
+  tdm_config_free(&c2);
+}
+
 static void test_eval_does_not_perturb_training(void) {
   // the same run evaluated at other steps ends with the same parameters
   tdm_config a, b;
@@ -1111,6 +1130,7 @@ int main(void) {
   TDM_RUN(test_resume_exact);
   TDM_RUN(test_resume_exact_envs_utd);
   TDM_RUN(test_overlap_update);
+  TDM_RUN(test_overlap_resume_without_replay);
   TDM_RUN(test_eval_does_not_perturb_training);
   TDM_RUN(test_eval_from_checkpoint);
   TDM_RUN(test_eval_env_reuse_bitwise);

@@ -41,6 +41,7 @@ struct tdm_trainer {
   trainer_state s;
   tdm_agent_stats stats;
   bool have_stats;
+  bool replay_empty;  // no transition stored yet: a new run, or a resume without the replay
   char last_ckpt[700];
   // progress
   double t_start, t_log, t_progress;
@@ -333,6 +334,11 @@ static tdm_status save_checkpoint(tdm_trainer *t) {
   return tdm_ckpt_prune(t->ckpt_dir, t->cfg->v.keep_checkpoints);
 }
 
+// The most update credit a checkpoint can hold: below 1 after a step's updates, but utd x num_envs
+// (at most 1024 x 4096, the config's limits) after an overlap_update run's first step, which
+// updates nothing.
+#define MAX_CREDIT (1024.0 * 4096.0 + 1.0)
+
 // What in a checkpoint's trainer state (s, then the per-slot episode numbers ep) this build
 // would misuse, as a reason, or NULL. The CRC guards against damage; this guards against a file
 // written by another build or edited (the counters index arrays and bound loops).
@@ -349,8 +355,8 @@ static const char *state_problem(const trainer_state *s, const int64_t *ep, int 
   else if (s->n_recent < 0 || s->n_recent > RECENT || s->recent_pos < 0 || s->recent_pos >= RECENT)
     snprintf(buf, cap, "recent-return ring at %d with %d entries (at most %d)", s->recent_pos,
              s->n_recent, RECENT);
-  else if (!(s->upd_credit >= 0.0 && s->upd_credit < 1.0))
-    snprintf(buf, cap, "update credit %g (expected in [0, 1))", s->upd_credit);
+  else if (!(s->upd_credit >= 0.0 && s->upd_credit <= MAX_CREDIT))
+    snprintf(buf, cap, "update credit %g (expected in [0, %g])", s->upd_credit, MAX_CREDIT);
   else {
     for (int i = 0; i < N; i++)
       if (ep[i] < 0) {
@@ -435,6 +441,7 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
   if (st == TDM_OK) st = tdm_ckpt_read(path, &info, NULL, NULL, NULL, t->agent, true);
   if (st == TDM_OK) {
     t->s = s;
+    t->replay_empty = !info.with_replay;
     memcpy(t->ep_num, (uint8_t *)blob + sizeof s, sizeof(int64_t) * (size_t)t->N);
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
   }
@@ -521,6 +528,7 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
   t->O = sp->obs_dim;
   t->A = sp->act_dim;
   TDM_TRYG(tdm_run_make_agent(cfg, t->dev, sp, &t->agent));
+  t->replay_empty = true;  // until the first observe, or a resume with the replay
   size_t N = (size_t)t->N, O = (size_t)t->O, A = (size_t)t->A;
   t->obs = malloc(sizeof(float) * N * O);
   t->next_obs = malloc(sizeof(float) * N * O);
@@ -723,11 +731,12 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
     }
     // overlap_update: this step's updates are launched before the env step (the device runs them
     // while the host steps the envs; their batches come from the transitions before this step)
-    if (v->overlap_update) TDM_TRYG(run_updates(t, t->s.step + t->N, t->s.step > 0));
+    if (v->overlap_update) TDM_TRYG(run_updates(t, t->s.step + t->N, !t->replay_empty));
     TDM_TRYG(tdm_env_step(t->env, t->act, t->next_obs, t->reward, t->term, t->trunc));
     tdm_transition_batch b = {t->N,    t->obs,   t->act, t->reward,   t->next_obs,
                               t->term, t->trunc, NULL,   TDM_SRC_REAL};
     TDM_TRYG(tdm_agent_observe(t->agent, &b));
+    t->replay_empty = false;
     t->s.step += t->N;
     const double *er = tdm_env_episode_return(t->env);
     for (size_t i = 0; i < N; i++) {
