@@ -183,7 +183,9 @@ static void test_train_args(void) {
   EXPECT(2, "change keys with -s instead of passing", "train", "--resume", tmpdir, ok_cfg);
   char no_run[PATH_MAX];
   snprintf(no_run, sizeof no_run, "%s/no_such_run", tmpdir);
-  EXPECT(1, "no_such_run/config.cfg", "train", "--resume", no_run);
+  EXPECT(1, "no_such_run: no such directory", "train", "--resume", no_run);
+  // a directory that is not a run directory (the test's tmpdir has no config.cfg)
+  EXPECT(1, "not a run directory", "train", "--resume", tmpdir);
   // more -s than the command takes is refused with a message (both spellings)
   const char *many[270];
   int n = 0;

@@ -508,6 +508,12 @@ static void test_run_dir_and_checkpoints(void) {
   int ok = k == 2 && steps[0] == 600 && steps[1] == 800;
   free(steps);
   CHECKF(ok, "%d checkpoints", k);
+  // the newest checkpoint from the run directory and from its checkpoints folder (tandem eval
+  // takes either)
+  char l1[1100], l2[1100];
+  CHECK_OK(tdm_checkpoint_latest(r.run_dir, l1, sizeof l1));
+  CHECK_OK(tdm_checkpoint_latest(dir, l2, sizeof l2));
+  CHECKF(!strcmp(l1, l2) && strstr(l1, "ckpt_000000000800.tdm"), "%s vs %s", l1, l2);
   snapshot(r.run_dir, text, sizeof text);
   CHECK(!strstr(text, ".tmp"));
   // the checkpoint holds the header and the resolved configuration

@@ -122,7 +122,8 @@ typedef struct tdm_ckpt_info_s {
 // TDM_ERR_FORMAT naming the reason, TDM_ERR_IO when unreadable.
 tdm_status tdm_checkpoint_inspect(const char *path, tdm_ckpt_info *info, char **config_text);
 
-// Path of the newest checkpoint in run_dir/checkpoints (TDM_ERR_IO when there is none).
+// Path of the newest checkpoint in run_dir/checkpoints, or in run_dir itself when that is a
+// checkpoints folder (TDM_ERR_IO when there is none).
 tdm_status tdm_checkpoint_latest(const char *run_dir, char *path, size_t n);
 
 // Load a checkpoint's agent section (networks, optimiser and RNG state; not the replay buffer)

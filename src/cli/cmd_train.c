@@ -122,6 +122,18 @@ int tdm_cmd_train(int argc, char **argv) {
     while (l > 1 && resume[l - 1] == '/') l--;
     snprintf(resume_cfg, sizeof resume_cfg, "%.*s/config.cfg", (int)l, resume);
     config_path = resume_cfg;
+    struct stat sb;
+    if (stat(resume, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+      fprintf(stderr, "tandem train: --resume %s: no such directory\n", resume);
+      return 1;
+    }
+    if (stat(resume_cfg, &sb) != 0) {
+      fprintf(stderr,
+              "tandem train: --resume %s: not a run directory (it has no config.cfg; a run "
+              "directory is <run_dir>/<name>/<seed>/)\n",
+              resume);
+      return 1;
+    }
   }
   if (!config_path) {
     train_usage(stderr);
@@ -177,8 +189,8 @@ static void eval_usage(FILE *f) {
   fprintf(f,
           "usage: tandem eval CHECKPOINT [--episodes K] [--device D] [--seed S]\n\n"
           "  Evaluate the agent of a checkpoint (runs/<name>/<seed>/checkpoints/ckpt_*.tdm, or a\n"
-          "  run directory for its newest checkpoint) on K deterministic episodes of its task\n"
-          "  and print the mean and standard deviation of the returns.\n\n"
+          "  run directory or its checkpoints folder for the newest checkpoint) on K deterministic\n"
+          "  episodes of its task and print the mean and standard deviation of the returns.\n\n"
           "options:\n"
           "  --episodes K   episodes (default: the run's eval_episodes)\n"
           "  --device D     auto | cpu | cuda | cuda:N (default: the run's device)\n"

@@ -294,12 +294,17 @@ tdm_status tdm_checkpoint_latest(const char *run_dir, char *path, size_t n) {
   long long *steps;
   int k;
   TDM_TRY(tdm_ckpt_list(dir, &steps, &k));
+  if (k == 0) {  // run_dir may be the checkpoints folder itself
+    free(steps);
+    TDM_TRY(tdm_ckpt_list(run_dir, &steps, &k));
+    if (k > 0) snprintf(dir, sizeof dir, "%s", run_dir);
+  }
   if (k == 0) {
     free(steps);
     struct stat st;
     if (stat(run_dir, &st) != 0)
       return TDM_FAIL(TDM_ERR_IO, "run directory %s does not exist", run_dir);
-    return TDM_FAIL(TDM_ERR_IO, "%s holds no checkpoint (ckpt_<step>.tdm); nothing to resume", dir);
+    return TDM_FAIL(TDM_ERR_IO, "%s holds no checkpoint (ckpt_<step>.tdm)", dir);
   }
   tdm_ckpt_path(dir, steps[k - 1], path, n);
   free(steps);
