@@ -246,6 +246,22 @@ static void test_replay_save_load(void) {
   tdm_status st = tdm_replay_read(r3, f, "test file");
   CHECKF(st == TDM_ERR_FORMAT && strstr(tdm_errmsg(), "checksum"), "%s", tdm_errmsg());
   CHECK(tdm_replay_size(r3) == 0);
+  // links out of range are refused before anything is copied (layout in src/agents/replay.c: ...,
+  // ended (C bytes), last row of each stream (S int32), the rows' arrays (13 floats a row here),
+  // the checksum)
+  const long data = (long)tdm_replay_size(r2) * 13 * 4, at_last = len - 4 - data - 4 * 4;
+  const long at_ended = at_last - 61;
+  for (int k = 0; k < 2; k++) {
+    CHECK_OK(tdm_replay_write(r, f = freopen(NULL, "w+b", f)));
+    CHECK(f && ftell(f) == len);
+    fseek(f, k == 0 ? at_ended : at_last, SEEK_SET);
+    fputc(k == 0 ? 7 : 0x7f, f);  // row 0 ended = 7; stream 0 last row 127 (its low byte)
+    rewind(f);
+    st = tdm_replay_read(r3, f, "test file");
+    CHECKF(st == TDM_ERR_FORMAT && strstr(tdm_errmsg(), k == 0 ? "links out of range" : "last row"),
+           "%s", tdm_errmsg());
+    CHECK(tdm_replay_size(r3) == 0);
+  }
   // a buffer of another shape is refused
   tdm_replay_cfg c4 = {5, 2, 61, 4, 0, 0};
   tdm_replay *r4;

@@ -473,6 +473,22 @@ tdm_status tdm_replay_read(tdm_replay *r, FILE *f, const char *what) {
   TDM_TRYG(rd(f, sof, C * 4, &crc, what));
   TDM_TRYG(rd(f, ended, C, &crc, what));
   TDM_TRYG(rd(f, last, S * 4, &crc, what));
+  // the links index rows and streams (sequence sampling follows them): in range or -1
+  for (size_t i = 0; i < C; i++)
+    if (next[i] < -1 || next[i] >= (int32_t)C || prev[i] < -1 || prev[i] >= (int32_t)C ||
+        sof[i] < -1 || sof[i] >= (int32_t)S || ended[i] > 1) {
+      st = TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: replay row %zu has links out of range (next %d, prev %d, stream %d, "
+                    "ended %d); the file is corrupt",
+                    what, i, next[i], prev[i], sof[i], ended[i]);
+      goto fail;
+    }
+  for (size_t i = 0; i < S; i++)
+    if (last[i] < -1 || last[i] >= (int32_t)C) {
+      st = TDM_FAIL(TDM_ERR_FORMAT, "%s: replay stream %zu's last row %d is out of range", what, i,
+                    last[i]);
+      goto fail;
+    }
   // first pass verifies the checksum when the stream can seek back, so a bad file changes nothing
   long at = ftell(f);
   bool two_pass = at >= 0;
