@@ -149,10 +149,10 @@ static void test_config_wide_integers(void) {
   const char *ok =
       "# 4294967297 in a comment\nname = \"r4294967297\";  // 99999999999999999999\n"
       "total_steps = 3000000000L; /* -2147483649 */ seed = 2147483647;\n"
-      "agent = { lr = 3e-4; tau = 5e-3; };\n";
+      "agent = { lr = 3e-4; tau = 5e-3; gamma = .4294967296; };\n";
   tdm_status st = load_text("wide_ok.cfg", ok, NULL, 0, &c);
   CHECKF(st == TDM_OK, "%s", tdm_errmsg());
-  CHECK(c.v.total_steps == 3000000000LL && c.v.seed == 2147483647);
+  CHECK(c.v.total_steps == 3000000000LL && c.v.seed == 2147483647 && c.v.gamma == .4294967296);
   tdm_config_free(&c);
   st = load_text("wide.cfg", "name = \"a\";\n\n\nseed = 4294967297;\n", NULL, 0, &c);
   CHECK(st == TDM_ERR_CONFIG);

@@ -325,8 +325,9 @@ static tdm_status check_int_literals(const char *text, const char *place, bool l
       if (*p) p += 2;
     } else if (isalpha((unsigned char)*p) || *p == '_') {  // a name (digits in it are no number)
       while (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '*') p++;
-    } else if (isdigit((unsigned char)*p) ||
-               ((*p == '-' || *p == '+') && isdigit((unsigned char)p[1]))) {
+    } else if (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1])) ||
+               ((*p == '-' || *p == '+') &&
+                (isdigit((unsigned char)p[1]) || (p[1] == '.' && isdigit((unsigned char)p[2]))))) {
       const char *t0 = p;
       if (*p == '-' || *p == '+') p++;
       bool hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X'), flt = false;
