@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -342,11 +343,17 @@ static tdm_status check_int_literals(const char *text, const char *place, bool l
       lit[n] = 0;
       errno = 0;
       char *end = NULL;
-      long long x = hex ? (long long)strtoull(lit + (lit[0] == '-' || lit[0] == '+'), &end, 16)
-                        : strtoll(lit, &end, 10);
-      if (hex && lit[0] == '-') x = -x;
+      long long x;
+      bool over64;
+      if (hex) {
+        unsigned long long u = strtoull(lit + (lit[0] == '-' || lit[0] == '+'), &end, 16);
+        over64 = errno == ERANGE || u > (unsigned long long)LLONG_MAX;
+        x = lit[0] == '-' ? -(long long)u : (long long)u;
+      } else {
+        x = strtoll(lit, &end, 10);
+        over64 = errno == ERANGE;
+      }
       if (!end || *end) continue;  // not an integer libconfig reads either: it reports that
-      bool over64 = errno == ERANGE || (hex && x < 0);
       if (over64 || x > 2147483647LL || x < -2147483647LL - 1) {
         char at[700];
         if (lines)
