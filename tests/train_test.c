@@ -795,6 +795,24 @@ static void test_overlap_resume_without_replay(void) {
   tdm_config_free(&c2);
 }
 
+// A run directory in use by one trainer is refused to a second (a run started twice, or a resume
+// while the run goes on), and free again once the first is destroyed.
+static void test_run_dir_in_use(void) {
+  tdm_config c;
+  CHECK_OK(tiny_cfg(&c, "inuse", NULL, 0));
+  tdm_run_opts o = {true, NULL, NULL, NULL};
+  tdm_trainer *a = NULL, *b = NULL;
+  CHECK_OK(tdm_trainer_create(&c, &o, &a));
+  tdm_status st = tdm_trainer_create(&c, &o, &b);
+  CHECKF(st == TDM_ERR_ARG && !b && strstr(tdm_errmsg(), "in use by another tandem process"),
+         "%s: %s", tdm_status_name(st), tdm_errmsg());
+  tdm_trainer_destroy(a);
+  st = tdm_trainer_create(&c, &o, &b);
+  CHECKF(st == TDM_OK, "after the first is gone: %s", tdm_errmsg());
+  tdm_trainer_destroy(b);
+  tdm_config_free(&c);
+}
+
 static void test_eval_does_not_perturb_training(void) {
   // the same run evaluated at other steps ends with the same parameters
   tdm_config a, b;
@@ -1137,6 +1155,7 @@ int main(void) {
   TDM_RUN(test_resume_exact_envs_utd);
   TDM_RUN(test_overlap_update);
   TDM_RUN(test_overlap_resume_without_replay);
+  TDM_RUN(test_run_dir_in_use);
   TDM_RUN(test_eval_does_not_perturb_training);
   TDM_RUN(test_eval_from_checkpoint);
   TDM_RUN(test_eval_env_reuse_bitwise);

@@ -1,8 +1,10 @@
 // The training loop: collect, store, update, evaluate, log, checkpoint (include/tandem/run.h).
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +44,7 @@ struct tdm_trainer {
   tdm_agent_stats stats;
   bool have_stats;
   bool replay_empty;  // no transition stored yet: a new run, or a resume without the replay
+  int lock_fd;        // the run directory, opened and flock'ed while this trainer uses it (-1)
   char last_ckpt[700];
   // progress
   double t_start, t_log, t_progress;
@@ -453,8 +456,35 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
 // ---------------------------------------------------------------------------------------------
 // create / destroy
 
+// Take the run directory for this trainer (an exclusive flock on the directory itself, released
+// when the process exits): a second run or resume of the same directory is refused instead of
+// both writing its files. Where the file system has no locks (some network mounts), warn and go on.
+static tdm_status lock_run_dir(tdm_trainer *t) {
+  if (t->lock_fd >= 0) return TDM_OK;
+  int fd = open(t->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return TDM_FAIL(TDM_ERR_IO, "cannot open run directory %s: %s", t->run_dir, strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (e == EWOULDBLOCK) {
+      close(fd);
+      return TDM_FAIL(TDM_ERR_ARG,
+                      "run directory %s is in use by another tandem process (a run or resume of "
+                      "it has not finished); wait for it or stop it",
+                      t->run_dir);
+    }
+    tdm_warn_once("run.lock",
+                  "cannot lock run directory %s (%s); not guarding it against a "
+                  "second process",
+                  t->run_dir, strerror(e));
+  }
+  t->lock_fd = fd;
+  return TDM_OK;
+}
+
 void tdm_trainer_destroy(tdm_trainer *t) {
   if (!t) return;
+  if (t->lock_fd >= 0) close(t->lock_fd);
   if (t->metrics) fclose(t->metrics);
   if (t->evalf) fclose(t->evalf);
   tdm_agent_destroy(t->agent);
@@ -486,6 +516,7 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
   tdm_trainer *t = calloc(1, sizeof *t);
   if (!t) return TDM_FAIL(TDM_ERR_OOM, "trainer: out of memory");
   tdm_status st = TDM_OK;
+  t->lock_fd = -1;
   t->cfg = cfg;
   if (opts) t->opts = *opts;
   t->cfg_hash = tdm_config_hash(cfg);
@@ -555,6 +586,7 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
   t->s.last_eval_step = -1;
   t->s.last_eval_mean = t->s.last_eval_std = NAN;
   if (t->opts.resume_dir) {
+    TDM_TRYG(lock_run_dir(t));
     TDM_TRYG(load_checkpoint(t));
     // intervals may have changed on resume: schedule from the current step
     t->s.next_eval = reschedule(t->s.next_eval, t->s.step, v->eval_every);
@@ -565,6 +597,7 @@ tdm_status tdm_trainer_create(const tdm_config *cfg, const tdm_run_opts *opts, t
 
   // run directory files (only now: a refused resume leaves the directory untouched)
   TDM_TRYG(tdm_mkdirs(t->ckpt_dir));
+  TDM_TRYG(lock_run_dir(t));
   char path[700];
   snprintf(path, sizeof path, "%s/config.cfg", t->run_dir);
   TDM_TRYG(tdm_config_save(cfg, path));
