@@ -13,6 +13,10 @@ typedef struct {
 // True when argv holds --help or -h (then the command prints its usage and returns 0).
 int tdm_cli_wants_help(int argc, char **argv);
 
+// For command name, which takes no arguments: 1 when argv has none after argv[0], else prints
+// "tandem NAME: unexpected argument ..." and returns 0 (the caller exits 2).
+int tdm_cli_no_args(const char *name, int argc, char **argv);
+
 // Parse a non-negative decimal integer argument (no sign, no empty string); 1 when valid.
 int tdm_cli_parse_u64(const char *s, unsigned long long *v);
 

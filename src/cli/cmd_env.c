@@ -30,10 +30,7 @@ int tdm_cmd_envs(int argc, char **argv) {
         "bounds (the agent acts in [-1, 1], mapped onto them), episode length, step time\n");
     return 0;
   }
-  if (argc > 1) {
-    fprintf(stderr, "tandem envs: unexpected argument \"%s\" (tandem envs --help)\n", argv[1]);
-    return 2;
-  }
+  if (!tdm_cli_no_args("envs", argc, argv)) return 2;
   tdm_log_set_level(TDM_LOG_ERROR);
   printf("%-18s %4s %4s %-14s %6s %8s  %s\n", "task", "obs", "act", "action bounds", "steps", "dt",
          "about");

@@ -15,6 +15,13 @@ int tdm_cli_wants_help(int argc, char **argv) {
   return 0;
 }
 
+int tdm_cli_no_args(const char *name, int argc, char **argv) {
+  if (argc <= 1) return 1;
+  fprintf(stderr, "tandem %s: unexpected argument \"%s\" (tandem %s --help)\n", name, argv[1],
+          name);
+  return 0;
+}
+
 void tdm_cli_error(const char *what) {
   fprintf(stderr, "tandem: error: %s%s%s\n", what ? what : "", what ? ": " : "", tdm_errmsg());
 }
@@ -160,11 +167,7 @@ int tdm_cmd_version(int argc, char **argv) {
     printf("usage: tandem version\n  Print the version and which backends this build has.\n");
     return 0;
   }
-  if (argc > 1) {
-    fprintf(stderr, "tandem version: unexpected argument \"%s\" (tandem version --help)\n",
-            argv[1]);
-    return 2;
-  }
+  if (!tdm_cli_no_args("version", argc, argv)) return 2;
   printf("tandem %s\n", TDM_VERSION);
   printf("cuda backend:   %s\n", tdm_cuda_built() ? "built" : "not built (CPU only)");
 #ifdef TDM_MUJOCO
@@ -181,11 +184,7 @@ int tdm_cmd_devices(int argc, char **argv) {
            "  capability and free / total memory. Use a listed name as device = \"cuda:N\".\n");
     return 0;
   }
-  if (argc > 1) {
-    fprintf(stderr, "tandem devices: unexpected argument \"%s\" (tandem devices --help)\n",
-            argv[1]);
-    return 2;
-  }
+  if (!tdm_cli_no_args("devices", argc, argv)) return 2;
   printf("cpu      %d threads\n", tdm_cpu_count());
   if (!tdm_cuda_built()) {
     printf("(no CUDA backend in this build)\n");

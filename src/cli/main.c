@@ -22,26 +22,32 @@ static void usage(FILE *f) {
   for (int i = 0; i < n_commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
 
+// The command called name, or NULL.
+static const tdm_cli_cmd *find_command(const char *name) {
+  for (int i = 0; i < n_commands; i++)
+    if (!strcmp(name, commands[i].name)) return &commands[i];
+  return NULL;
+}
+
+static int unknown_command(const char *name) {
+  fprintf(stderr, "tandem: unknown command \"%s\"\n\n", name);
+  usage(stderr);
+  return 2;
+}
+
 int main(int argc, char **argv) {
   // tandem help COMMAND = tandem COMMAND --help
   if (argc == 3 && !strcmp(argv[1], "help")) {
-    for (int i = 0; i < n_commands; i++)
-      if (!strcmp(argv[2], commands[i].name)) {
-        char *hargv[] = {argv[2], "--help", NULL};
-        return commands[i].fn(2, hargv);
-      }
-    fprintf(stderr, "tandem: unknown command \"%s\"\n\n", argv[2]);
-    usage(stderr);
-    return 2;
+    const tdm_cli_cmd *c = find_command(argv[2]);
+    if (!c) return unknown_command(argv[2]);
+    char *hargv[] = {argv[2], "--help", NULL};
+    return c->fn(2, hargv);
   }
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "--version")) return tdm_cmd_version(argc - 1, argv + 1);
-  for (int i = 0; i < n_commands; i++)
-    if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-  fprintf(stderr, "tandem: unknown command \"%s\"\n\n", argv[1]);
-  usage(stderr);
-  return 2;
+  const tdm_cli_cmd *c = find_command(argv[1]);
+  return c ? c->fn(argc - 1, argv + 1) : unknown_command(argv[1]);
 }
