@@ -342,10 +342,10 @@ static tdm_status save_checkpoint(tdm_trainer *t) {
 // updates nothing.
 #define MAX_CREDIT (1024.0 * 4096.0 + 1.0)
 
-// What in a checkpoint's trainer state (s, then the per-slot episode numbers ep) this build
-// would misuse, as a reason, or NULL. The CRC guards against damage; this guards against a file
-// written by another build or edited (the counters index arrays and bound loops).
-static const char *state_problem(const trainer_state *s, const int64_t *ep, int N,
+// What in a checkpoint's trainer state (s, then the per-slot episode numbers at ep, N int64) this
+// build would misuse, as a reason, or NULL. The CRC guards against damage; this guards against a
+// file written by another build or edited (the counters index arrays and bound loops).
+static const char *state_problem(const trainer_state *s, const uint8_t *ep, int N,
                                  const tdm_ckpt_info *info, char *buf, size_t cap) {
   if (s->num_envs != N)
     snprintf(buf, cap, "num_envs %d, the header says %d", s->num_envs, N);
@@ -361,11 +361,14 @@ static const char *state_problem(const trainer_state *s, const int64_t *ep, int 
   else if (!(s->upd_credit >= 0.0 && s->upd_credit <= MAX_CREDIT))
     snprintf(buf, cap, "update credit %g (expected in [0, %g])", s->upd_credit, MAX_CREDIT);
   else {
-    for (int i = 0; i < N; i++)
-      if (ep[i] < 0) {
-        snprintf(buf, cap, "episode number %lld in env slot %d", (long long)ep[i], i);
+    for (int i = 0; i < N; i++) {
+      int64_t e;
+      memcpy(&e, ep + sizeof e * (size_t)i, sizeof e);
+      if (e < 0) {
+        snprintf(buf, cap, "episode number %lld in env slot %d", (long long)e, i);
         return buf;
       }
+    }
     return NULL;
   }
   return buf;
@@ -425,16 +428,9 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
   trainer_state s;
   if (st == TDM_OK) {
     memcpy(&s, blob, sizeof s);
-    int64_t *ep = malloc(sizeof(int64_t) * (size_t)t->N);
     char why[160];
-    const char *bad = NULL;
-    if (!ep) {
-      st = TDM_FAIL(TDM_ERR_OOM, "resume: out of memory");
-    } else {
-      memcpy(ep, (uint8_t *)blob + sizeof s, sizeof(int64_t) * (size_t)t->N);
-      bad = state_problem(&s, ep, t->N, &info, why, sizeof why);
-      free(ep);
-    }
+    const char *bad =
+        state_problem(&s, (const uint8_t *)blob + sizeof s, t->N, &info, why, sizeof why);
     if (bad)
       st = TDM_FAIL(TDM_ERR_FORMAT,
                     "checkpoint %s: the trainer state is inconsistent: %s (the file passes its "
