@@ -240,6 +240,43 @@ static void test_sac_update_parity(void) {
   }
 }
 
+// agent.noise_corr on the GPU: the act takes the op path (the fused act draws independent noise)
+// and its AR(1) noise, first state included, follows the CPU agent's: the full-batch act as a
+// graph, one row plainly, and after a checkpoint round trip through the CPU agent.
+static void test_correlated_noise_parity(void) {
+  NEED_GPU(g);
+  tdm_sac_cfg c = parity_cfg();
+  c.noise_corr = 0.95f;
+  tdm_agent_dims dims = {17, 6, 2};
+  tdm_agent *x, *y;
+  CHECK_OK(tdm_sac_create(cpu(), &c, &dims, 19, &x));
+  CHECK_OK(tdm_sac_create(g, &c, &dims, 19, &y));
+  CHECK(!tdm_sac_fused_act_active(y, 2) && !tdm_sac_fused_act_active(y, 1));
+  float o[2 * 17], ax[12], ay[12];
+  for (int call = 0; call < 8; call++) {
+    const int n = call < 6 ? 2 : 1;
+    tdm_t_rand(o, 34, -1, 1, 40 + call);
+    if (call == 4) {  // the GPU agent's state into the CPU agent and back: the acts go on alike
+      FILE *f = tmpfile();
+      CHECK(f);
+      CHECK_OK(tdm_agent_write(y, f, false));
+      rewind(f);
+      CHECK_OK(tdm_agent_read(x, f, false, "gpu ckpt"));
+      rewind(f);
+      CHECK_OK(tdm_agent_write(x, f, false));
+      rewind(f);
+      CHECK_OK(tdm_agent_read(y, f, false, "cpu ckpt"));
+      fclose(f);
+    }
+    CHECK_OK(tdm_agent_act(x, o, n, true, ax));
+    CHECK_OK(tdm_agent_act(y, o, n, true, ay));
+    double e = tdm_t_relerr(ay, ax, (size_t)n * 6);
+    CHECKF(e < 1e-4, "call %d (%d rows): GPU vs CPU act with noise_corr %g", call, n, e);
+  }
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(y);
+}
+
 static void test_graph_equals_plain(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = parity_cfg();
@@ -463,6 +500,7 @@ int main(void) {
   TDM_RUN(test_replay_parity);
   TDM_RUN(test_replay_sample_fused);
   TDM_RUN(test_sac_update_parity);
+  TDM_RUN(test_correlated_noise_parity);
   TDM_RUN(test_graph_equals_plain);
   TDM_RUN(test_streams_equal_one_stream);
   TDM_RUN(test_lane_gemm);

@@ -742,6 +742,97 @@ static void test_checkpoint_resume_exact(void) {
   tdm_agent_destroy(y);
 }
 
+// agent.noise_corr: each env's exploration noise is an AR(1) process. With the network fixed, the
+// pre-squash action atanh(a) = mean + std eps is affine in eps, so its statistics are eps's:
+// successive acts correlate by about rho, and every act's noise stays standard normal (the
+// across-env spread equals that of independent noise from the first act on). The noise state is
+// part of the checkpoint.
+static double lag1_corr(const double *x, int n) {
+  double m = 0, v = 0, c = 0;
+  for (int i = 0; i < n; i++) m += x[i];
+  m /= n;
+  for (int i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+  for (int i = 1; i < n; i++) c += (x[i] - m) * (x[i - 1] - m);
+  return c / v;
+}
+
+// Standard deviation of atanh(act) over the N x A entries of one act.
+static double spread(const float *act, int n) {
+  double m = 0, v = 0;
+  for (int i = 0; i < n; i++) m += atanh((double)act[i]);
+  m /= n;
+  for (int i = 0; i < n; i++) v += (atanh((double)act[i]) - m) * (atanh((double)act[i]) - m);
+  return sqrt(v / (n - 1));
+}
+
+static void test_correlated_noise(void) {
+  tdm_dev *d = cpu();
+  enum { N = 64, A = 2, T = 600 };
+  tdm_agent_dims dims = {3, A, N};
+  float obs[N * 3], act[N * A];
+  for (int i = 0; i < N * 3; i++) obs[i] = 0.1f * (float)(i % 3) - 0.1f;  // every env the same
+  static double series[2][T];
+  double first[2], later[2];
+  const float rhos[2] = {0.0f, 0.99f};
+  for (int k = 0; k < 2; k++) {
+    tdm_sac_cfg c = small_cfg();
+    c.noise_corr = rhos[k];
+    tdm_agent *a;
+    CHECK_OK(tdm_sac_create(d, &c, &dims, 5, &a));  // the same networks for both
+    for (int t = 0; t < T; t++) {
+      CHECK_OK(tdm_agent_act(a, obs, N, true, act));
+      series[k][t] = atanh((double)act[0]);
+      if (t == 0) first[k] = spread(act, N * A);
+      if (t == T - 1) later[k] = spread(act, N * A);
+    }
+    tdm_agent_destroy(a);
+  }
+  double r0 = lag1_corr(series[0], T), r1 = lag1_corr(series[1], T);
+  CHECKF(fabs(r0) < 0.15 && r1 > 0.9, "lag-1 correlation %.3f (rho 0), %.3f (rho 0.99)", r0, r1);
+  CHECKF(first[1] > 0.75 * first[0] && first[1] < 1.33 * first[0] && later[1] > 0.75 * later[0] &&
+             later[1] < 1.33 * later[0],
+         "spread over envs: first act %.3f vs %.3f, last %.3f vs %.3f", first[1], first[0],
+         later[1], later[0]);
+  // checkpoint: the noise state travels, so a reader continues with the same actions; an agent
+  // without correlated noise refuses the section (and the reverse)
+  tdm_sac_cfg c = small_cfg();
+  c.noise_corr = 0.9f;
+  tdm_agent *x, *y, *w;
+  CHECK_OK(tdm_sac_create(d, &c, &dims, 8, &x));
+  CHECK_OK(tdm_sac_create(d, &c, &dims, 9, &y));
+  for (int t = 0; t < 5; t++) CHECK_OK(tdm_agent_act(x, obs, N, true, act));
+  FILE *f = tmpfile();
+  CHECK(f);
+  CHECK_OK(tdm_agent_write(x, f, false));
+  rewind(f);
+  CHECK_OK(tdm_agent_read(y, f, false, "ckpt"));
+  float ay[N * A];
+  for (int t = 0; t < 3; t++) {
+    CHECK_OK(tdm_agent_act(x, obs, N, true, act));
+    CHECK_OK(tdm_agent_act(y, obs, N, true, ay));
+    CHECK(!memcmp(act, ay, sizeof act));
+  }
+  tdm_sac_cfg c0 = small_cfg();
+  CHECK_OK(tdm_sac_create(d, &c0, &dims, 9, &w));
+  rewind(f);
+  tdm_status st = tdm_agent_read(w, f, false, "ckpt");
+  CHECKF(st == TDM_ERR_FORMAT && strstr(tdm_errmsg(), "noise_corr"), "%s", tdm_errmsg());
+  fclose(f);
+  f = tmpfile();
+  CHECK(f);
+  CHECK_OK(tdm_agent_write(w, f, false));
+  rewind(f);
+  st = tdm_agent_read(x, f, false, "ckpt");
+  CHECKF(st == TDM_ERR_FORMAT && strstr(tdm_errmsg(), "without correlated"), "%s", tdm_errmsg());
+  fclose(f);
+  c.noise_corr = 1.0f;
+  tdm_agent *bad = NULL;
+  CHECK(tdm_sac_create(d, &c, &dims, 1, &bad) == TDM_ERR_CONFIG && !bad);
+  tdm_agent_destroy(w);
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(y);
+}
+
 // One-step episodes with reward -(a - 0.5)^2: the deterministic action must approach 0.5.
 static void test_toy_learns_target_action(void) {
   tdm_dev *d = cpu();
@@ -798,6 +889,7 @@ int main(void) {
   TDM_RUN(test_lane_call_order);
   TDM_RUN(test_graph_streams_same_updates);
   TDM_RUN(test_checkpoint_resume_exact);
+  TDM_RUN(test_correlated_noise);
   TDM_RUN(test_toy_learns_target_action);
   return tdm_test_end();
 }

@@ -1029,6 +1029,52 @@ static void test_resume_exact(void) {
   tdm_config_free(&c);
 }
 
+// agent.noise_corr: the exploration noise's AR(1) state is in the checkpoint, so resume stays
+// exact (the acts after the resume continue the same noise).
+static void test_resume_exact_noise_corr(void) {
+  tdm_run_result ra, rb;
+  const char *why = straight_vs_split("nc", "agent.noise_corr=0.9", NULL, NULL, &ra, &rb);
+  CHECKF(!why, "%s", why);
+  CHECK(ra.updates == rb.updates && rb.steps == 800 && ra.eval_mean == rb.eval_mean);
+}
+
+// A checkpoint of another build stores another configuration hash for the same settings (the hash
+// covers the resolved text, key help included): resume reads its configuration back and compares.
+// Simulated by changing the stored hash (and the file's CRC to match).
+static void test_resume_other_build_hash(void) {
+  tdm_config b1, b2;
+  const char *ov_half[] = {"total_steps=400"};
+  const char *ov_full[] = {"total_steps=800"};
+  CHECK_OK(tiny_cfg(&b1, "otherbuild", ov_half, 1));
+  CHECK_OK(tiny_cfg(&b2, "otherbuild", ov_full, 1));
+  tdm_run_result r;
+  CHECK_OK(train(&b1, NULL, NULL, &r, NULL));
+  long size = file_size(r.checkpoint);
+  CHECK(size > 100);
+  unsigned char *buf = malloc((size_t)size);
+  FILE *f = fopen(r.checkpoint, "r+b");
+  CHECK(f && buf && fread(buf, 1, (size_t)size, f) == (size_t)size);
+  buf[16] ^= 0x5a;  // ckpt_header.config_hash (after magic, version, header_bytes)
+  uint32_t crc = tdm_crc32(0, buf, (size_t)size - 16);  // the trailer: magic, CRC, reserved
+  memcpy(buf + size - 8, &crc, 4);
+  rewind(f);
+  CHECK(fwrite(buf, 1, (size_t)size, f) == (size_t)size);
+  fclose(f);
+  free(buf);
+  tdm_status st = train(&b2, r.run_dir, NULL, &r, NULL);
+  CHECKF(st == TDM_OK, "%s", tdm_errmsg());
+  CHECK(r.steps == 800);
+  // a setting that does differ is still refused, naming it
+  const char *ov_gamma[] = {"total_steps=1000", "agent.gamma=0.9"};
+  tdm_config b3;
+  CHECK_OK(tiny_cfg(&b3, "otherbuild", ov_gamma, 2));
+  st = train(&b3, r.run_dir, NULL, &r, NULL);
+  CHECKF(st == TDM_ERR_CONFIG && strstr(tdm_errmsg(), "gamma"), "%s", tdm_errmsg());
+  tdm_config_free(&b1);
+  tdm_config_free(&b2);
+  tdm_config_free(&b3);
+}
+
 // configs/sac_pendulum.cfg from the repository root (make test) or from a bundle's tests folder.
 static const char *pendulum_cfg(void) {
   static const char *const where[] = {"configs/sac_pendulum.cfg", "../configs/sac_pendulum.cfg",
@@ -1155,6 +1201,8 @@ int main(void) {
   TDM_RUN(test_resume_exact_envs_utd);
   TDM_RUN(test_overlap_update);
   TDM_RUN(test_overlap_resume_without_replay);
+  TDM_RUN(test_resume_exact_noise_corr);
+  TDM_RUN(test_resume_other_build_hash);
   TDM_RUN(test_run_dir_in_use);
   TDM_RUN(test_eval_does_not_perturb_training);
   TDM_RUN(test_eval_from_checkpoint);

@@ -35,6 +35,10 @@ typedef struct {
   bool target_entropy_auto;    // true: target entropy = -act_dim
   float target_entropy;        // used when not auto
   float log_std_min, log_std_max;  // -20, 2 (SB3 LOG_STD_MIN / LOG_STD_MAX)
+  float noise_corr;  // 0: the exploring act draws independent noise every step (SB3). In (0, 1):
+                     // each env's noise is an AR(1) process, eps' = rho eps + sqrt(1 - rho^2) z,
+                     // still standard normal per step but correlated over ~1 / (1 - rho) steps
+                     // (README, "Correlated exploration")
   bool use_graph;                  // true: updates and act(num_envs rows) replay CUDA graphs (GPU)
   bool tf32;                       // false; true sets dev->tf32 (TF32 GEMMs on the whole device)
   int max_seq_rows;                // replay sequence sampling rows (0 = off; world models set it)

@@ -56,6 +56,7 @@ typedef struct {
   double ent_coef_init;        // initial temperature alpha
   bool target_entropy_auto;    // target entropy -dim(A)
   double target_entropy;       // used when not auto
+  double noise_corr;           // correlation of successive exploration noise draws (AR(1))
   bool use_graph;              // capture the update as a CUDA graph (GPU only)
   bool tf32;                   // allow TF32 GEMMs (GPU only)
   bool fused_update;           // one persistent kernel per update when the shapes allow (GPU)

@@ -37,8 +37,8 @@
 #include "tandem/agent.h"
 
 // RNG sub-streams: update counter rng[0] streams 0 (indices) and 1 (noise), act counter rng[1]
-// stream 3
-enum { RS_SAMPLE = 0, RS_EPS = 1, RS_ACT = 3 };
+// stream 3 (and stream 4 once, at creation: the first state of correlated noise)
+enum { RS_SAMPLE = 0, RS_EPS = 1, RS_ACT = 3, RS_ACT_INIT = 4 };
 
 typedef struct {
   tdm_sac_cfg cfg;
@@ -67,7 +67,8 @@ typedef struct {
   float *dxq;                // (B, O + A)
   float *dhead;              // (2B, 2A); rows B.. stay zero (the stacked actor backward)
   float *act_obs;            // (N, O)
-  float *act_eps;            // (N, A)
+  float *act_eps;            // (N, A) the act's noise; with noise_corr > 0 each env's AR(1) state
+  float *act_z;              // (N, A) the fresh draw that noise_corr > 0 mixes into act_eps
   float *act_out;            // (N, A)
   float *log_alpha;          // (1)
   float *g_log_alpha;        // (1)
@@ -146,6 +147,8 @@ static tdm_status check_cfg(const tdm_sac_cfg *c, const tdm_agent_dims *d) {
         c->target_update_interval);
   RANGE(c->ent_coef_init > 0 && isfinite(c->ent_coef_init), "sac: ent_coef_init = %g must be > 0",
         c->ent_coef_init);
+  RANGE(c->noise_corr >= 0 && c->noise_corr < 1, "sac: noise_corr = %g must be in [0, 1)",
+        c->noise_corr);
   RANGE(c->log_std_min < c->log_std_max, "sac: log_std_min %g must be < log_std_max %g",
         c->log_std_min, c->log_std_max);
   RANGE(c->graph_streams >= 0 && c->graph_streams <= 2, "sac: graph_streams = %d must be 0..2",
@@ -427,7 +430,9 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 // Whether an act of n rows runs as the fused act (tdm_sac_fused_act_active).
 static bool fused_act_fits(const sac *s, int n) {
 #ifdef TDM_CUDA
-  return s->fused_act && tdm_sacf_act_fits(&s->fz.actor, s->fz.L, s->A, n);
+  // the fused act draws independent noise in the kernel; correlated noise takes the op path
+  return s->fused_act && s->cfg.noise_corr == 0.0f &&
+         tdm_sacf_act_fits(&s->fz.actor, s->fz.L, s->A, n);
 #else
   (void)s, (void)n;
   return false;
@@ -449,7 +454,14 @@ static tdm_status act_body(sac *s, tdm_dev *dev, int n, bool explore) {
   if (explore) {
     // the noise and the act counter's advance on the lane, beside the copy and the actor forward
     TDM_TRY(lane_fork(s, dev));
-    TDM_TRY(tdm_fill_normal(dev, s->act_eps, (size_t)n * A, 0.0f, 1.0f, &s->rng[1], RS_ACT));
+    const float rho = s->cfg.noise_corr;
+    if (rho > 0.0f) {
+      // AR(1): eps = rho eps + sqrt(1 - rho^2) z keeps each draw standard normal
+      TDM_TRY(tdm_fill_normal(dev, s->act_z, (size_t)n * A, 0.0f, 1.0f, &s->rng[1], RS_ACT));
+      TDM_TRY(tdm_axpby(dev, (size_t)n * A, sqrtf(1.0f - rho * rho), s->act_z, rho, s->act_eps));
+    } else {
+      TDM_TRY(tdm_fill_normal(dev, s->act_eps, (size_t)n * A, 0.0f, 1.0f, &s->rng[1], RS_ACT));
+    }
     TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
     TDM_TRY(lane_back(s, dev));
   }
@@ -503,10 +515,12 @@ static tdm_status sac_observe(tdm_agent *a, const tdm_transition_batch *b) {
 
 static const char SAC_MAGIC[8] = {'T', 'D', 'M', 'S', 'A', 'C', 0, 1};
 #define SAC_VERSION 1u
+enum { SECT_REPLAY = 1, SECT_NOISE = 2 };  // sac_header.flags (bit 0 was with_replay's bool)
 
 typedef struct {
   uint32_t version;
-  int32_t obs_dim, act_dim, hidden, layers, act, ent_coef_auto, with_replay;
+  int32_t obs_dim, act_dim, hidden, layers, act, ent_coef_auto;
+  int32_t flags;  // SECT_REPLAY: the replay follows; SECT_NOISE: the noise state follows
   int64_t n_updates, n_observed;
 } sac_header;
 
@@ -528,6 +542,45 @@ static tdm_status get_state(tdm_agent *a, sac_state *st) {
   return tdm_dev_sync(d);
 }
 
+// With noise_corr > 0 the exploration noise is state (each env's AR(1) value): N x A floats and
+// their CRC-32 after the networks. Its presence follows the configuration, which the checkpoint's
+// configuration hash pins, so sections without it (noise_corr = 0) keep their layout.
+static tdm_status noise_write(sac *s, tdm_dev *dev, FILE *f) {
+  if (s->cfg.noise_corr <= 0.0f) return TDM_OK;
+  size_t n = (size_t)s->N * s->A;
+  float *h = malloc(n * sizeof(float));
+  if (!h) return TDM_FAIL(TDM_ERR_OOM, "sac checkpoint: out of host memory for the noise state");
+  tdm_status st = tdm_dev_d2h(dev, h, s->act_eps, n * sizeof(float));
+  if (st == TDM_OK) st = tdm_dev_sync(dev);
+  uint32_t crc = tdm_crc32(0, h, n * sizeof(float));
+  if (st == TDM_OK && (fwrite(h, sizeof(float), n, f) != n || fwrite(&crc, 4, 1, f) != 1))
+    st = TDM_FAIL(TDM_ERR_IO, "sac checkpoint: short write; disk full?");
+  free(h);
+  return st;
+}
+
+static tdm_status noise_read(sac *s, tdm_dev *dev, FILE *f, const char *what) {
+  if (s->cfg.noise_corr <= 0.0f) return TDM_OK;
+  size_t n = (size_t)s->N * s->A;
+  float *h = malloc(n * sizeof(float));
+  if (!h) return TDM_FAIL(TDM_ERR_OOM, "%s: out of host memory for the noise state", what);
+  uint32_t crc;
+  tdm_status st = TDM_OK;
+  if (fread(h, sizeof(float), n, f) != n || fread(&crc, 4, 1, f) != 1)
+    st = TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC section truncated (exploration noise state)", what);
+  else if (crc != tdm_crc32(0, h, n * sizeof(float)))
+    st = TDM_FAIL(TDM_ERR_FORMAT,
+                  "%s: SAC exploration noise checksum mismatch; the file is corrupt", what);
+  for (size_t i = 0; st == TDM_OK && i < n; i++)
+    if (!isfinite(h[i]))
+      st = TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC exploration noise state holds a non-finite value",
+                    what);
+  if (st == TDM_OK) st = tdm_dev_h2d(dev, s->act_eps, h, n * sizeof(float));
+  if (st == TDM_OK) st = tdm_dev_sync(dev);
+  free(h);
+  return st;
+}
+
 static tdm_status sac_write(tdm_agent *a, FILE *f, bool with_replay) {
   sac *s = a->impl;
   sac_header h;
@@ -539,7 +592,7 @@ static tdm_status sac_write(tdm_agent *a, FILE *f, bool with_replay) {
   h.layers = s->cfg.layers;
   h.act = (int32_t)s->cfg.act;
   h.ent_coef_auto = s->cfg.ent_coef_auto;
-  h.with_replay = with_replay;
+  h.flags = (with_replay ? SECT_REPLAY : 0) | (s->cfg.noise_corr > 0.0f ? SECT_NOISE : 0);
   h.n_updates = a->n_updates;
   h.n_observed = a->n_observed;
   sac_state st;
@@ -551,6 +604,7 @@ static tdm_status sac_write(tdm_agent *a, FILE *f, bool with_replay) {
   TDM_TRY(tdm_mlp_write(s->actor, f, true));
   TDM_TRY(tdm_mlp_write(s->critic, f, true));
   TDM_TRY(tdm_mlp_write(s->target, f, false));
+  TDM_TRY(noise_write(s, a->dev, f));
   if (with_replay) {
     // byte length first, so a reader that does not want the replay can seek past it
     long at = ftell(f);
@@ -593,7 +647,16 @@ static tdm_status sac_read(tdm_agent *a, FILE *f, bool with_replay, const char *
                     "agent obs %d act %d hidden %d x %d (%s)",
                     what, h.obs_dim, h.act_dim, h.hidden, h.layers, tdm_act_name((tdm_act)h.act),
                     s->O, s->A, s->cfg.hidden, s->cfg.layers, tdm_act_name(s->cfg.act));
-  if (with_replay && !h.with_replay)
+  if (!!(h.flags & SECT_NOISE) != (s->cfg.noise_corr > 0.0f))
+    return TDM_FAIL(TDM_ERR_FORMAT,
+                    "%s: the SAC section was written %s correlated exploration noise "
+                    "(noise_corr %s 0) and this agent has noise_corr = %g",
+                    what, h.flags & SECT_NOISE ? "with" : "without",
+                    h.flags & SECT_NOISE ? ">" : "=", s->cfg.noise_corr);
+  if (h.flags & ~(SECT_REPLAY | SECT_NOISE))
+    return TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC section flags 0x%x unknown to this build", what,
+                    (unsigned)h.flags);
+  if (with_replay && !(h.flags & SECT_REPLAY))
     return TDM_FAIL(TDM_ERR_FORMAT,
                     "%s: the checkpoint holds no replay buffer (it was written "
                     "with save_replay = false)",
@@ -601,7 +664,8 @@ static tdm_status sac_read(tdm_agent *a, FILE *f, bool with_replay, const char *
   TDM_TRY(tdm_mlp_read(s->actor, f, true, what));
   TDM_TRY(tdm_mlp_read(s->critic, f, true, what));
   TDM_TRY(tdm_mlp_read(s->target, f, false, what));
-  if (h.with_replay) {
+  TDM_TRY(noise_read(s, d, f, what));
+  if (h.flags & SECT_REPLAY) {
     uint64_t len;
     if (fread(&len, 8, 1, f) != 1)
       return TDM_FAIL(TDM_ERR_FORMAT, "%s: SAC section truncated (replay length)", what);
@@ -813,6 +877,7 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
       {&s->dhead, 2 * nB * 2 * A},
       {&s->act_obs, nN * O},
       {&s->act_eps, nN * A},
+      {&s->act_z, nN * A},
       {&s->act_out, nN * A},
       {&s->log_alpha, 1},
       {&s->g_log_alpha, 1},
@@ -845,6 +910,9 @@ tdm_status tdm_sac_create(tdm_dev *dev, const tdm_sac_cfg *cfg, const tdm_agent_
   init.log_alpha = logf(cfg->ent_coef_init);
   TDM_TRYG(tdm_dev_h2d(dev, s->rng, init.rng, sizeof init.rng));
   TDM_TRYG(tdm_dev_h2d(dev, s->log_alpha, &init.log_alpha, 4));
+  // correlated exploration noise starts from its stationary distribution (standard normal)
+  if (cfg->noise_corr > 0.0f)
+    TDM_TRYG(tdm_fill_normal(dev, s->act_eps, nN * A, 0.0f, 1.0f, &s->rng[1], RS_ACT_INIT));
   TDM_TRYG(fused_setup(s, dev));
   TDM_TRYG(tdm_dev_sync(dev));
   *out = a;

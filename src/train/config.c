@@ -84,6 +84,9 @@ static const tdm_cfg_key schema[] = {
      "initial entropy temperature alpha"},
     {"agent.target_entropy", TDM_KEY_ENTROPY, OFF(target_entropy), 0, 0, -1e6, 1e6, "auto", NULL,
      false, "target entropy: \"auto\" (-dim(A)) or a number"},
+    {"agent.noise_corr", TDM_KEY_FLOAT, OFF(noise_corr), 0, 0, 0, 0.9999, NULL, NULL, false,
+     "correlation of each env's exploration noise from one step to the next (AR(1), standard "
+     "normal per step): 0 draws it afresh each step (SB3); 0.99 keeps a direction ~100 steps"},
     {"agent.use_graph", TDM_KEY_BOOL, OFF(use_graph), 0, 1, 0, 1, NULL, NULL, true,
      "replay each update as one CUDA graph (GPU only)"},
     {"agent.tf32", TDM_KEY_BOOL, OFF(tf32), 0, 0, 0, 1, NULL, NULL, true,

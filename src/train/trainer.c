@@ -86,6 +86,7 @@ tdm_agent_cfg tdm_run_agent_cfg(const tdm_train_cfg *v) {
   a.sac.ent_coef_init = (float)v->ent_coef_init;
   a.sac.target_entropy_auto = v->target_entropy_auto;
   a.sac.target_entropy = (float)v->target_entropy;
+  a.sac.noise_corr = (float)v->noise_corr;
   a.sac.use_graph = v->use_graph;
   a.sac.tf32 = v->tf32;
   a.sac.fused_update = v->fused_update;
@@ -399,12 +400,21 @@ static tdm_status load_checkpoint(tdm_trainer *t) {
     return rs;
   }
   tdm_status st = TDM_OK;
-  if (info.config_hash != t->cfg_hash) {
+  // The hash covers the resolved text of this build (key help included). A checkpoint of another
+  // build (a key added since, at its default; a help text reworded) has another hash for the same
+  // settings: its configuration is read back with this build and compared instead.
+  bool same = info.config_hash == t->cfg_hash;
+  char diff[512] = "unknown difference";
+  if (!same) {
     tdm_config old;
-    char diff[512] = "unknown difference";
     if (tdm_config_load_string(&old, text, path, NULL, 0) == TDM_OK)
-      tdm_config_first_diff(&old, t->cfg, diff, sizeof diff);
+      same = !tdm_config_first_diff(&old, t->cfg, diff, sizeof diff);
+    else
+      snprintf(diff, sizeof diff, "its configuration does not load in this build: %s",
+               tdm_errmsg());
     tdm_config_free(&old);
+  }
+  if (!same) {
     char may[512] = "";
     int nk;
     const tdm_cfg_key *keys = tdm_config_schema(&nk);
