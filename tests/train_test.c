@@ -1023,6 +1023,14 @@ static void test_resume_exact(void) {
   CHECK(rc.interrupted && rc.steps == 0 && rc.checkpoint[0]);
   CHECK_OK(train(&c, rc.run_dir, NULL, &rc, NULL));
   CHECK(rc.steps == 800 && !rc.interrupted);
+  // resuming the finished run trains nothing and leaves its checkpoints as they are
+  char ckdir[900], before[4096], after[4096];
+  snprintf(ckdir, sizeof ckdir, "%s/checkpoints", rc.run_dir);
+  snapshot(ckdir, before, sizeof before);
+  CHECK_OK(train(&c, rc.run_dir, NULL, &rc, NULL));
+  snapshot(ckdir, after, sizeof after);
+  CHECK(rc.steps == 800 && rc.checkpoint[0] && before[0]);
+  CHECKF(!strcmp(before, after), "checkpoints changed:\n%s\nvs\n%s", before, after);
   tdm_config_free(&a);
   tdm_config_free(&b1);
   tdm_config_free(&b2);

@@ -756,6 +756,11 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
     fprintf(t->opts.progress ? t->opts.progress : stderr, "%s on %s, %s, update: %s, run: %s\n",
             v->agent_name, v->env_task, t->dev->name, up ? up : "-", t->run_dir);
   }
+  if (t->opts.resume_dir && t->s.step >= v->total_steps && !t->opts.quiet)
+    fprintf(t->opts.progress ? t->opts.progress : stderr,
+            "the run is already at step %lld of total_steps %lld: nothing to train (raise it with "
+            "-s total_steps=N to go on)\n",
+            (long long)t->s.step, (long long)v->total_steps);
   while (t->s.step < v->total_steps) {
     if (t->opts.stop && *t->opts.stop) {
       interrupted = true;
@@ -809,7 +814,8 @@ tdm_status tdm_trainer_run(tdm_trainer *t, tdm_run_result *res) {
   // final evaluation (unless one just ran) and checkpoint
   if (!interrupted && t->s.last_eval_step != t->s.step) TDM_TRYG(do_eval(t));
   if (t->s.step != t->step_log || t->s.step == 0) TDM_TRYG(do_log(t));
-  TDM_TRYG(save_checkpoint(t));
+  // a resume that took no step keeps the checkpoint it started from
+  if (!t->opts.resume_dir || t->s.step != t->step_start) TDM_TRYG(save_checkpoint(t));
   TDM_TRYG(write_summary(t, interrupted));
   progress(t, true, true);
 fail:
