@@ -1,6 +1,7 @@
 // Core: Philox known answers, host streams, thread pool, arena, CRC, errors, atomic files,
 // devices.
 #include <stdatomic.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -217,6 +218,31 @@ static void test_afile_commit_abort(void) {
   CHECK(unlink(path) == 0 && rmdir(dir) == 0);
 }
 
+// tdm_blas_pick_kernels (run by test.h's constructor before main): OpenBLAS's Prescott fallback is
+// replaced where the CPU has AVX2 and FMA, unless OPENBLAS_CORETYPE came from outside.
+static void test_blas_kernels_picked(void) {
+  const char *k = tdm_blas_kernels(), *picked = getenv("TDM_BLAS_PICKED"),
+             *set = getenv("OPENBLAS_CORETYPE");
+  if (!k[0]) {
+    SKIP("the build uses another BLAS than OpenBLAS");
+  }
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  bool capable = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  bool capable = false;
+#endif
+  if (picked) {
+    CHECKF(set && !strcmp(set, k) && strcasecmp(k, "prescott"),
+           "tandem chose the kernels, but OpenBLAS runs %s (OPENBLAS_CORETYPE %s)", k,
+           set ? set : "unset");
+    return;
+  }
+  CHECKF(
+      set || !capable || strcasecmp(k, "prescott"),
+      "OpenBLAS runs its Prescott kernels on a CPU with AVX2 and FMA, and nothing replaced them");
+}
+
 static void test_dev_cpu(void) {
   tdm_dev *d;
   CHECK_OK(tdm_dev_open("cpu", 2, &d));
@@ -329,6 +355,7 @@ int main(void) {
   TDM_RUN(test_arena_mark_reset);
   TDM_RUN(test_crc32_and_errors);
   TDM_RUN(test_afile_commit_abort);
+  TDM_RUN(test_blas_kernels_picked);
   TDM_RUN(test_dev_cpu);
   TDM_RUN(test_dev_open_spec);
   TDM_RUN(test_dev_gpu_copy_and_graph);

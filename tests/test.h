@@ -12,6 +12,12 @@
 #include "tandem/tandem.h"
 
 static int tdm_t_failed_now, tdm_t_pass, tdm_t_fail, tdm_t_skip;
+
+// Test binaries run the CPU GEMMs on the kernels the tandem CLI would pick (include/tandem/core.h:
+// tdm_blas_pick_kernels, which may re-execute the binary once before main).
+__attribute__((constructor)) static void tdm_t_pick_kernels(void) {
+  tdm_blas_pick_kernels();
+}
 static char tdm_t_why[512];
 
 #define CHECK(cond)                                                                        \

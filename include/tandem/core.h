@@ -152,6 +152,20 @@ void tdm_pool_for(tdm_pool *pool, int64_t n, int64_t grain, tdm_range_fn fn, voi
 // Number of online CPU cores.
 int tdm_cpu_count(void);
 
+// OpenBLAS picks its GEMM kernels when the library loads. Behind a VM's generic CPUID it may not
+// recognise the processor and fall back to its Prescott (SSE3) kernels, about 4x slower per core
+// on an AVX-512 machine. Called first thing in main, this re-executes the program
+// (/proc/self/exe, the same arguments) with OPENBLAS_CORETYPE set to the kernels the CPU's
+// features allow: SkylakeX with AVX-512 F, BW, DQ and VL, Haswell with AVX2 and FMA. It returns
+// without doing anything when OPENBLAS_CORETYPE is already set (by the user: any value keeps
+// OpenBLAS's choice; or by the first execution, which also sets TDM_BLAS_PICKED to the kernels
+// OpenBLAS had picked), when OpenBLAS did not fall back, when the CPU
+// lacks the features, when the build has another BLAS, or when the exec fails.
+void tdm_blas_pick_kernels(void);
+
+// The kernels OpenBLAS runs ("SkylakeX", "Prescott", ...), or "" with another BLAS.
+const char *tdm_blas_kernels(void);
+
 // ---------------------------------------------------------------------------------------------
 // arena: a stack of 64-byte aligned scratch blocks, freed by resetting to a mark
 

@@ -185,7 +185,17 @@ int tdm_cmd_devices(int argc, char **argv) {
     return 0;
   }
   if (!tdm_cli_no_args("devices", argc, argv)) return 2;
-  printf("cpu      %d threads\n", tdm_cpu_count());
+  const char *k = tdm_blas_kernels(), *set = getenv("OPENBLAS_CORETYPE"),
+             *picked = getenv("TDM_BLAS_PICKED");
+  printf("cpu      %d threads", tdm_cpu_count());
+  if (k[0] && picked)
+    printf(
+        ", OpenBLAS %s kernels (chosen by tandem from the CPU's features: OpenBLAS fell back to "
+        "its %s kernels; OPENBLAS_CORETYPE=%s keeps those)",
+        k, picked, picked);
+  else if (k[0])
+    printf(", OpenBLAS %s kernels%s", k, set ? " (OPENBLAS_CORETYPE)" : "");
+  printf("\n");
   if (!tdm_cuda_built()) {
     printf("(no CUDA backend in this build)\n");
     return 0;

@@ -36,6 +36,7 @@ static int unknown_command(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  tdm_blas_pick_kernels();  // may re-execute the program once (include/tandem/core.h)
   // tandem help COMMAND = tandem COMMAND --help
   if (argc == 3 && !strcmp(argv[1], "help")) {
     const tdm_cli_cmd *c = find_command(argv[2]);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "ops_internal.h"
 
@@ -77,6 +78,74 @@ static void blas_threads(tdm_dev *dev, int M, int N, int K) {
   if (atomic_exchange_explicit(&current, n, memory_order_relaxed) != n) openblas_set_num_threads(n);
 #else
   (void)dev, (void)M, (void)N, (void)K;  // another CBLAS: its own threading
+#endif
+}
+
+const char *tdm_blas_kernels(void) {
+#ifdef OPENBLAS_VERSION
+  const char *c = openblas_get_corename();
+  return c ? c : "";
+#else
+  return "";
+#endif
+}
+
+void tdm_blas_pick_kernels(void) {
+#if defined(OPENBLAS_VERSION) && (defined(__x86_64__) || defined(__i386__))
+  if (getenv("OPENBLAS_CORETYPE")) return;
+  const char *core = openblas_get_corename();
+  if (!core || strcasecmp(core, "prescott")) return;
+  __builtin_cpu_init();
+  const char *want = NULL;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    want = "SkylakeX";
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    want = "Haswell";
+  if (!want) return;
+  // the arguments as the kernel has them: NUL-separated in /proc/self/cmdline
+  FILE *f = fopen("/proc/self/cmdline", "rb");
+  if (!f) return;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  while (buf) {
+    n += fread(buf + n, 1, cap - n, f);
+    if (n < cap || ferror(f)) break;
+    char *nb = realloc(buf, 2 * cap + 1);
+    if (!nb) {
+      free(buf);
+      buf = NULL;
+      break;
+    }
+    buf = nb;
+    cap *= 2;
+  }
+  fclose(f);
+  if (!buf || n == 0) {
+    free(buf);
+    return;
+  }
+  buf[n] = 0;
+  int argc = 0;
+  for (size_t i = 0; i < n; i++) argc += buf[i] == 0;
+  if (buf[n - 1] != 0) argc++;
+  char **argv = calloc((size_t)argc + 1, sizeof *argv);
+  if (!argv) {
+    free(buf);
+    return;
+  }
+  for (size_t i = 0, k = 0; i < n && (int)k < argc; k++) {
+    argv[k] = buf + i;
+    i += strlen(buf + i) + 1;
+  }
+  if (setenv("OPENBLAS_CORETYPE", want, 1) == 0 && setenv("TDM_BLAS_PICKED", "Prescott", 1) == 0) {
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+  }
+  unsetenv("OPENBLAS_CORETYPE");  // the exec failed: go on with the fallback kernels
+  unsetenv("TDM_BLAS_PICKED");
+  free(argv);
+  free(buf);
 #endif
 }
 
