@@ -1430,7 +1430,7 @@ template <int NR>
 static __global__ void __launch_bounds__(FZA_THREADS, 1)
     fza_kernel(const tdm_sacf_net an, int L, int act, int O, int A, float lo, float hi,
                const float *__restrict__ obs, int n, tdm_rng_ctr *rng, uint32_t stream,
-               float *__restrict__ out) {
+               float *__restrict__ state, float rho, float mix, float *__restrict__ out) {
 #if __CUDA_ARCH__ >= 900
   extern __shared__ __align__(16) float fza_dyn[];
   cg::cluster_group cl = cg::this_cluster();
@@ -1503,8 +1503,12 @@ static __global__ void __launch_bounds__(FZA_THREADS, 1)
   if (b == 0) {
     for (int i = threadIdx.x; i < ne; i += FZA_THREADS) {
       const int r = i / A, j = i % A;
-      float a;
-      squash_elem(head[r * 2 * A + j], head[r * 2 * A + A + j], rng ? eps[i] : 0.0f, lo, hi, &a);
+      float e = rng ? eps[i] : 0.0f, a;
+      if (rng && state) {  // correlated noise: as tdm_axpby(mix, draw, rho, state)
+        e = mix * e + rho * state[i];
+        state[i] = e;
+      }
+      squash_elem(head[r * 2 * A + j], head[r * 2 * A + A + j], e, lo, hi, &a);
       out[i] = a;
     }
     if (rng && threadIdx.x == 0) rng->calls += 1;  // its readers are behind the barriers above
@@ -1535,7 +1539,8 @@ extern "C" bool tdm_sacf_act_fits(const tdm_sacf_net *an, int L, int A, int n) {
 }
 
 extern "C" tdm_status tdm_sacf_act(tdm_dev *dev, const tdm_sacf_args *a, const float *obs, int n,
-                                   tdm_rng_ctr *rng, uint32_t stream, float *out) {
+                                   tdm_rng_ctr *rng, uint32_t stream, float *state, float rho,
+                                   float *out) {
   if (!tdm_sacf_act_fits(&a->actor, a->L, a->A, n))
     return TDM_FAIL(TDM_ERR_ARG, "fused act: %d rows do not fit (tdm_sacf_act_fits)", n);
   cudaLaunchConfig_t cfg = {};
@@ -1549,7 +1554,7 @@ extern "C" tdm_status tdm_sacf_act(tdm_dev *dev, const tdm_sacf_args *a, const f
   // the instance with the fewest row registers that hold n rows
   auto *kernel = n <= 1 ? fza_kernel<1> : n <= 4 ? fza_kernel<4> : fza_kernel<16>;
   TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a->actor, a->L, a->act, a->O, a->A, a->lo, a->hi,
-                                    obs, n, rng, stream, out));
+                                    obs, n, rng, stream, state, rho, sqrtf(1.0f - rho * rho), out));
   return TDM_OK;
 }
 

@@ -252,7 +252,9 @@ static void test_fused_deterministic(void) {
 // 1e-5 relative for every shape, deterministic and sampled, for all envs at once (a graph
 // replay) and for one row (plain launches), over several calls (the noise counter advanced alike);
 // 17 envs exceed the fused act's rows and take the op path in both agents. On sm_90 the fused act
-// must be the one that ran (tdm_sac_fused_act_active), for up to 16 rows.
+// must be the one that ran (tdm_sac_fused_act_active), for up to 16 rows. Half of the cases draw
+// correlated noise (agent.noise_corr 0.9: the kernel updates each row's AR(1) state as the op
+// path's axpby does), alternating over shapes and env counts.
 static void test_fused_act(void) {
   NEED_GPU(g);
   tdm_gpu_info info;
@@ -265,6 +267,7 @@ static void test_fused_act(void) {
       char name[160];
       shape_str(sh, name, sizeof name);
       tdm_sac_cfg c = shape_cfg(sh);
+      c.noise_corr = (i + ei) % 2 ? 0.9f : 0.0f;
       const int N = envs[ei];
       tdm_agent_dims dims = {sh->obs, sh->act, N};
       tdm_agent *x, *y;
@@ -285,8 +288,9 @@ static void test_fused_act(void) {
         CHECK_OK(tdm_agent_act(x, o, n, explore, ax));
         CHECK_OK(tdm_agent_act(y, o, n, explore, ay));
         const double e = tdm_t_relerr(ax, ay, (size_t)n * sh->act);
-        CHECKF(e < 1e-5, "%s, %d envs, call %d (%d rows, explore %d): fused act vs op path %g",
-               name, N, call, n, (int)explore, e);
+        CHECKF(e < 1e-5,
+               "%s, %d envs, noise_corr %g, call %d (%d rows, explore %d): fused act vs op path %g",
+               name, N, c.noise_corr, call, n, (int)explore, e);
       }
       free(o);
       free(ax);

@@ -430,9 +430,7 @@ tdm_status tdm_sac_update_on_batch(tdm_agent *a, const tdm_replay_batch *b, int 
 // Whether an act of n rows runs as the fused act (tdm_sac_fused_act_active).
 static bool fused_act_fits(const sac *s, int n) {
 #ifdef TDM_CUDA
-  // the fused act draws independent noise in the kernel; correlated noise takes the op path
-  return s->fused_act && s->cfg.noise_corr == 0.0f &&
-         tdm_sacf_act_fits(&s->fz.actor, s->fz.L, s->A, n);
+  return s->fused_act && tdm_sacf_act_fits(&s->fz.actor, s->fz.L, s->A, n);
 #else
   (void)s, (void)n;
   return false;
@@ -446,8 +444,9 @@ static tdm_status act_body(sac *s, tdm_dev *dev, int n, bool explore) {
   if (fused_act_fits(s, n)) {
     // with the fused update, the act is one kernel too (the same draws as below)
     TDM_TRY(tdm_dev_h2d(dev, s->act_obs, s->h_obs, (size_t)n * O * sizeof(float)));
-    TDM_TRY(
-        tdm_sacf_act(dev, &s->fz, s->act_obs, n, explore ? &s->rng[1] : NULL, RS_ACT, s->act_out));
+    const float rho = s->cfg.noise_corr;
+    TDM_TRY(tdm_sacf_act(dev, &s->fz, s->act_obs, n, explore ? &s->rng[1] : NULL, RS_ACT,
+                         rho > 0.0f ? s->act_eps : NULL, rho, s->act_out));
     return tdm_dev_d2h(dev, s->h_act, s->act_out, (size_t)n * A * sizeof(float));
   }
 #endif

@@ -117,16 +117,17 @@ tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a);
 
 // The fused act: one kernel (a cluster of 8 blocks, sm_90) for the actor's forward over n
 // observations (device), the exploration noise (rng not NULL: as tdm_fill_normal(n A, 0, 1, rng,
-// stream) followed by tdm_rng_advance(rng, 1), the op path's draws) and the squash, into out (n, A)
-// on the device. tdm_sacf_act_setup: whether dev can run it (sets its shared-memory limit);
-// tdm_sacf_act_fits: whether n rows of the actor fit (n <= TDM_SACF_ACT_MAXN, the slices and rows
-// within TDM_SACF_ACT_FLOATS floats of shared memory).
+// stream) followed by tdm_rng_advance(rng, 1), the op path's draws; with state not NULL, the draws
+// z become correlated noise as the op path's tdm_axpby(sqrt(1 - rho^2), z, rho, state) and state
+// (n, A) keeps it) and the squash, into out (n, A) on the device. tdm_sacf_act_setup: whether dev
+// can run it (sets its shared-memory limit); tdm_sacf_act_fits: whether n rows of the actor fit (n
+// <= TDM_SACF_ACT_MAXN, the slices and rows within TDM_SACF_ACT_FLOATS floats of shared memory).
 #define TDM_SACF_ACT_MAXN 16
 #define TDM_SACF_ACT_FLOATS 24576
 bool tdm_sacf_act_setup(tdm_dev *dev);
 bool tdm_sacf_act_fits(const tdm_sacf_net *actor, int L, int A, int n);
 tdm_status tdm_sacf_act(tdm_dev *dev, const tdm_sacf_args *a, const float *obs, int n,
-                        tdm_rng_ctr *rng, uint32_t stream, float *out);
+                        tdm_rng_ctr *rng, uint32_t stream, float *state, float rho, float *out);
 
 #ifdef __cplusplus
 }
