@@ -159,8 +159,8 @@ int tdm_cpu_count(void);
 // features allow: SkylakeX with AVX-512 F, BW, DQ and VL, Haswell with AVX2 and FMA. It returns
 // without doing anything when OPENBLAS_CORETYPE is already set (by the user: any value keeps
 // OpenBLAS's choice; or by the first execution, which also sets TDM_BLAS_PICKED to the kernels
-// OpenBLAS had picked), when OpenBLAS did not fall back, when the CPU
-// lacks the features, when the build has another BLAS, or when the exec fails.
+// OpenBLAS had picked), when OpenBLAS did not fall back, when the CPU lacks the features, when the
+// build has another BLAS, or when the exec fails.
 void tdm_blas_pick_kernels(void);
 
 // The kernels OpenBLAS runs ("SkylakeX", "Prescott", ...), or "" with another BLAS.

@@ -119,9 +119,10 @@ tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a);
 // observations (device), the exploration noise (rng not NULL: as tdm_fill_normal(n A, 0, 1, rng,
 // stream) followed by tdm_rng_advance(rng, 1), the op path's draws; with state not NULL, the draws
 // z become correlated noise as the op path's tdm_axpby(sqrt(1 - rho^2), z, rho, state) and state
-// (n, A) keeps it) and the squash, into out (n, A) on the device. tdm_sacf_act_setup: whether dev
-// can run it (sets its shared-memory limit); tdm_sacf_act_fits: whether n rows of the actor fit (n
-// <= TDM_SACF_ACT_MAXN, the slices and rows within TDM_SACF_ACT_FLOATS floats of shared memory).
+// (n, A) keeps it) and the squash, into out (n, A) on the device.
+// tdm_sacf_act_setup: whether dev can run it (sets its shared-memory limit).
+// tdm_sacf_act_fits: whether n rows of the actor fit (n <= TDM_SACF_ACT_MAXN, the slices and rows
+// within TDM_SACF_ACT_FLOATS floats of shared memory).
 #define TDM_SACF_ACT_MAXN 16
 #define TDM_SACF_ACT_FLOATS 24576
 bool tdm_sacf_act_setup(tdm_dev *dev);
