@@ -233,7 +233,7 @@ static void test_blas_kernels_picked(void) {
   bool capable = false;
 #endif
   if (picked) {
-    CHECKF(set && !strcmp(set, k) && strcasecmp(k, "prescott"),
+    CHECKF(set && !strcasecmp(set, k) && strcasecmp(k, "prescott"),
            "tandem chose the kernels, but OpenBLAS runs %s (OPENBLAS_CORETYPE %s)", k,
            set ? set : "unset");
     return;
