@@ -241,8 +241,8 @@ static void test_sac_update_parity(void) {
 }
 
 // agent.noise_corr on the GPU (the fused act on sm_90, else the op path): its AR(1) noise, first
-// state included, follows the CPU agent's: the full-batch act as a graph, one row plainly, and
-// after a checkpoint round trip through the CPU agent.
+// state included, follows the CPU agent's: the full-batch act as a graph, one row plainly, after
+// episode ends (the state's restart) and after a checkpoint round trip through the CPU agent.
 static void test_correlated_noise_parity(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = parity_cfg();
@@ -258,6 +258,17 @@ static void test_correlated_noise_parity(void) {
   for (int call = 0; call < 8; call++) {
     const int n = call < 6 ? 2 : 1;
     tdm_t_rand(o, 34, -1, 1, 40 + call);
+    if (call == 2 || call == 6) {  // env 1's episode ends (then env 0's): its noise restarts
+      float r2[2] = {0.5f, -0.5f};
+      uint8_t te[2] = {0, 0}, tr[2] = {0, 0};
+      if (call == 2)
+        te[1] = 1;
+      else
+        tr[0] = 1;
+      tdm_transition_batch b = {2, o, ax, r2, o, te, tr, NULL, TDM_SRC_REAL};
+      CHECK_OK(tdm_agent_observe(x, &b));
+      CHECK_OK(tdm_agent_observe(y, &b));
+    }
     if (call == 4) {  // the GPU agent's state into the CPU agent and back: the acts go on alike
       FILE *f = tmpfile();
       CHECK(f);

@@ -793,6 +793,29 @@ static void test_correlated_noise(void) {
              later[1] < 1.33 * later[0],
          "spread over envs: first act %.3f vs %.3f, last %.3f vs %.3f", first[1], first[0],
          later[1], later[0]);
+  // every episode restarts the noise: with each env step terminal it is independent from step to
+  // step again; model rollouts (synthetic transitions) end no episode of the env
+  for (int synthetic = 0; synthetic < 2; synthetic++) {
+    tdm_sac_cfg c1 = small_cfg();
+    c1.noise_corr = 0.99f;
+    tdm_agent_dims d1 = {3, A, 1};
+    tdm_agent *a;
+    CHECK_OK(tdm_sac_create(d, &c1, &d1, 5, &a));
+    float o1[3] = {0.1f, -0.2f, 0.3f}, a1[A], r1 = 0;
+    uint8_t te = 1, tr = 0;
+    for (int t = 0; t < T; t++) {
+      CHECK_OK(tdm_agent_act(a, o1, 1, true, a1));
+      series[0][t] = atanh((double)a1[0]);
+      tdm_transition_batch b = {
+          1, o1, a1, &r1, o1, &te, &tr, NULL, synthetic ? TDM_SRC_SYNTHETIC : TDM_SRC_REAL};
+      CHECK_OK(tdm_agent_observe(a, &b));
+    }
+    tdm_agent_destroy(a);
+    double r = lag1_corr(series[0], T);
+    CHECKF(synthetic ? r > 0.9 : fabs(r) < 0.15,
+           "lag-1 correlation %.3f with every %s transition terminal", r,
+           synthetic ? "synthetic" : "env");
+  }
   // checkpoint: the noise state travels, so a reader continues with the same actions; an agent
   // without correlated noise refuses the section (and the reverse)
   tdm_sac_cfg c = small_cfg();

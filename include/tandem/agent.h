@@ -37,8 +37,8 @@ typedef struct {
   float log_std_min, log_std_max;  // -20, 2 (SB3 LOG_STD_MIN / LOG_STD_MAX)
   float noise_corr;  // 0: the exploring act draws independent noise every step (SB3). In (0, 1):
                      // each env's noise is an AR(1) process, eps' = rho eps + sqrt(1 - rho^2) z,
-                     // still standard normal per step but correlated over ~1 / (1 - rho) steps
-                     // (README, "Correlated exploration")
+                     // still standard normal per step but correlated over ~1 / (1 - rho) steps,
+                     // restarted when the env's episode ends (README, "Correlated exploration")
   bool use_graph;                  // true: updates and act(num_envs rows) replay CUDA graphs (GPU)
   bool tf32;                       // false; true sets dev->tf32 (TF32 GEMMs on the whole device)
   int max_seq_rows;                // replay sequence sampling rows (0 = off; world models set it)

@@ -37,8 +37,9 @@
 #include "tandem/agent.h"
 
 // RNG sub-streams: update counter rng[0] streams 0 (indices) and 1 (noise), act counter rng[1]
-// stream 3 (and stream 4 once, at creation: the first state of correlated noise)
-enum { RS_SAMPLE = 0, RS_EPS = 1, RS_ACT = 3, RS_ACT_INIT = 4 };
+// stream 3 (and, for correlated noise, stream 4 once at creation for its first state and stream 5
+// for the fresh state of envs whose episode ended)
+enum { RS_SAMPLE = 0, RS_EPS = 1, RS_ACT = 3, RS_ACT_INIT = 4, RS_ACT_RESTART = 5 };
 
 typedef struct {
   tdm_sac_cfg cfg;
@@ -501,11 +502,33 @@ static tdm_status sac_act(tdm_agent *a, const float *obs, int n, bool explore, f
   return TDM_OK;
 }
 
+// Correlated noise restarts with each episode: an env whose episode ended in these (env)
+// transitions gets a fresh standard normal state, so episodes do not share their first steps'
+// noise. One draw of N x A at the act counter (stream RS_ACT_RESTART), which then advances; the
+// ended envs' rows are copied from it. Model rollouts (synthetic transitions) are not env steps.
+static tdm_status noise_restart(sac *s, tdm_dev *dev, const tdm_transition_batch *b) {
+  if (s->cfg.noise_corr <= 0.0f || b->source == TDM_SRC_SYNTHETIC) return TDM_OK;
+  bool any = false;
+  for (int i = 0; i < b->n && !any; i++)
+    any = b->terminated[i] || (b->truncated && b->truncated[i]);
+  if (!any) return TDM_OK;
+  const size_t A = (size_t)s->A;
+  TDM_TRY(tdm_fill_normal(dev, s->act_z, (size_t)s->N * A, 0.0f, 1.0f, &s->rng[1], RS_ACT_RESTART));
+  TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
+  for (int i = 0; i < b->n; i++) {
+    const int env = b->stream ? b->stream[i] : i;
+    if ((b->terminated[i] || (b->truncated && b->truncated[i])) && env >= 0 && env < s->N)
+      TDM_TRY(tdm_dev_d2d(dev, s->act_eps + (size_t)env * A, s->act_z + (size_t)env * A,
+                          A * sizeof(float)));
+  }
+  return TDM_OK;
+}
+
 static tdm_status sac_observe(tdm_agent *a, const tdm_transition_batch *b) {
   sac *s = a->impl;
   TDM_TRY(tdm_replay_add(s->replay, b));
   a->n_observed += b->n;
-  return TDM_OK;
+  return noise_restart(s, a->dev, b);
 }
 
 // ---------------------------------------------------------------------------------------------
