@@ -194,6 +194,11 @@ void tdm_free_aligned(void *p);
 // CRC-32 (IEEE) of a byte range, continuing from crc (start with 0).
 uint32_t tdm_crc32(uint32_t crc, const void *data, size_t n);
 
+// The rest of f, at most max bytes of it, in a malloc'd buffer with a NUL after the *len bytes
+// read; NULL when out of memory. Reading stops at end of file, at a read error (ferror(f) tells)
+// or after max bytes.
+char *tdm_read_all(FILE *f, size_t max, size_t *len);
+
 // ---------------------------------------------------------------------------------------------
 // atomic file writes: data goes to "<path>.tmp"; commit flushes and fsyncs it, renames it over
 // path and fsyncs the directory; abort removes the temporary file and leaves path untouched.

@@ -47,6 +47,14 @@ typedef struct {
   tdm_source source;          // tag of all n transitions
 } tdm_transition_batch;
 
+// The env slot of transition i, and whether it ended its episode (terminated or truncated).
+static inline int32_t tdm_transition_stream(const tdm_transition_batch *b, int i) {
+  return b->stream ? b->stream[i] : i;
+}
+static inline bool tdm_transition_ends(const tdm_transition_batch *b, int i) {
+  return b->terminated[i] || (b->truncated && b->truncated[i]);
+}
+
 typedef struct {
   int obs_dim, act_dim;  // O, A
   int64_t capacity;      // C rows (>= 1)

@@ -18,18 +18,19 @@
 // updates, fractional update credit, schedule positions, recent returns, wall time), the host
 // exploration RNG, each env slot's episode counter, and the agent's section (networks, Adam
 // moments and steps, temperature, its RNG counters, each env's exploration noise state with
-// agent.noise_corr > 0 and, with save_replay = true, the replay contents). Environments are not saved: every episode of env slot i starts from reset noise
-// seeded by (seed, i, episode number of slot i), and a resumed run starts a fresh episode in every
-// slot with the next episode number. A run checkpointed at an episode boundary of every slot
-// (e.g. Pendulum's fixed 200-step episodes) therefore continues bitwise identically on the CPU
-// when save_replay = true; a checkpoint taken mid-episode drops the unfinished episodes (their
-// transitions already stored stay in the replay buffer), and without save_replay the replay
-// buffer restarts empty. The GPU path is repeatable on the same device but not bitwise equal to
-// the CPU. Keys that may change on resume (use_graph, tf32, fused_update, graph_streams,
-// overlap_update, ...) keep the run valid but a change of tf32, fused_update or overlap_update
-// changes the numbers from then on (another summation order or batch timing): bitwise
-// continuation needs them unchanged. A checkpoint written by another tandem build resumes when its
-// configuration, read by this build, equals the run's (the stored hash covers the key help too).
+// agent.noise_corr > 0 and, with save_replay = true, the replay contents). Environments are not
+// saved: every episode of env slot i starts from reset noise seeded by (seed, i, episode number of
+// slot i), and a resumed run starts a fresh episode in every slot with the next episode number. A
+// run checkpointed at an episode boundary of every slot (e.g. Pendulum's fixed 200-step episodes)
+// therefore continues bitwise identically on the CPU when save_replay = true; a checkpoint taken
+// mid-episode drops the unfinished episodes (their transitions already stored stay in the replay
+// buffer), and without save_replay the replay buffer restarts empty. The GPU path is repeatable on
+// the same device but not bitwise equal to the CPU. Keys that may change on resume (use_graph,
+// tf32, fused_update, graph_streams, overlap_update, ...) keep the run valid but a change of tf32,
+// fused_update or overlap_update changes the numbers from then on (another summation order or batch
+// timing): bitwise continuation needs them unchanged. A checkpoint written by another tandem build
+// resumes when its configuration, read by this build, equals the run's (the stored hash covers the
+// key help too).
 #ifndef TANDEM_RUN_H
 #define TANDEM_RUN_H
 

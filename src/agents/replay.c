@@ -221,14 +221,14 @@ tdm_status tdm_replay_add(tdm_replay *r, const tdm_transition_batch *b) {
   // episode links
   for (int i = 0; i < n; i++) {
     int32_t row = (int32_t)((pos + i) % c->capacity);
-    int32_t s = b->stream ? b->stream[i] : i;
+    int32_t s = tdm_transition_stream(b, i);
     unlink_row(r, row);
     int32_t p = r->last_row[s];
     if (p >= 0 && !r->ended[p]) {
       r->next[p] = row;
       r->prev[row] = p;
     }
-    r->ended[row] = (b->terminated[i] || (b->truncated && b->truncated[i])) ? 1 : 0;
+    r->ended[row] = tdm_transition_ends(b, i) ? 1 : 0;
     r->stream_of[row] = s;
     r->last_row[s] = row;
   }

@@ -508,16 +508,18 @@ static tdm_status sac_act(tdm_agent *a, const float *obs, int n, bool explore, f
 // ended envs' rows are copied from it. Model rollouts (synthetic transitions) are not env steps.
 static tdm_status noise_restart(sac *s, tdm_dev *dev, const tdm_transition_batch *b) {
   if (s->cfg.noise_corr <= 0.0f || b->source == TDM_SRC_SYNTHETIC) return TDM_OK;
-  bool any = false;
-  for (int i = 0; i < b->n && !any; i++)
-    any = b->terminated[i] || (b->truncated && b->truncated[i]);
-  if (!any) return TDM_OK;
   const size_t A = (size_t)s->A;
-  TDM_TRY(tdm_fill_normal(dev, s->act_z, (size_t)s->N * A, 0.0f, 1.0f, &s->rng[1], RS_ACT_RESTART));
-  TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
+  bool drawn = false;
   for (int i = 0; i < b->n; i++) {
-    const int env = b->stream ? b->stream[i] : i;
-    if ((b->terminated[i] || (b->truncated && b->truncated[i])) && env >= 0 && env < s->N)
+    if (!tdm_transition_ends(b, i)) continue;
+    if (!drawn) {  // the first ended env: one draw serves all of this step's
+      TDM_TRY(
+          tdm_fill_normal(dev, s->act_z, (size_t)s->N * A, 0.0f, 1.0f, &s->rng[1], RS_ACT_RESTART));
+      TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
+      drawn = true;
+    }
+    const int env = tdm_transition_stream(b, i);
+    if (env >= 0 && env < s->N)
       TDM_TRY(tdm_dev_d2d(dev, s->act_eps + (size_t)env * A, s->act_z + (size_t)env * A,
                           A * sizeof(float)));
   }

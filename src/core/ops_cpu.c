@@ -106,26 +106,13 @@ void tdm_blas_pick_kernels(void) {
   // the arguments as the kernel has them: NUL-separated in /proc/self/cmdline
   FILE *f = fopen("/proc/self/cmdline", "rb");
   if (!f) return;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  while (buf) {
-    n += fread(buf + n, 1, cap - n, f);
-    if (n < cap || ferror(f)) break;
-    char *nb = realloc(buf, 2 * cap + 1);
-    if (!nb) {
-      free(buf);
-      buf = NULL;
-      break;
-    }
-    buf = nb;
-    cap *= 2;
-  }
+  size_t n = 0;
+  char *buf = tdm_read_all(f, SIZE_MAX, &n);
   fclose(f);
   if (!buf || n == 0) {
     free(buf);
     return;
   }
-  buf[n] = 0;
   int argc = 0;
   for (size_t i = 0; i < n; i++) argc += buf[i] == 0;
   if (buf[n - 1] != 0) argc++;

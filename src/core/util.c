@@ -1,5 +1,6 @@
 // Arena, timers, aligned allocation, CRC-32.
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -60,4 +61,21 @@ uint32_t tdm_crc32(uint32_t crc, const void *data, size_t n) {
   crc = ~crc;
   for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
   return ~crc;
+}
+
+char *tdm_read_all(FILE *f, size_t max, size_t *len) {
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  while (buf) {
+    const size_t lim = cap < max ? cap : max;
+    n += fread(buf + n, 1, lim - n, f);
+    if (n < lim || n == max) break;  // end of file, a read error, or max bytes
+    char *nb = realloc(buf, 2 * cap + 1);
+    if (!nb) free(buf);
+    buf = nb, cap *= 2;
+  }
+  if (!buf) return NULL;
+  buf[n] = 0;
+  *len = n;
+  return buf;
 }

@@ -687,18 +687,8 @@ tdm_status tdm_config_load(tdm_config *cfg, const char *path, const char *const 
     FILE *f = fopen(path, "r");
     if (!f) return TDM_FAIL(TDM_ERR_IO, "cannot open config %s: %s", path, strerror(errno));
     // the whole text, for the integer-literal check (configurations are small; 16 MB at most)
-    size_t cap = 1 << 16, n = 0, got;
-    char *text = malloc(cap + 1);
-    while (text && (got = fread(text + n, 1, cap - n, f)) > 0) {
-      n += got;
-      if (n == cap && cap < (16u << 20)) {
-        char *t = realloc(text, 2 * cap + 1);
-        if (!t) free(text);
-        text = t, cap *= 2;
-      } else if (n == cap) {
-        break;
-      }
-    }
+    size_t n;
+    char *text = tdm_read_all(f, 16u << 20, &n);
     bool read_err = ferror(f) != 0;
     fclose(f);
     if (!text) return TDM_FAIL(TDM_ERR_OOM, "config %s: out of memory reading it", path);
@@ -706,7 +696,6 @@ tdm_status tdm_config_load(tdm_config *cfg, const char *path, const char *const 
       free(text);
       return TDM_FAIL(TDM_ERR_IO, "cannot read config %s", path);
     }
-    text[n] = 0;
     tdm_status cs = check_int_literals(text, path, true);
     free(text);
     TDM_TRY(cs);
