@@ -290,6 +290,22 @@ static void test_correlated_noise_parity(void) {
   tdm_agent_destroy(y);
 }
 
+// The noise restart on the GPU, with the fused act (sm_90) and with the graph of ops: exactly the
+// ended envs restart (tests/sac_side.h), in runs of neighbours and through a stream mapping.
+static void test_noise_restart_envs_gpu(void) {
+  NEED_GPU(g);
+  static const int32_t shuffled[7] = {3, 0, 6, 1, 5, 2, 4};
+  for (int fused = 0; fused < 2; fused++) {
+    tdm_sac_cfg c = parity_cfg();
+    c.noise_corr = 0.9f;
+    c.fused_update = fused;
+    const char *why = noise_restart_check(g, c, "1101110", NULL);
+    CHECKF(!why, "fused %d: %s", fused, why);
+    why = noise_restart_check(g, c, "0110110", shuffled);
+    CHECKF(!why, "fused %d, shuffled: %s", fused, why);
+  }
+}
+
 static void test_graph_equals_plain(void) {
   NEED_GPU(g);
   tdm_sac_cfg c = parity_cfg();
@@ -514,6 +530,7 @@ int main(void) {
   TDM_RUN(test_replay_sample_fused);
   TDM_RUN(test_sac_update_parity);
   TDM_RUN(test_correlated_noise_parity);
+  TDM_RUN(test_noise_restart_envs_gpu);
   TDM_RUN(test_graph_equals_plain);
   TDM_RUN(test_streams_equal_one_stream);
   TDM_RUN(test_lane_gemm);

@@ -1,7 +1,7 @@
-// Helpers shared by the SAC tests that compare agents across devices (sac_parity_test,
-// sac_fused_test, and bench/proto/sac_drift.c): the CPU device, a synchronised device-to-host
-// copy, a network's arrays on the host and their relative error, and random transitions fed to one
-// or two agents.
+// Helpers shared by the SAC tests (sac_test, sac_parity_test, sac_fused_test, and
+// bench/proto/sac_drift.c): the CPU device, a synchronised device-to-host copy, a network's arrays
+// on the host and their relative error, random transitions fed to one or two agents, and the
+// check of the exploration noise's restart at episode ends on any device.
 #ifndef TANDEM_TEST_SAC_SIDE_H
 #define TANDEM_TEST_SAC_SIDE_H
 
@@ -9,14 +9,14 @@
 #include "test.h"
 
 // The CPU device with one thread, opened once (NULL when it cannot be opened).
-static tdm_dev *cpu(void) {
+static inline tdm_dev *cpu(void) {
   static tdm_dev *d = NULL;
   if (!d && tdm_dev_open("cpu", 1, &d) != TDM_OK) d = NULL;
   return d;
 }
 
 // n floats of src (memory of dev: device or host) into host h, synchronised
-static tdm_status down(tdm_dev *dev, float *h, const float *src, size_t n) {
+static inline tdm_status down(tdm_dev *dev, float *h, const float *src, size_t n) {
   TDM_TRY(tdm_dev_d2h(dev, h, src, n * sizeof(float)));
   return tdm_dev_sync(dev);
 }
@@ -43,7 +43,7 @@ static inline double arr_err(tdm_mlp *m, tdm_mlp *ref, int which) {
 }
 
 // n env steps of random transitions into x and (when non-NULL) y
-static tdm_status feed2(tdm_agent *x, tdm_agent *y, int steps, uint64_t seed) {
+static inline tdm_status feed2(tdm_agent *x, tdm_agent *y, int steps, uint64_t seed) {
   enum { MAX_N = 8, MAX_O = 64, MAX_A = 40 };
   int O = x->dims.obs_dim, A = x->dims.act_dim, N = x->dims.num_envs;
   if (N > MAX_N || O > MAX_O || A > MAX_A)
@@ -67,6 +67,51 @@ static tdm_status feed2(tdm_agent *x, tdm_agent *y, int steps, uint64_t seed) {
     if (y) TDM_TRY(tdm_agent_observe(y, &b));
   }
   return TDM_OK;
+}
+
+// The restart of correlated exploration noise when episodes end, on device d with config c
+// (noise_corr > 0; obs 3, act 2, 7 envs). Two agents made alike act once; x then observes
+// an env step where the envs of `ended` (a string of '0' / '1' per transition, mapped to env slots
+// through `stream`, NULL = identity) end, z one where all 7 end. Both draw the same fresh noise,
+// so on the next act x's ended envs must give z's actions bit for bit and its other envs must
+// not. NULL when that holds, else what failed.
+static inline const char *noise_restart_check(tdm_dev *d, tdm_sac_cfg c, const char *ended,
+                                              const int32_t *stream) {
+  enum { N = 7, O = 3, A = 2 };
+  static char why[160];
+  tdm_agent_dims dims = {O, A, N};
+  tdm_agent *x = NULL, *z = NULL;
+  float obs[N * O], act[N * A], ax[N * A], az[N * A], rew[N] = {0};
+  uint8_t te[N], tr[N] = {0}, all[N];
+  tdm_t_rand(obs, N * O, -1, 1, 77);
+  for (int i = 0; i < N; i++) {
+    te[i] = ended[i] == '1';
+    all[i] = 1;
+  }
+  snprintf(why, sizeof why, "agents not made or an op failed");
+  if (tdm_sac_create(d, &c, &dims, 23, &x) != TDM_OK ||
+      tdm_sac_create(d, &c, &dims, 23, &z) != TDM_OK)
+    goto done;
+  tdm_transition_batch bx = {N, obs, act, rew, obs, te, tr, stream, TDM_SRC_REAL};
+  tdm_transition_batch bz = {N, obs, act, rew, obs, all, tr, NULL, TDM_SRC_REAL};
+  if (tdm_agent_act(x, obs, N, true, act) != TDM_OK || tdm_agent_observe(x, &bx) != TDM_OK ||
+      tdm_agent_act(z, obs, N, true, act) != TDM_OK || tdm_agent_observe(z, &bz) != TDM_OK ||
+      tdm_agent_act(x, obs, N, true, ax) != TDM_OK || tdm_agent_act(z, obs, N, true, az) != TDM_OK)
+    goto done;
+  for (int i = 0; i < N; i++) {
+    int env = stream ? stream[i] : i;
+    bool same = !memcmp(ax + env * A, az + env * A, A * sizeof(float));
+    if (same != te[i]) {
+      snprintf(why, sizeof why, "ended %s: env %d (transition %d) %s", ended, env, i,
+               te[i] ? "did not restart its noise" : "restarted its noise without ending");
+      goto done;
+    }
+  }
+  why[0] = 0;
+done:
+  tdm_agent_destroy(x);
+  tdm_agent_destroy(z);
+  return why[0] ? why : NULL;
 }
 
 #endif  // TANDEM_TEST_SAC_SIDE_H

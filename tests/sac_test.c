@@ -3,14 +3,7 @@
 // update's critic loss against a float64 recomputation; temperature direction; determinism;
 // checkpoint round trip; a 1-D toy problem.
 #include "../src/agents/sac_ops.h"
-#include "tandem/agent.h"
-#include "test.h"
-
-static tdm_dev *cpu(void) {
-  static tdm_dev *d = NULL;
-  if (!d && tdm_dev_open("cpu", 1, &d) != TDM_OK) d = NULL;
-  return d;
-}
+#include "sac_side.h"
 
 // ---------------------------------------------------------------------------------------------
 // replay
@@ -765,6 +758,24 @@ static double spread(const float *act, int n) {
   return sqrt(v / (n - 1));
 }
 
+// The noise restart touches exactly the env slots whose episodes ended, in runs of neighbours
+// (copied together), apart, at either end, and through a permuted stream mapping.
+static void test_noise_restart_envs(void) {
+  tdm_sac_cfg c = small_cfg();
+  c.noise_corr = 0.9f;
+  static const int32_t reversed[7] = {6, 5, 4, 3, 2, 1, 0}, shuffled[7] = {3, 0, 6, 1, 5, 2, 4};
+  static const struct {
+    const char *ended;
+    const int32_t *stream;
+  } cases[] = {{"1101110", NULL},     {"0010001", NULL},    {"1000000", NULL},
+               {"1111111", NULL},     {"0000000", NULL},    {"1110010", reversed},
+               {"0110110", shuffled}, {"1001001", shuffled}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const char *why = noise_restart_check(cpu(), c, cases[k].ended, cases[k].stream);
+    CHECKF(!why, "case %zu: %s", k, why);
+  }
+}
+
 static void test_correlated_noise(void) {
   tdm_dev *d = cpu();
   enum { N = 64, A = 2, T = 600 };
@@ -913,6 +924,7 @@ int main(void) {
   TDM_RUN(test_graph_streams_same_updates);
   TDM_RUN(test_checkpoint_resume_exact);
   TDM_RUN(test_correlated_noise);
+  TDM_RUN(test_noise_restart_envs);
   TDM_RUN(test_toy_learns_target_action);
   return tdm_test_end();
 }

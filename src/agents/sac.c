@@ -510,18 +510,26 @@ static tdm_status noise_restart(sac *s, tdm_dev *dev, const tdm_transition_batch
   if (s->cfg.noise_corr <= 0.0f || b->source == TDM_SRC_SYNTHETIC) return TDM_OK;
   const size_t A = (size_t)s->A;
   bool drawn = false;
-  for (int i = 0; i < b->n; i++) {
-    if (!tdm_transition_ends(b, i)) continue;
-    if (!drawn) {  // the first ended env: one draw serves all of this step's
+  int run0 = -1, run1 = -1;  // ended env slots [run0, run1) not yet copied: one copy per run
+  for (int i = 0; i <= b->n; i++) {
+    const bool ends = i < b->n && tdm_transition_ends(b, i);
+    int env = ends ? tdm_transition_stream(b, i) : -1;
+    if (env >= s->N) env = -1;
+    if (ends && !drawn) {  // the first ended env: one draw serves all of this step's
       TDM_TRY(
           tdm_fill_normal(dev, s->act_z, (size_t)s->N * A, 0.0f, 1.0f, &s->rng[1], RS_ACT_RESTART));
       TDM_TRY(tdm_rng_advance(dev, &s->rng[1], 1));
       drawn = true;
     }
-    const int env = tdm_transition_stream(b, i);
-    if (env >= 0 && env < s->N)
-      TDM_TRY(tdm_dev_d2d(dev, s->act_eps + (size_t)env * A, s->act_z + (size_t)env * A,
-                          A * sizeof(float)));
+    if (env >= 0 && env == run1) {  // extends the run
+      run1++;
+      continue;
+    }
+    if (run0 >= 0)
+      TDM_TRY(tdm_dev_d2d(dev, s->act_eps + (size_t)run0 * A, s->act_z + (size_t)run0 * A,
+                          (size_t)(run1 - run0) * A * sizeof(float)));
+    run0 = env;
+    run1 = env >= 0 ? env + 1 : -1;
   }
   return TDM_OK;
 }
