@@ -257,6 +257,20 @@ static void test_bench_args(void) {
   EXPECT(2, "--threads \"4097\"", "bench", "sac", "--threads", "4097", "--device", "gpu");
   EXPECT(2, "--threads \"1,2\"", "bench", "sac", "--threads", "1,2", "--device", "gpu");
   EXPECT(2, "\"--bogus\"", "bench", "sac", "--bogus");
+  // sizes and rows: checked before any device is opened
+  EXPECT(2, "--batch \"0\": expected an integer in 1..65536", "bench", "sac", "--batch", "0");
+  EXPECT(2, "--hidden \"4097\": expected an integer in 1..4096", "bench", "sac", "--hidden",
+         "4097");
+  EXPECT(2, "--layers \"8\": expected an integer in 1..7", "bench", "sac", "--layers", "8");
+  EXPECT(2, "--obs \"0\": expected an integer in 1..1024", "bench", "sac", "--obs", "0");
+  EXPECT(2, "--act \"2.5\": expected an integer in 1..256", "bench", "sac", "--act", "2.5");
+  EXPECT(2, "--rows \"fused,graph2\": \"graph2\" is not a row", "bench", "sac", "--rows",
+         "fused,graph2");
+  EXPECT(2, "--rows \"fused,\": \"\" is not a row", "bench", "sac", "--rows", "fused,");
+  EXPECT(2, "--rows needs a value", "bench", "sac", "--rows");
+  // valid sizes and rows: parsing reaches the --device check
+  EXPECT(2, "--device gpu", "bench", "sac", "--batch", "64", "--hidden", "128", "--layers", "3",
+         "--obs", "11", "--act", "3", "--rows", "graph1,fused", "--device", "gpu");
   EXPECT(2, "--updates needs a value", "bench", "sac", "--updates");
   EXPECT(2, "--device gpu", "bench", "sac", "--device", "gpu");
   EXPECT(2, "--device cuda:x", "bench", "sac", "--device", "cuda:x");
