@@ -35,6 +35,8 @@ namespace cg = cooperative_groups;
 #define FZ_CHUNK 12  // outputs per pass in row dot products (2 A = 12 at A = 6: one pass)
 #define FZ_RQ 4      // warps per batch row in the dL/da phase (each a quarter of the outputs)
 #define FZ_SROWS 2   // batch rows per task of the sample phase
+// most elements per thread of a phase's elementwise work on the blocks without a task (fz_phase)
+#define FZ_FREE_ELEMS 8
 
 enum { FZ_EPI_FWD = 0, FZ_EPI_DX, FZ_EPI_DW };
 
@@ -634,11 +636,12 @@ static __device__ void fz_locate(const fz_plan &pl, int t, int &j, int &e, int &
 }
 
 // Run the phase's GEMM tiles (pl: NULL for none) and nrow row tasks (row(t) for t < nrow, all
-// threads of the block) over the blocks; then elem(i, stride) over the threads of the blocks that
-// had no task (over all the grid's threads when every block had one).
+// threads of the block) over the blocks; then elem(i, stride), whose loops cover nelem elements,
+// over the threads of the blocks that had no task, or over all the grid's threads when every block
+// had one or when the free blocks are too few for nelem.
 template <typename RowF, typename ElemF>
 static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const fz_plan *pl,
-                                int nrow, fz_smem &sm, RowF row, ElemF elem) {
+                                int nrow, fz_smem &sm, RowF row, ElemF elem, size_t nelem = 0) {
   // tile tasks: one per tile, or two (the halves of a pair: task 2 t + h is half h of tile t)
   const int pair = pl ? pl->pair : 0, ntile = pl ? pl->total << pair : 0;
   for (int t = blockIdx.x; t < ntile + nrow; t += gridDim.x) {
@@ -661,10 +664,13 @@ static __device__ void fz_phase(const tdm_sacf_args &a, const fz_ctx &c, const f
       row(t - ntile);
     }
   }
-  // the elementwise work on the blocks without a task when there are such blocks (a block with a
-  // tile would otherwise add it to the phase's longest path)
+  // the elementwise work on the blocks without a task when there are enough of them (a block with a
+  // tile would otherwise add it to the phase's longest path); a few free blocks with much work
+  // would be the longest path instead (the Adam step of a 256-wide middle layer beside 128 tiles
+  // on 132 blocks: 128 elements per thread, 120 us), so then every block takes a share after its
+  // task (which thread updates an element does not change its value)
   const int ntask = ntile + nrow, free = (int)gridDim.x - ntask;
-  if (free <= 0)
+  if (free <= 0 || nelem > (size_t)free * blockDim.x * FZ_FREE_ELEMS)
     elem((size_t)blockIdx.x * blockDim.x + threadIdx.x, (size_t)gridDim.x * blockDim.x);
   else if ((int)blockIdx.x >= ntask)
     elem((size_t)(blockIdx.x - ntask) * blockDim.x + threadIdx.x, (size_t)free * blockDim.x);
@@ -984,18 +990,22 @@ static __global__ void fz_plan_kernel(const __grid_constant__ tdm_sacf_args a) {
   }
 }
 
+// Elements of the elementwise work of the phase of layer l (fz_bwd_elem).
+static __device__ size_t fz_bwd_nelem(const tdm_sacf_args &a, const fz_bwd &w, int l) {
+  const tdm_sacf_net &n = *w.n;
+  return l + 1 <= a.L - 2 ? (size_t)w.E * n.out[l + 1] * n.in[l + 1] : 0;
+}
+
 // Elementwise work of the phase of layer l: Adam on W_{l+1} when layer l + 1 is hidden (its
 // gradient is from the previous phase; nothing reads it in this one).
 static __device__ void fz_bwd_elem(const tdm_sacf_args &a, const fz_ctx &c, const fz_bwd &w, int l,
                                    size_t i0, size_t st) {
   const tdm_sacf_net &n = *w.n;
   const float bc1 = w.critic ? c.bc1c : c.bc1a, bc2 = w.critic ? c.bc2c : c.bc2a;
-  if (l + 1 <= a.L - 2) {
-    const size_t nw = (size_t)w.E * n.out[l + 1] * n.in[l + 1];
-    for (size_t i = i0; i < nw; i += st) {
-      size_t o = n.w[l + 1] + i;
-      fz_adam(a, n.p, n.m, n.v, fz_ema(a, w.ema), o, n.g[o], bc1, bc2);
-    }
+  const size_t nw = fz_bwd_nelem(a, w, l);  // 0 when layer l + 1 is the head
+  for (size_t i = i0; i < nw; i += st) {
+    size_t o = n.w[l + 1] + i;
+    fz_adam(a, n.p, n.m, n.v, fz_ema(a, w.ema), o, n.g[o], bc1, bc2);
   }
 }
 
@@ -1235,7 +1245,7 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
             a.stats[TDM_SAC_ST_ALPHA] = c.alpha;
           }
         },
-        [&](size_t i0, size_t st) { fz_bwd_elem(a, c, cb, l, i0, st); });
+        [&](size_t i0, size_t st) { fz_bwd_elem(a, c, cb, l, i0, st); }, fz_bwd_nelem(a, cb, l));
     if (l > 0 || a.actor_step) FZ_SYNC();
   }
 
@@ -1327,14 +1337,17 @@ static __global__ void __launch_bounds__(FZ_THREADS, 1)
     // ---- actor backward and Adam; the temperature's Adam in the last phase
     const fz_bwd ab = fz_actor_bwd(a);
     for (int l = L - 2; l >= 0; l--) {
-      fz_phase(a, c, &plan[gp++], 0, sm, no_row, [&](size_t i0, size_t st) {
-        fz_bwd_elem(a, c, ab, l, i0, st);
-        if (l == 0 && a.ent_auto && i0 == 0) {
-          int32_t t = *a.alpha_step + 1;
-          const float bc1 = adam_bc(a.b1, t), bc2 = adam_bc(a.b2, t);
-          fz_adam(a, a.log_alpha, a.alpha_m, a.alpha_v, NULL, 0, a.g_log_alpha[0], bc1, bc2);
-        }
-      });
+      fz_phase(
+          a, c, &plan[gp++], 0, sm, no_row,
+          [&](size_t i0, size_t st) {
+            fz_bwd_elem(a, c, ab, l, i0, st);
+            if (l == 0 && a.ent_auto && i0 == 0) {
+              int32_t t = *a.alpha_step + 1;
+              const float bc1 = adam_bc(a.b1, t), bc2 = adam_bc(a.b2, t);
+              fz_adam(a, a.log_alpha, a.alpha_m, a.alpha_v, NULL, 0, a.g_log_alpha[0], bc1, bc2);
+            }
+          },
+          fz_bwd_nelem(a, ab, l));
       if (l > 0) FZ_SYNC();
     }
   }
