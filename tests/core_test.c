@@ -90,15 +90,19 @@ static void test_pool_parallel_for(void) {
 }
 
 // every item exactly once, worker ids in range, uneven work (stealing), n below and around the
-// worker count, back-to-back calls; for both schedulers and with and without spinning
+// worker count, back-to-back calls (a job with fewer chunks than workers, where only that many
+// workers take part, next to larger ones); for both schedulers and with and without spinning
 typedef struct {
   _Atomic int *hits;  // (n)
-  _Atomic int bad_worker;
+  _Atomic int bad_worker, max_worker;
   int size;
 } once_ctx;
 static void once_fn(void *ctx, int64_t b, int64_t e, int w) {
   once_ctx *c = ctx;
   if (w < 0 || w >= c->size) atomic_store(&c->bad_worker, 1);
+  for (int m = atomic_load(&c->max_worker);
+       w > m && !atomic_compare_exchange_weak(&c->max_worker, &m, w);) {
+  }
   for (int64_t i = b; i < e; i++) {
     atomic_fetch_add(&c->hits[i], 1);
     if (i % 7 == 0) {  // uneven cost
@@ -117,17 +121,22 @@ static void test_pool_schedulers(void) {
     setenv("TDM_POOL_SPIN_US", modes[m][0], 1);
     setenv("TDM_POOL_SCHED", modes[m][1], 1);
     tdm_pool *p;
-    CHECK_OK(tdm_pool_create(3, &p));  // more workers than this machine's cores is fine
-    once_ctx c = {.hits = hits, .size = 3};
+    CHECK_OK(tdm_pool_create(6, &p));  // more workers than this machine's cores is fine
+    once_ctx c = {.hits = hits, .size = 6};
     atomic_init(&c.bad_worker, 0);
     for (int rep = 0; rep < 20; rep++)
       for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-        const int64_t n = sizes[k];
+        const int64_t n = sizes[k], grain = 1 + rep % 3, chunks = (n + grain - 1) / grain;
         for (int64_t i = 0; i < n; i++) atomic_store(&hits[i], 0);
-        tdm_pool_for(p, n, 1 + rep % 3, once_fn, &c);
+        atomic_store(&c.max_worker, 0);
+        tdm_pool_for(p, n, grain, once_fn, &c);
         int ok = 1;
         for (int64_t i = 0; i < n; i++) ok &= atomic_load(&hits[i]) == 1;
         CHECKF(ok, "mode %d n %lld: an item ran other than once", m, (long long)n);
+        // fewer chunks than workers: workers 0 .. chunks - 1 only
+        if (chunks < 6)
+          CHECKF(atomic_load(&c.max_worker) < chunks, "mode %d n %lld grain %lld: worker %d ran", m,
+                 (long long)n, (long long)grain, atomic_load(&c.max_worker));
       }
     CHECK(atomic_load(&c.bad_worker) == 0);
     tdm_pool_destroy(p);

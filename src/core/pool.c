@@ -4,7 +4,8 @@
 // load is uneven. Idle workers spin briefly on the job counter (pause, then sched_yield so that
 // an oversubscribed machine still runs the thread with work) before sleeping on a condition
 // variable, so back-to-back calls (env steps) pay no futex wake-up per worker (on a VM, waking
-// a halted vCPU is an inter-processor interrupt through the hypervisor).
+// a halted vCPU is an inter-processor interrupt through the hypervisor). A job with fewer chunks
+// than workers (10 evaluation envs on 16 cores) runs on that many workers, the caller first.
 // Environment knobs (read at tdm_pool_create, for A/B measurements): TDM_POOL_SPIN_US (spin
 // time before sleeping, default 50; 0 = sleep at once), TDM_POOL_SCHED=dynamic (no owned blocks:
 // every worker takes chunks from one shared counter in order, the previous scheduler).
@@ -42,7 +43,7 @@ struct tdm_pool {
   int dynamic;  // 1 = all workers take chunks from blocks[0] (one shared counter)
   pthread_mutex_t mu;
   pthread_cond_t wake, done;
-  atomic_ullong generation;  // job counter: bumped once per tdm_pool_for
+  atomic_ullong generation;  // job counter and workers taking part (GEN_ACTIVE)
   atomic_int sleepers;       // helpers blocked (or about to block) on wake
   atomic_int pending;        // helpers not yet finished with the current job
   atomic_int caller_waits;   // the caller is blocked (or about to block) on done
@@ -52,6 +53,12 @@ struct tdm_pool {
   void *ctx;
   int64_t chunk;
 };
+
+// The generation word: (job counter << 16) | the number of workers taking part in the job
+// (0..n - 1; fewer than size when the job has fewer chunks). One atomic word, so that a helper
+// that takes no part in a job and so need not finish before the next one starts never pairs one
+// job's counter with another's count.
+#define GEN_ACTIVE(g) ((int)((g)&0xffff))
 
 typedef struct {
   tdm_pool *pool;
@@ -64,10 +71,11 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-// Own block first, then the others in turn (stealing); returns when every block is drained.
-static void run_chunks(tdm_pool *p, int worker) {
+// Own block first, then the others of the active workers in turn (stealing); returns when every
+// block is drained.
+static void run_chunks(tdm_pool *p, int worker, int active) {
   const int64_t chunk = p->chunk;
-  const int nb = p->dynamic ? 1 : p->size;
+  const int nb = p->dynamic ? 1 : active;
   for (int k = 0; k < nb; k++) {
     block *b = &p->blocks[(worker + k) % nb];
     for (;;) {
@@ -119,7 +127,8 @@ static void *worker_main(void *arg) {
     }
     if (atomic_load(&p->quit)) break;
     seen = g;
-    run_chunks(p, worker);
+    if (worker >= GEN_ACTIVE(g)) continue;  // a job with fewer chunks than workers: not ours
+    run_chunks(p, worker, GEN_ACTIVE(g));
     if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_waits)) {
       pthread_mutex_lock(&p->mu);
       pthread_cond_signal(&p->done);
@@ -139,6 +148,8 @@ tdm_status tdm_pool_create(int nthreads, tdm_pool **out) {
   if (nthreads < 0)
     return TDM_FAIL(TDM_ERR_ARG, "thread count %d is negative; use 0 for all cores", nthreads);
   if (nthreads == 0) nthreads = tdm_cpu_count();
+  if (nthreads > 0xffff)
+    return TDM_FAIL(TDM_ERR_ARG, "thread count %d is above the pool's limit of 65535", nthreads);
   tdm_pool *p = calloc(1, sizeof *p);
   if (!p) return TDM_FAIL(TDM_ERR_OOM, "out of host memory creating a thread pool");
   p->blocks = aligned_alloc(_Alignof(block), sizeof(block) * (size_t)nthreads);
@@ -223,9 +234,14 @@ void tdm_pool_for(tdm_pool *p, int64_t n, int64_t grain, tdm_range_fn fn, void *
   }
   // about 16 chunks per worker, never below grain: a claim from a worker's own block is one
   // uncontended atomic add, and small chunks let the others steal the tail of a slow worker
-  const int P = p->size;
-  int64_t chunk = (n + 16 * P - 1) / (16 * P);
+  int64_t chunk = (n + 16 * (int64_t)p->size - 1) / (16 * (int64_t)p->size);
   if (chunk < grain) chunk = grain;
+  // with fewer chunks than workers (a few envs on many cores) only as many workers as chunks take
+  // part, the caller's own among them: the caller waits for every taking part helper to check in,
+  // and a helper that has to be woken (futex, on a VM an interrupt through the hypervisor) for
+  // nothing would make each call as slow as the slowest wake-up of all of them
+  const int64_t nc = (n + chunk - 1) / chunk;
+  const int P = nc < p->size ? (int)nc : p->size;
   p->fn = fn;
   p->ctx = ctx;
   p->chunk = chunk;
@@ -234,21 +250,23 @@ void tdm_pool_for(tdm_pool *p, int64_t n, int64_t grain, tdm_range_fn fn, void *
     p->blocks[0].end = n;
   } else {
     // worker w owns chunks [w * nc / P, (w + 1) * nc / P): the same items every call
-    const int64_t nc = (n + chunk - 1) / chunk;
     for (int w = 0; w < P; w++) {
       int64_t b = (int64_t)w * nc / P * chunk, e = (int64_t)(w + 1) * nc / P * chunk;
       atomic_store_explicit(&p->blocks[w].next, b, memory_order_relaxed);
       p->blocks[w].end = e < n ? e : n;
     }
   }
-  atomic_store(&p->pending, P - 1);     // every helper checks in, even with no chunk of its own
-  atomic_fetch_add(&p->generation, 1);  // publishes the job (seq_cst)
+  // every helper taking part checks in, even one whose chunks were all stolen; the caller is the
+  // only writer of generation, and publishes the job with it (seq_cst)
+  atomic_store(&p->pending, P - 1);
+  const unsigned long long g = atomic_load(&p->generation);
+  atomic_store(&p->generation, (((g >> 16) + 1) << 16) | (unsigned long long)P);
   if (atomic_load(&p->sleepers) > 0) {
     pthread_mutex_lock(&p->mu);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
   }
-  run_chunks(p, 0);
+  run_chunks(p, 0, P);
   // wait for the helpers: spin, then sleep (a helper that sees caller_waits signals done)
   if (atomic_load(&p->pending) > 0 && p->spin_ns > 0) {
     int64_t t0 = now_ns();
