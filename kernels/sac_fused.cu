@@ -1487,27 +1487,34 @@ static __global__ void __launch_bounds__(FZA_THREADS, 1)
     const float *xin = l & 1 ? x1 : x0, *w = wsl + woff[l], *bs = w + S * KP;
     float *xout = l & 1 ? x0 : x1;  // in every block of the cluster (the head: block 0's head)
     // outputs o of this block's slice: warp w takes o = w, w + FZA_WARPS, ...; lanes split k;
-    // each output is stored into every block's next input rows (the head's into block 0's)
+    // rows in groups of NR (the accumulators in registers); each output is stored into every
+    // block's next input rows (the head's into block 0's)
     for (int o = warp; o < cnt; o += FZA_WARPS) {
-      float acc[NR];
-#pragma unroll
-      for (int r = 0; r < NR; r++) acc[r] = 0.0f;
       const float *wr = w + o * KP;
-      for (int k = lane; k < K; k += 32) {
-        const float wv = wr[k];
+      for (int r0 = 0; r0 < n; r0 += NR) {
+        const float *xr = xin + r0 * K;
+        const int nr = min(NR, n - r0);
+        float acc[NR];
 #pragma unroll
-        for (int r = 0; r < NR; r++)
-          if (r < n) acc[r] = fmaf(xin[r * K + k], wv, acc[r]);
-      }
+        for (int r = 0; r < NR; r++) acc[r] = 0.0f;
+        for (int k = lane; k < K; k += 32) {
+          const float wv = wr[k];
 #pragma unroll
-      for (int r = 0; r < NR; r++) {
-        if (r >= n) break;
-        const float z = tdm_warp_sum(acc[r]) + bs[o];
-        const float y = !hidden ? z : act == TDM_ACT_RELU ? act_f<TDM_ACT_RELU>(z) : fz_act(act, z);
-        if (hidden) {
-          if (lane < FZA_CS) cl.map_shared_rank(xout, lane)[r * N + o0 + o] = y;
-        } else if (lane == 0) {
-          cl.map_shared_rank(head, 0)[r * N + o0 + o] = y;
+          for (int r = 0; r < NR; r++)
+            if (r < nr) acc[r] = fmaf(xr[r * K + k], wv, acc[r]);
+        }
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+          if (r >= nr) break;
+          const float z = tdm_warp_sum(acc[r]) + bs[o];
+          const float y = !hidden               ? z
+                          : act == TDM_ACT_RELU ? act_f<TDM_ACT_RELU>(z)
+                                                : fz_act(act, z);
+          if (hidden) {
+            if (lane < FZA_CS) cl.map_shared_rank(xout, lane)[(r0 + r) * N + o0 + o] = y;
+          } else if (lane == 0) {
+            cl.map_shared_rank(head, 0)[(r0 + r) * N + o0 + o] = y;
+          }
         }
       }
     }
@@ -1564,7 +1571,7 @@ extern "C" tdm_status tdm_sacf_act(tdm_dev *dev, const tdm_sacf_args *a, const f
   at[0].id = cudaLaunchAttributeClusterDimension;
   at[0].val.clusterDim.x = FZA_CS, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
   cfg.attrs = at, cfg.numAttrs = 1;
-  // the instance with the fewest row registers that hold n rows
+  // the instance with the fewest row registers that hold n rows (more rows: groups of 16)
   auto *kernel = n <= 1 ? fza_kernel<1> : n <= 4 ? fza_kernel<4> : fza_kernel<16>;
   TDM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a->actor, a->L, a->act, a->O, a->A, a->lo, a->hi,
                                     obs, n, rng, stream, state, rho, sqrtf(1.0f - rho * rho), out));

@@ -255,8 +255,9 @@ static void test_fused_deterministic(void) {
 // act (fused_update false), same seed so the same parameters and noise counters: actions within
 // 1e-5 relative for every shape, deterministic and sampled, for all envs at once (a graph
 // replay) and for one row (plain launches), over several calls (the noise counter advanced alike);
-// 17 envs exceed the fused act's rows and take the op path in both agents. On sm_90 the fused act
-// must be the one that ran (tdm_sac_fused_act_active), for up to 16 rows. Half of the cases draw
+// 65 envs exceed the fused act's rows and take the op path in both agents. On sm_90 the fused act
+// must be the one that ran (tdm_sac_fused_act_active), for up to 64 rows (17 and 64: more than one
+// group of 16 row registers). Half of the cases draw
 // correlated noise (agent.noise_corr 0.9: the kernel
 // updates each row's AR(1) state as the op path's axpby does), alternating over shapes and env
 // counts.
@@ -265,9 +266,9 @@ static void test_fused_act(void) {
   tdm_gpu_info info;
   CHECK_OK(tdm_gpu_info_get(g->ordinal, &info));
   const bool sm90 = info.cc_major >= 9;
-  const int envs[4] = {1, 3, 16, 17};
+  const int envs[6] = {1, 3, 16, 17, 64, 65};
   for (int i = 0; i < N_SHAPES; i++) {
-    for (int ei = 0; ei < 4; ei++) {
+    for (int ei = 0; ei < 6; ei++) {
       const shape *sh = &SHAPES[i];
       char name[160];
       shape_str(sh, name, sizeof name);
@@ -280,7 +281,7 @@ static void test_fused_act(void) {
       c.fused_update = false;
       CHECK_OK(tdm_sac_create(g, &c, &dims, 31 + i, &y));
       CHECK(tdm_sac_fused_active(x) && !tdm_sac_fused_active(y));
-      CHECKF(tdm_sac_fused_act_active(x, N) == (sm90 && N <= 16) && !tdm_sac_fused_act_active(y, 1),
+      CHECKF(tdm_sac_fused_act_active(x, N) == (sm90 && N <= 64) && !tdm_sac_fused_act_active(y, 1),
              "%s, %d envs: fused act %d (sm_90: %d)", name, N, (int)tdm_sac_fused_act_active(x, N),
              (int)sm90);
       float *o = malloc(sizeof(float) * N * sh->obs), *ax = malloc(sizeof(float) * N * sh->act),

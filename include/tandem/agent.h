@@ -50,7 +50,7 @@ typedef struct {
                       // graph of ops; false: always the graph of ops. Same algorithm, GEMMs summed
                       // in another order (not bitwise equal to the op path); 27% faster on the
                       // H200, and the same returns over 19 seeds (bench/RESULTS.md session 10).
-                      // With it, on sm_90, an act of up to 16 rows is one kernel too (tdm_sacf_act)
+                      // With it, on sm_90, an act of up to 64 rows is one kernel too (tdm_sacf_act)
 } tdm_sac_cfg;
 
 // Stable-Baselines3 defaults (above).

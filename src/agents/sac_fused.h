@@ -123,8 +123,9 @@ tdm_status tdm_sacf_launch(tdm_dev *dev, const tdm_sacf_args *a);
 // tdm_sacf_act_setup: whether dev can run it (sets its shared-memory limit).
 // tdm_sacf_act_fits: whether n rows of the actor fit (n <= TDM_SACF_ACT_MAXN, the slices and rows
 // within TDM_SACF_ACT_FLOATS floats of shared memory: 208 KB per block, under sm_90's 227 KB, so
-// 16 rows of a 512x2 or 256x3 actor fit; a launch asks for what its rows need).
-#define TDM_SACF_ACT_MAXN 16
+// 64 rows of a 256x2 or 256x3 actor fit, and 17 of a 512x2 one; a launch asks for what its rows
+// need).
+#define TDM_SACF_ACT_MAXN 64
 #define TDM_SACF_ACT_FLOATS 53248
 bool tdm_sacf_act_setup(tdm_dev *dev);
 bool tdm_sacf_act_fits(const tdm_sacf_net *actor, int L, int A, int n);

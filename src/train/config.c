@@ -94,7 +94,7 @@ static const tdm_cfg_key schema[] = {
      "the fused update always runs 3xTF32, about fp32"},
     {"agent.fused_update", TDM_KEY_BOOL, OFF(fused_update), 0, 1, 0, 1, NULL, NULL, true,
      "with use_graph: each update one persistent kernel on the GPU when the device and shapes "
-     "allow (act_dim <= 32), else the graph of ops, and on sm_90 each act of up to 16 envs one "
+     "allow (act_dim <= 32), else the graph of ops, and on sm_90 each act of up to 64 envs one "
      "kernel; false always takes the graph of ops (GPU only; GEMMs summed in another order)"},
     {"agent.graph_streams", TDM_KEY_INT, OFF(graph_streams), 0, 2, 1, 2, NULL, NULL, true,
      "streams of one update: 2 forks independent work onto a second stream, 1 keeps one "
