@@ -188,15 +188,27 @@ tdm_status tdm_cpu_bias_add(tdm_dev *dev, float *Y, const float *b, int E, int M
   return TDM_OK;
 }
 
+// Column sums of dY (each in double, rows in order) for outputs [c0, c1) of the E * N: the columns
+// of one member in blocks of BG_COLS, the rows walked along memory (the same sums as one column at
+// a time down its stride).
+enum { BG_COLS = 64 };
 static void bias_grad_fn(void *ctx, int64_t c0, int64_t c1, int w) {
   (void)w;
   const bias_job *j = ctx;
-  for (int64_t c = c0; c < c1; c++) {  // c indexes the E * N outputs
-    int64_t e = c / j->N, col = c % j->N;
-    const float *d = j->dY + e * j->M * j->N + col;
-    double s = 0;
-    for (int r = 0; r < j->M; r++) s += d[(int64_t)r * j->N];
-    j->db[c] = (float)(j->beta == 0.0f ? s : j->beta * (double)j->db[c] + s);
+  const int64_t N = j->N;
+  for (int64_t c = c0; c < c1;) {
+    const int64_t e = c / N, col = c % N;
+    int64_t nb = N - col < c1 - c ? N - col : c1 - c;  // this member's columns left in the range
+    if (nb > BG_COLS) nb = BG_COLS;
+    double s[BG_COLS] = {0};
+    const float *d = j->dY + e * j->M * N + col;
+    for (int r = 0; r < j->M; r++) {
+      const float *row = d + (int64_t)r * N;
+      for (int64_t k = 0; k < nb; k++) s[k] += row[k];
+    }
+    for (int64_t k = 0; k < nb; k++)
+      j->db[c + k] = (float)(j->beta == 0.0f ? s[k] : j->beta * (double)j->db[c + k] + s[k]);
+    c += nb;
   }
 }
 
@@ -227,6 +239,14 @@ typedef struct {
   float *out;
 } act_job;
 
+// An elementwise loop whose output may be one of its inputs (in place) but never overlaps one
+// otherwise: GCC may vectorize it without checking for overlap (which in-place calls would fail).
+#if defined(__GNUC__) && !defined(__clang__)
+#define TDM_ELEMENTWISE _Pragma("GCC ivdep")
+#else
+#define TDM_ELEMENTWISE
+#endif
+
 static void act_fwd_fn(void *ctx, int64_t i0, int64_t i1, int w) {
   (void)w;
   const act_job *j = ctx;
@@ -237,6 +257,7 @@ static void act_fwd_fn(void *ctx, int64_t i0, int64_t i1, int w) {
       if (y != x) memcpy(y + i0, x + i0, sizeof(float) * (size_t)(i1 - i0));
       break;
     case TDM_ACT_RELU:
+      TDM_ELEMENTWISE
       for (int64_t i = i0; i < i1; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
       break;
     case TDM_ACT_TANH:
@@ -264,7 +285,12 @@ static void act_bwd_fn(void *ctx, int64_t i0, int64_t i1, int w) {
       if (dx != dy) memcpy(dx + i0, dy + i0, sizeof(float) * (size_t)(i1 - i0));
       break;
     case TDM_ACT_RELU:
-      for (int64_t i = i0; i < i1; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+      // both loaded, so that the choice is a select rather than a branch on each sign
+      TDM_ELEMENTWISE
+      for (int64_t i = i0; i < i1; i++) {
+        const float d = dy[i];
+        dx[i] = x[i] > 0.0f ? d : 0.0f;
+      }
       break;
     case TDM_ACT_TANH:
       for (int64_t i = i0; i < i1; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
