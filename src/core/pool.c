@@ -55,7 +55,7 @@ struct tdm_pool {
 };
 
 // The generation word: (job counter << 16) | the number of workers taking part in the job
-// (0..n - 1; fewer than size when the job has fewer chunks). One atomic word, so that a helper
+// (1..size; fewer than size when the job has fewer chunks). One atomic word, so that a helper
 // that takes no part in a job and so need not finish before the next one starts never pairs one
 // job's counter with another's count.
 #define GEN_ACTIVE(g) ((int)((g)&0xffff))
